@@ -1,0 +1,1 @@
+"""The domain: values, ports and use cases. Imports nothing outside the standard library."""

@@ -1,0 +1,223 @@
+"""Use cases that make new images: text-to-image, image-to-image and upscale."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.model import (
+    DEFAULT_MODEL,
+    MAX_UPSCALE_SIDE,
+    GeneratedImage,
+    Generation,
+    ImageSpec,
+    ImageToImage,
+    Operation,
+    Parameters,
+    Settings,
+    StoredImage,
+    TextToImage,
+    Upscale,
+    nearest_valid_side,
+)
+from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver, random_seed
+
+__all__ = ["GenerateImageToImage", "GenerateTextToImage", "UpscaleImage"]
+
+
+def _spec(command: TextToImage | ImageToImage, settings: Settings, seed: int, width: int, height: int) -> ImageSpec:
+    return ImageSpec(
+        prompt=command.prompt,
+        negative_prompt=command.negative_prompt,
+        width=width,
+        height=height,
+        steps=command.steps if command.steps is not None else settings.default_steps,
+        cfg_scale=command.cfg_scale if command.cfg_scale is not None else settings.default_cfg_scale,
+        seed=seed,
+        model=command.model or DEFAULT_MODEL,
+    )
+
+
+def _generation(
+    pipeline: GenerationPipeline,
+    *,
+    operation: Operation,
+    task_id: str,
+    prompt: str,
+    negative_prompt: str | None,
+    image: GeneratedImage,
+    stored: StoredImage,
+    seed: int | None,
+    steps: int | None = None,
+    cfg_scale: float | None = None,
+    model: str | None = None,
+    strength: float | None = None,
+    scale: int | None = None,
+    source_id: int | None = None,
+) -> Generation:
+    return Generation(
+        id=None,
+        operation=operation,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        parameters=Parameters(
+            width=image.width,
+            height=image.height,
+            steps=steps,
+            cfg_scale=cfg_scale,
+            seed=seed,
+            model=model,
+            engine=pipeline.generator.name,
+            strength=strength,
+            scale=scale,
+            source_id=source_id,
+        ),
+        seed=seed,
+        width=image.width,
+        height=image.height,
+        image=stored,
+        remote_url=image.remote_url,
+        task_id=task_id,
+        created_at=pipeline.clock.now(),
+        cost=image.cost,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateTextToImage:
+    """Make an image from a prompt.
+
+    Rules:
+    - unset size, steps and guidance come from the settings' defaults;
+    - an unset seed is drawn at random, always passed to the engine, and recorded;
+    - the recorded seed is the one the engine reports, when it reports one.
+    """
+
+    pipeline: GenerationPipeline
+    seeds: Callable[[], int] = field(default=random_seed)
+
+    async def __call__(self, command: TextToImage) -> Generation:
+        settings = await self.pipeline.settings.get()
+        spec = _spec(
+            command,
+            settings,
+            seed=command.seed if command.seed is not None else self.seeds(),
+            width=command.width or settings.default_width,
+            height=command.height or settings.default_height,
+        )
+        task_id = command.task_id or self.pipeline.new_task_id()
+
+        async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
+            return await self.pipeline.generator.text_to_image(spec, progress)
+
+        def build(image: GeneratedImage, stored: StoredImage) -> Generation:
+            return _generation(
+                self.pipeline,
+                operation=Operation.TEXT_TO_IMAGE,
+                task_id=task_id,
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                image=image,
+                stored=stored,
+                seed=image.seed if image.seed is not None else spec.seed,
+                steps=spec.steps,
+                cfg_scale=spec.cfg_scale,
+                model=spec.model,
+            )
+
+        return await self.pipeline.run(task_id=task_id, produce=produce, build=build)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateImageToImage:
+    """Transform an input image according to a prompt.
+
+    Rules:
+    - the input is resolved by :class:`SourceResolver` (storage-only paths, data URIs);
+    - the output has the source's size snapped to the nearest valid generation size,
+      unless ``width``/``height`` are given;
+    - ``strength`` 0 keeps the source, 1 replaces it.
+    """
+
+    pipeline: GenerationPipeline
+    resolve: SourceResolver
+    seeds: Callable[[], int] = field(default=random_seed)
+
+    async def __call__(self, command: ImageToImage) -> Generation:
+        settings = await self.pipeline.settings.get()
+        source = await self.resolve(command.source, "seedImage")
+        spec = _spec(
+            command,
+            settings,
+            seed=command.seed if command.seed is not None else self.seeds(),
+            width=command.width or nearest_valid_side(source.width),
+            height=command.height or nearest_valid_side(source.height),
+        )
+        task_id = command.task_id or self.pipeline.new_task_id()
+
+        async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
+            return await self.pipeline.generator.image_to_image(spec, source, command.strength, progress)
+
+        def build(image: GeneratedImage, stored: StoredImage) -> Generation:
+            return _generation(
+                self.pipeline,
+                operation=Operation.IMAGE_TO_IMAGE,
+                task_id=task_id,
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                image=image,
+                stored=stored,
+                seed=image.seed if image.seed is not None else spec.seed,
+                steps=spec.steps,
+                cfg_scale=spec.cfg_scale,
+                model=spec.model,
+                strength=command.strength,
+                source_id=source.generation.id if source.generation else None,
+            )
+
+        return await self.pipeline.run(task_id=task_id, produce=produce, build=build)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpscaleImage:
+    """Make a larger copy of an input image.
+
+    Rules:
+    - the output is ``scale`` times the input on each side, at most 4096 px a side (else 400);
+    - the result is a new generation carrying the source generation's prompt, if any.
+    """
+
+    pipeline: GenerationPipeline
+    resolve: SourceResolver
+
+    async def __call__(self, command: Upscale) -> Generation:
+        source = await self.resolve(command.source, "imagePath")
+        if max(source.width, source.height) * command.scale > MAX_UPSCALE_SIDE:
+            raise InvalidParameters(
+                f"Upscaled image would be {source.width * command.scale}x{source.height * command.scale};"
+                f" at most {MAX_UPSCALE_SIDE} px a side is allowed",
+                field="scale",
+            )
+        task_id = command.task_id or self.pipeline.new_task_id()
+        origin = source.generation
+
+        async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
+            return await self.pipeline.generator.upscale(source, command.scale, progress)
+
+        def build(image: GeneratedImage, stored: StoredImage) -> Generation:
+            return _generation(
+                self.pipeline,
+                operation=Operation.UPSCALE,
+                task_id=task_id,
+                prompt=origin.prompt if origin else "",
+                negative_prompt=origin.negative_prompt if origin else None,
+                image=image,
+                stored=stored,
+                seed=origin.seed if origin else None,
+                model=origin.parameters.model if origin else None,
+                scale=command.scale,
+                source_id=origin.id if origin else None,
+            )
+
+        return await self.pipeline.run(task_id=task_id, produce=produce, build=build)

@@ -1,0 +1,71 @@
+"""Use cases over the history of generations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagestudio.domain.errors import NotFound
+from imagestudio.domain.model import Generation, HistoryPage, HistoryQuery
+from imagestudio.domain.ports import GenerationRepository, ImageStorage
+
+__all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "OpenImage"]
+
+GENERATION_NOT_FOUND = "Generation not found"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListHistory:
+    """A page of the history, newest first, with the total matching the filter."""
+
+    repository: GenerationRepository
+
+    async def __call__(self, query: HistoryQuery) -> HistoryPage:
+        return await self.repository.list(query)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GetGeneration:
+    """One generation by id; ``NotFound`` ("Generation not found") when there is none."""
+
+    repository: GenerationRepository
+
+    async def __call__(self, generation_id: int) -> Generation:
+        generation = await self.repository.get(generation_id)
+        if generation is None:
+            raise NotFound(GENERATION_NOT_FOUND)
+        return generation
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteGeneration:
+    """Remove a generation's record and then its file.
+
+    Rules:
+    - the record goes first: a crash in between leaves an unreferenced file (which
+      ``imagestudio doctor`` can clean), never a record whose file is gone;
+    - a second delete of the same id is ``NotFound``.
+    """
+
+    repository: GenerationRepository
+    storage: ImageStorage
+
+    async def __call__(self, generation_id: int) -> Generation:
+        generation = await self.repository.delete(generation_id)
+        if generation is None:
+            raise NotFound(GENERATION_NOT_FOUND)
+        await self.storage.delete(generation.image)
+        return generation
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenImage:
+    """The file behind a ``/generated/<key>`` URL: only images that belong to a generation are served."""
+
+    repository: GenerationRepository
+    storage: ImageStorage
+
+    async def __call__(self, key: str) -> tuple[Generation, str]:
+        generation = await self.repository.get_by_key(key)
+        if generation is None:
+            raise NotFound("Image not found")
+        return generation, await self.storage.locate(generation.image)

@@ -1,0 +1,143 @@
+"""The ports: what the domain needs from the outside world, as small protocols.
+
+Adapters implement them (``<Technology><Port>``); tests implement them by hand
+(``Fake<Port>`` / ``InMemory<Port>``). Only domain types cross them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from imagestudio.domain.model import (
+    GeneratedImage,
+    Generation,
+    HistoryPage,
+    HistoryQuery,
+    ImageSpec,
+    Settings,
+    SettingsPatch,
+    SourceImage,
+    StoredImage,
+    TaskEvent,
+)
+
+__all__ = [
+    "Clock",
+    "GenerationRepository",
+    "ImageGenerator",
+    "ImageInspector",
+    "ImageStorage",
+    "ProgressCallback",
+    "SettingsRepository",
+    "TaskEvents",
+]
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done, total)``: called by an engine as its work advances; safe from any thread."""
+
+
+class ImageGenerator(Protocol):
+    """An engine that makes images."""
+
+    @property
+    def name(self) -> str:
+        """The engine's name as reported by ``/health`` and recorded per generation."""
+        ...
+
+    async def text_to_image(self, spec: ImageSpec, progress: ProgressCallback) -> GeneratedImage: ...
+
+    async def image_to_image(
+        self, spec: ImageSpec, source: SourceImage, strength: float, progress: ProgressCallback
+    ) -> GeneratedImage: ...
+
+    async def upscale(self, source: SourceImage, scale: int, progress: ProgressCallback) -> GeneratedImage: ...
+
+
+class ImageInspector(Protocol):
+    """Decodes just enough of an image to tell whether it is one, and its size."""
+
+    async def inspect(self, data: bytes, field_name: str = "image") -> SourceImage:
+        """Return the image's facts, or raise ``InvalidParameters`` if it is not a usable image."""
+        ...
+
+    async def decode_data_uri(self, uri: str, field_name: str) -> bytes:
+        """Decode a ``data:image/...;base64,`` URI; ``InvalidParameters`` naming ``field_name`` if malformed."""
+        ...
+
+
+class ImageStorage(Protocol):
+    """Where image files live."""
+
+    async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
+        """Write ``data`` atomically under the folder ``storage_path`` with a fresh, unique name."""
+        ...
+
+    async def read(self, image: StoredImage) -> bytes:
+        """Read a stored image; ``NotFound`` if it is gone."""
+        ...
+
+    async def read_reference(self, reference: str, storage_path: str) -> bytes:
+        """Read a file named by a client, which must lie inside ``storage_path``.
+
+        Raises ``InvalidParameters`` for anything that leaves the folder and ``NotFound``
+        for a well-formed reference to a missing file. Never opens a file outside it.
+        """
+        ...
+
+    async def delete(self, image: StoredImage) -> None:
+        """Remove a stored image; a missing file is not an error."""
+        ...
+
+    async def locate(self, image: StoredImage) -> str:
+        """The absolute path of a stored image's file; ``NotFound`` if it is gone."""
+        ...
+
+    async def ensure_writable(self, storage_path: str) -> str:
+        """Create ``storage_path`` if needed and prove it writable; ``InvalidStoragePath`` if not."""
+        ...
+
+
+class GenerationRepository(Protocol):
+    """The persistent history of generations."""
+
+    async def add(self, generation: Generation) -> Generation:
+        """Store a new generation and return it with its id."""
+        ...
+
+    async def get(self, generation_id: int) -> Generation | None: ...
+
+    async def get_by_key(self, key: str) -> Generation | None:
+        """The generation whose stored image has this key."""
+        ...
+
+    async def list(self, query: HistoryQuery) -> HistoryPage: ...
+
+    async def delete(self, generation_id: int) -> Generation | None:
+        """Remove a generation's record and return it, or ``None`` if there was none."""
+        ...
+
+
+class SettingsRepository(Protocol):
+    """The user's settings, kept across restarts."""
+
+    async def get(self) -> Settings: ...
+
+    async def update(self, patch: SettingsPatch) -> Settings:
+        """Apply ``patch`` atomically (all of it or none of it) and return the merged settings."""
+        ...
+
+
+class TaskEvents(Protocol):
+    """Where progress events go (the WebSocket hub, a progress bar)."""
+
+    def publish(self, event: TaskEvent) -> None:
+        """Deliver one event. Must be safe to call from any thread and never block."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
