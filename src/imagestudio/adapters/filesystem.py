@@ -1,0 +1,187 @@
+"""Filesystem adapter for the ``ImageStorage`` port.
+
+Images live under a storage folder as ``<YYYY-MM-DD>/<uuid>.<ext>``: a fresh UUID per file, so two
+generations never share a name, and a folder per day, so no directory grows without bound.
+Writes are atomic: the bytes go to a hidden temporary file in the target folder, are flushed to
+disk, and are then renamed into place. Every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import os
+import uuid
+from pathlib import Path
+
+import anyio.to_thread
+
+from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
+from imagestudio.domain.model import StoredImage
+
+__all__ = ["TEMP_PREFIX", "FilesystemImageStorage"]
+
+TEMP_PREFIX = ".tmp-"
+_ALLOWED_EXTENSIONS = frozenset({"jpg", "png", "webp"})
+_MAX_REFERENCE = 4096
+
+
+class FilesystemImageStorage:
+    """Stores images in folders on the local disk.
+
+    ``data_dir`` anchors relative storage paths (CONTRACT.md section 1: "a relative
+    ``storagePath`` resolves against the data dir").
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = Path(data_dir).resolve()
+
+    def root_for(self, storage_path: str) -> Path:
+        """The absolute folder that ``storage_path`` names."""
+        path = Path(storage_path).expanduser()
+        if not path.is_absolute():
+            path = self.data_dir / path
+        return Path(os.path.normpath(path))
+
+    # --- port -----------------------------------------------------------------------------
+
+    async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
+        if extension not in _ALLOWED_EXTENSIONS:
+            raise StorageError(f"Refusing to store an image with extension {extension!r}")
+        root = self.root_for(storage_path)
+        return await anyio.to_thread.run_sync(self._save_sync, data, extension, root)
+
+    async def read(self, image: StoredImage) -> bytes:
+        return await anyio.to_thread.run_sync(self._read_stored_sync, image)
+
+    async def read_reference(self, reference: str, storage_path: str) -> bytes:
+        root = self.root_for(storage_path)
+        return await anyio.to_thread.run_sync(self._read_reference_sync, reference, root)
+
+    async def delete(self, image: StoredImage) -> None:
+        await anyio.to_thread.run_sync(self._delete_sync, image)
+
+    async def locate(self, image: StoredImage) -> str:
+        return await anyio.to_thread.run_sync(self._locate_sync, image)
+
+    async def ensure_writable(self, storage_path: str) -> str:
+        root = self.root_for(storage_path)
+        await anyio.to_thread.run_sync(self._ensure_writable_sync, root)
+        return str(root)
+
+    # --- blocking implementations -----------------------------------------------------------
+
+    def _save_sync(self, data: bytes, extension: str, root: Path) -> StoredImage:
+        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        key = f"{day}/{uuid.uuid4().hex}.{extension}"
+        final = root / key
+        temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
+        except OSError as error:
+            raise StorageError(f"Could not write the image: {_describe(error)}") from error
+        return StoredImage(key=key, root=str(root))
+
+    def _path_of(self, image: StoredImage) -> Path:
+        root = Path(image.root)
+        path = root / image.key
+        if not _is_inside(path, root):
+            raise StorageError("A stored image points outside its storage folder")
+        return path
+
+    def _read_stored_sync(self, image: StoredImage) -> bytes:
+        path = self._path_of(image)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as error:
+            raise NotFound("Image not found") from error
+        except OSError as error:
+            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+
+    def _locate_sync(self, image: StoredImage) -> str:
+        path = self._path_of(image)
+        if not path.is_file():
+            raise NotFound("Image not found")
+        return str(path)
+
+    def _read_reference_sync(self, reference: str, root: Path) -> bytes:
+        if not reference or len(reference) > _MAX_REFERENCE or "\x00" in reference:
+            raise InvalidParameters("Image path is not valid")
+        candidate = Path(reference.replace("\\", "/")).expanduser()
+        if ".." in candidate.parts:
+            raise InvalidParameters("Image path must not contain '..'")
+        if not candidate.is_absolute():
+            candidate = root / candidate
+        # Compare the lexical path first: an absolute path elsewhere is refused without touching it.
+        if not _is_inside(Path(os.path.normpath(candidate)), root):
+            raise InvalidParameters("Image path must be inside the storage folder")
+        try:
+            real = candidate.resolve(strict=True)
+        except FileNotFoundError as error:
+            raise NotFound("Image not found") from error
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+            raise InvalidParameters("Image path cannot be resolved") from error
+        if not _is_inside(real, root.resolve()):
+            raise InvalidParameters("Image path must be inside the storage folder")
+        if not real.is_file():
+            raise NotFound("Image not found")
+        try:
+            # O_NOFOLLOW: if the last component was swapped for a symlink since resolve(), refuse it.
+            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError as error:
+            raise NotFound("Image not found") from error
+        except OSError as error:
+            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+
+    def _delete_sync(self, image: StoredImage) -> None:
+        path = self._path_of(image)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise StorageError(f"Could not delete the image: {_describe(error)}") from error
+
+    def _ensure_writable_sync(self, root: Path) -> None:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f"{TEMP_PREFIX}probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise InvalidStoragePath(
+                f"Storage folder cannot be created or written: {_describe(error)}",
+                details={"field": "storagePath"},
+            ) from error
+
+
+def _is_inside(path: Path, root: Path) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == str(root)
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def _describe(error: OSError) -> str:
+    """A readable reason without echoing filesystem paths back to clients."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.EROFS:
+        return "the file system is read-only"
+    return error.strerror or type(error).__name__

@@ -1,0 +1,150 @@
+"""The composition root: turns a :class:`Config` into ready use cases.
+
+``bootstrap(config)`` is an async context manager that opens what needs opening (the database
+engine, the shared HTTP client of the Runware engine) and closes it again. ``build_services``
+wires use cases from any set of port implementations, which is how tests hand in fakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio.to_thread
+import httpx
+import structlog
+
+from imagestudio._version import __version__
+from imagestudio.adapters.filesystem import FilesystemImageStorage
+from imagestudio.adapters.images import PillowImageInspector
+from imagestudio.adapters.local_engine import LocalImageGenerator
+from imagestudio.adapters.progress import InMemoryTaskEvents
+from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
+from imagestudio.config import Config
+from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
+from imagestudio.domain.ports import (
+    Clock,
+    GenerationRepository,
+    ImageGenerator,
+    ImageInspector,
+    ImageStorage,
+    SettingsRepository,
+)
+from imagestudio.domain.settings import GetSettings, UpdateSettings
+
+__all__ = ["Services", "SystemClock", "bootstrap", "build_services"]
+
+log = structlog.get_logger(__name__)
+
+
+class SystemClock:
+    """``Clock`` on the system's wall clock, in UTC."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """Every use case, ready to call, plus what the shell needs to report on them."""
+
+    text_to_image: GenerateTextToImage
+    image_to_image: GenerateImageToImage
+    upscale: UpscaleImage
+    list_history: ListHistory
+    get_generation: GetGeneration
+    delete_generation: DeleteGeneration
+    open_image: OpenImage
+    get_settings: GetSettings
+    update_settings: UpdateSettings
+    events: InMemoryTaskEvents
+    engine: str
+    version: str = __version__
+
+
+def build_services(
+    *,
+    generator: ImageGenerator,
+    storage: ImageStorage,
+    repository: GenerationRepository,
+    settings: SettingsRepository,
+    inspector: ImageInspector,
+    events: InMemoryTaskEvents | None = None,
+    clock: Clock | None = None,
+) -> Services:
+    """Wire the use cases from port implementations (real adapters or test fakes)."""
+    events = events or InMemoryTaskEvents()
+    pipeline = GenerationPipeline(
+        generator=generator,
+        storage=storage,
+        repository=repository,
+        settings=settings,
+        events=events,
+        clock=clock or SystemClock(),
+    )
+    resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
+    return Services(
+        text_to_image=GenerateTextToImage(pipeline=pipeline),
+        image_to_image=GenerateImageToImage(pipeline=pipeline, resolve=resolve),
+        upscale=UpscaleImage(pipeline=pipeline, resolve=resolve),
+        list_history=ListHistory(repository=repository),
+        get_generation=GetGeneration(repository=repository),
+        delete_generation=DeleteGeneration(repository=repository, storage=storage),
+        open_image=OpenImage(repository=repository, storage=storage),
+        get_settings=GetSettings(repository=settings),
+        update_settings=UpdateSettings(repository=settings, storage=storage),
+        events=events,
+        engine=generator.name,
+    )
+
+
+@asynccontextmanager
+async def bootstrap(config: Config) -> AsyncIterator[Services]:
+    """Open the adapters ``config`` names, yield the wired services, close everything on exit."""
+    await anyio.to_thread.run_sync(lambda: config.data_dir.mkdir(parents=True, exist_ok=True))
+    async with AsyncExitStack() as stack:
+        db = SqlDatabase(config.database)
+        stack.callback(db.dispose)
+        await anyio.to_thread.run_sync(db.create_schema)
+        inspector = PillowImageInspector()
+        generator: ImageGenerator
+        if config.engine == "runware":
+            from imagestudio.adapters.runware import RunwareImageGenerator
+
+            assert config.runware_api_key is not None  # Config refuses runware without a key
+            client = await stack.enter_async_context(httpx.AsyncClient())
+            generator = RunwareImageGenerator(
+                client,
+                api_key=config.runware_api_key.reveal(),
+                api_url=config.runware_api_url,
+                timeout=config.runware_timeout,
+                inspector=inspector,
+            )
+        else:
+            generator = LocalImageGenerator()
+        events = InMemoryTaskEvents()
+        events.bind()
+        services = build_services(
+            generator=generator,
+            storage=FilesystemImageStorage(config.data_dir),
+            repository=SqlGenerationRepository(db),
+            settings=SqlSettingsRepository(db),
+            inspector=inspector,
+            events=events,
+        )
+        log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url))
+        yield services
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for logs."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported by the engine itself
+        return "<unparsable url>"

@@ -1,0 +1,96 @@
+"""The Litestar application factory.
+
+``create_app(config)`` builds the real server (adapters wired by ``bootstrap`` in the lifespan);
+``create_app(services=...)`` serves use cases built elsewhere, which is how tests hand in fakes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+
+from imagestudio._version import __version__
+from imagestudio.bootstrap import Services, bootstrap
+from imagestudio.config import Config
+from imagestudio.http.controllers import (
+    GenerateController,
+    HealthController,
+    HistoryController,
+    ImagesController,
+    SettingsController,
+    provide_services,
+)
+from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.websocket import generation_socket
+
+__all__ = ["cors_config", "create_app"]
+
+DESCRIPTION = """Local-first image studio backend.
+
+Every answer is an envelope: `{"success": true, "data": ...}` or
+`{"success": false, "error": "...", "code": "...", "details": {...}}`.
+Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task).
+"""
+
+
+def cors_config(origins: Sequence[str]) -> CORSConfig:
+    """CORS for the configured origins; ``*`` in an origin matches a port (``http://localhost:*``)."""
+    patterns = []
+    for origin in origins:
+        escaped = re.escape(origin)
+        patterns.append(escaped.replace(r":\*", r"(?::[0-9]{1,5})?").replace(r"\*", r"[^/]*"))
+    return CORSConfig(
+        allow_origin_regex="^(?:" + "|".join(patterns) + ")$" if patterns else None,
+        allow_origins=[],
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key", "Idempotency-Key", "Prefer"],
+        expose_headers=["Location", "Retry-After"],
+        max_age=600,
+    )
+
+
+def create_app(config: Config | None = None, services: Services | None = None) -> Litestar:
+    """Build the application. Nothing is opened until the lifespan starts."""
+    config = config or Config()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if services is not None:
+            services.events.bind()
+            app.state.services = services
+            yield
+            return
+        async with bootstrap(config) as built:
+            app.state.services = built
+            yield
+
+    return Litestar(
+        route_handlers=[
+            HealthController,
+            GenerateController,
+            HistoryController,
+            SettingsController,
+            ImagesController,
+            generation_socket,
+        ],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        cors_config=cors_config(config.cors_origins),
+        request_max_body_size=config.max_body_size,
+        openapi_config=OpenAPIConfig(
+            title="imagestudio",
+            version=__version__,
+            description=DESCRIPTION,
+            path="/",
+            render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
+        ),
+        debug=False,
+    )

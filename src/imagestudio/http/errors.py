@@ -1,0 +1,121 @@
+"""One table from error class to HTTP status, and the handlers that write the spec's error body.
+
+Every non-2xx answer of every route goes through here: domain errors, the framework's own
+(unknown route, wrong method, body too large, bad query parameter) and unexpected exceptions
+(500 with no stack trace and no secret in the body).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from imagestudio.domain.errors import (
+    Conflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    InvalidParameters,
+    InvalidPrompt,
+    InvalidStoragePath,
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QueueFull,
+    StorageError,
+    StudioError,
+)
+from imagestudio.http.schemas import ErrorResponse
+
+__all__ = ["ERROR_STATUS", "EXCEPTION_HANDLERS", "error_response", "status_for"]
+
+log = structlog.get_logger(__name__)
+
+# Most specific first: the first class an error is an instance of decides its status.
+ERROR_STATUS: tuple[tuple[type[StudioError], int], ...] = (
+    (InvalidStoragePath, 400),
+    (InvalidPrompt, 400),
+    (InvalidParameters, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (QueueFull, 503),
+    (ProviderTimeout, 500),
+    (ProviderUnavailable, 503),
+    (ProviderError, 500),
+    (StorageError, 500),
+    (DatabaseUnavailable, 503),
+    (DatabaseError, 500),
+    (StudioError, 500),
+)
+
+_FRAMEWORK_CODES = {
+    400: ("INVALID_PARAMETERS", "Invalid request"),
+    401: ("UNAUTHORIZED", "Authentication required"),
+    404: ("NOT_FOUND", "Resource not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    409: ("CONFLICT", "Conflict"),
+    413: ("PAYLOAD_TOO_LARGE", "Request body is too large (at most 32 MiB)"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
+    429: ("RATE_LIMITED", "Too many requests"),
+}
+
+
+def status_for(error: StudioError) -> int:
+    for error_type, status in ERROR_STATUS:
+        if isinstance(error, error_type):
+            return status
+    return HTTP_500_INTERNAL_SERVER_ERROR
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response[ErrorResponse]:
+    body = ErrorResponse(error=message, code=code, details=details) if details else ErrorResponse(error=message, code=code)
+    return Response(content=body, status_code=status, headers=headers)
+
+
+def _studio_error(request: Request[Any, Any, Any], error: StudioError) -> Response[ErrorResponse]:
+    status = status_for(error)
+    if status >= 500:
+        log.warning("request failed", path=request.url.path, code=error.code, error=error.message)
+    return error_response(status, error.code, error.message, error.details or None)
+
+
+def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorResponse]:
+    status = error.status_code
+    code, default_message = _FRAMEWORK_CODES.get(status, ("INTERNAL_ERROR" if status >= 500 else "ERROR", "Error"))
+    message = default_message
+    details: dict[str, Any] | None = None
+    if status == 404:
+        message = "Resource not found"
+    elif status == 405:
+        message = f"Method {request.method} is not allowed here"
+    elif isinstance(error, ValidationException):
+        fields = [item for item in (error.extra or []) if isinstance(item, dict)]
+        if fields:
+            first = fields[0]
+            key = first.get("key")
+            message = f"Invalid value for {key}: {first.get('message')}" if key else str(first.get("message"))
+            details = {"field": key} if key else None
+        else:
+            message = error.detail or default_message
+    elif status < 500 and error.detail:
+        message = error.detail if status != 413 else default_message
+    headers = {k: v for k, v in (error.headers or {}).items()} or None
+    return error_response(status, code, message, details, headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:
+    log.error("unexpected error", path=request.url.path, error_type=type(error).__name__, exc_info=error)
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    StudioError: _studio_error,
+    HTTPException: _http_exception,
+    Exception: _unexpected,
+}

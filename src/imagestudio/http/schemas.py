@@ -1,0 +1,323 @@
+"""msgspec Structs at the HTTP edge: strict request bodies, response envelopes, mappers.
+
+Request Structs forbid unknown fields and carry the limits of CONTRACT.md section 4; the domain
+validates again. Bodies are decoded strictly (``"512"`` is not an integer), see :func:`decode_body`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from imagestudio.domain.errors import InvalidParameters, InvalidPrompt
+from imagestudio.domain.model import (
+    MAX_SEED,
+    Generation,
+    HistoryPage,
+    ImageToImage,
+    Settings,
+    SettingsPatch,
+    TextToImage,
+    Upscale,
+)
+
+__all__ = [
+    "DeletedResponse",
+    "ErrorResponse",
+    "GenerationOut",
+    "GenerationResponse",
+    "HealthOut",
+    "HistoryResponse",
+    "ImageToImageBody",
+    "SettingsBody",
+    "SettingsOut",
+    "SettingsResponse",
+    "TextToImageBody",
+    "UpscaleBody",
+    "decode_body",
+    "generation_out",
+    "settings_out",
+]
+
+B = TypeVar("B", bound=Struct)
+
+Side = Annotated[int, Meta(ge=128, le=2048, multiple_of=64, description="Pixels; 128 to 2048, a multiple of 64")]
+Steps = Annotated[int, Meta(ge=1, le=100, description="Inference steps, 1 to 100")]
+CfgScale = Annotated[float, Meta(ge=0, le=50, description="Guidance scale, 0 to 50")]
+Seed = Annotated[int, Meta(ge=1, le=MAX_SEED, description="1 to 2^53-1; random when absent")]
+Strength = Annotated[float, Meta(ge=0, le=1, description="0 keeps the source, 1 replaces it")]
+ModelId = Annotated[str, Meta(max_length=200, description="Runware model id (AIR), e.g. runware:100@1")]
+TaskId = Annotated[
+    str,
+    Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Client-chosen task id for progress over the WebSocket"),
+]
+Prompt = Annotated[str, Meta(description="2 to 3000 characters after trimming")]
+ImageRef = Annotated[
+    str,
+    Meta(description="A /generated/... filePath, a path inside the storage folder, or a data:image/...;base64, URI"),
+]
+
+
+class _Body(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    pass
+
+
+class TextToImageBody(_Body):
+    prompt: Prompt
+    negative_prompt: str | None = None
+    width: Side | None = None
+    height: Side | None = None
+    steps: Steps | None = None
+    cfg_scale: CfgScale | None = None
+    seed: Seed | None = None
+    model: ModelId | None = None
+    task_id: TaskId | None = None
+
+    def to_command(self) -> TextToImage:
+        return TextToImage(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            seed=self.seed,
+            model=self.model,
+            task_id=self.task_id,
+        )
+
+
+class ImageToImageBody(_Body):
+    seed_image: ImageRef
+    prompt: Prompt
+    negative_prompt: str | None = None
+    strength: Strength | None = None
+    width: Side | None = None
+    height: Side | None = None
+    steps: Steps | None = None
+    cfg_scale: CfgScale | None = None
+    seed: Seed | None = None
+    model: ModelId | None = None
+    task_id: TaskId | None = None
+
+    def to_command(self) -> ImageToImage:
+        extra: dict[str, Any] = {} if self.strength is None else {"strength": self.strength}
+        return ImageToImage(
+            source=self.seed_image,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            seed=self.seed,
+            model=self.model,
+            task_id=self.task_id,
+            **extra,
+        )
+
+
+class UpscaleBody(_Body):
+    image_path: ImageRef
+    scale: Literal[2, 3, 4] = 2
+    task_id: TaskId | None = None
+
+    def to_command(self) -> Upscale:
+        return Upscale(source=self.image_path, scale=self.scale, task_id=self.task_id)
+
+
+class SettingsBody(_Body):
+    storage_path: Annotated[str, Meta(min_length=1, max_length=1024)] | UnsetType = UNSET
+    default_width: Side | UnsetType = UNSET
+    default_height: Side | UnsetType = UNSET
+    default_steps: Steps | UnsetType = UNSET
+    default_cfg_scale: CfgScale | UnsetType = UNSET
+
+    def to_patch(self) -> SettingsPatch:
+        def value(v: Any) -> Any:
+            return None if v is UNSET else v
+
+        return SettingsPatch(
+            storage_path=value(self.storage_path),
+            default_width=value(self.default_width),
+            default_height=value(self.default_height),
+            default_steps=value(self.default_steps),
+            default_cfg_scale=value(self.default_cfg_scale),
+        )
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class _Out(Struct, rename="camel", kw_only=True):
+    pass
+
+
+class ParametersOut(_Out, omit_defaults=True):
+    width: int
+    height: int
+    steps: int | None
+    cfg_scale: float | None
+    seed: int | None
+    model: str | None
+    engine: str
+    strength: float | UnsetType = UNSET
+    scale: int | UnsetType = UNSET
+    source_id: int | UnsetType = UNSET
+
+
+class GenerationOut(_Out):
+    id: int
+    type: Literal["image", "video"]
+    operation: Literal["text-to-image", "image-to-image", "upscale"]
+    prompt: str
+    negative_prompt: str | None
+    parameters: ParametersOut
+    seed: int | None
+    width: int
+    height: int
+    file_path: str
+    url: str
+    task_id: str
+    cost: float | None
+    created_at_snake: str = msgspec.field(name="created_at")
+    created_at: str
+
+
+class GenerationResponse(_Out):
+    data: GenerationOut
+    success: bool = True
+
+
+class HistoryResponse(_Out):
+    data: list[GenerationOut]
+    total: int
+    limit: int
+    offset: int
+    success: bool = True
+
+
+class DeletedResponse(_Out):
+    message: str = "Generation deleted"
+    success: bool = True
+
+
+class SettingsOut(_Out):
+    storage_path: str
+    default_width: int
+    default_height: int
+    default_steps: int
+    default_cfg_scale: float
+
+
+class SettingsResponse(_Out, omit_defaults=True):
+    data: SettingsOut
+    success: bool = True
+    message: str | UnsetType = UNSET
+
+
+class HealthOut(_Out):
+    status: Literal["ok"]
+    version: str
+    engine: str
+
+
+class ErrorResponse(_Out, omit_defaults=True):
+    error: str
+    code: str
+    success: bool = False
+    details: dict[str, Any] | UnsetType = UNSET
+
+
+# --- mappers --------------------------------------------------------------------------------
+
+
+def _iso(generation: Generation) -> str:
+    return generation.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def generation_out(generation: Generation, base_url: str) -> GenerationOut:
+    """The one Generation shape (CONTRACT.md section 3); ``base_url`` makes ``url`` absolute."""
+    assert generation.id is not None
+    p = generation.parameters
+    created = _iso(generation)
+    return GenerationOut(
+        id=generation.id,
+        type=generation.type,
+        operation=generation.operation.value,  # type: ignore[arg-type]
+        prompt=generation.prompt,
+        negative_prompt=generation.negative_prompt,
+        parameters=ParametersOut(
+            width=p.width,
+            height=p.height,
+            steps=p.steps,
+            cfg_scale=p.cfg_scale,
+            seed=p.seed,
+            model=p.model,
+            engine=p.engine,
+            strength=UNSET if p.strength is None else p.strength,
+            scale=UNSET if p.scale is None else p.scale,
+            source_id=UNSET if p.source_id is None else p.source_id,
+        ),
+        seed=generation.seed,
+        width=generation.width,
+        height=generation.height,
+        file_path=generation.file_path,
+        url=generation.remote_url or base_url.rstrip("/") + generation.file_path,
+        task_id=generation.task_id,
+        cost=generation.cost,
+        created_at_snake=created,
+        created_at=created,
+    )
+
+
+def history_response(page: HistoryPage, base_url: str, limit: int, offset: int) -> HistoryResponse:
+    return HistoryResponse(
+        data=[generation_out(g, base_url) for g in page.items], total=page.total, limit=limit, offset=offset
+    )
+
+
+def settings_out(settings: Settings) -> SettingsOut:
+    return SettingsOut(
+        storage_path=settings.storage_path,
+        default_width=settings.default_width,
+        default_height=settings.default_height,
+        default_steps=settings.default_steps,
+        default_cfg_scale=settings.default_cfg_scale,
+    )
+
+
+# --- strict decoding ------------------------------------------------------------------------
+
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `([^`]+)`")
+
+
+def decode_body(raw: bytes, body_type: type[B]) -> B:
+    """Decode a JSON request body strictly into ``body_type``.
+
+    Malformed JSON, a wrong type, an unknown field or an out-of-range value is
+    ``InvalidParameters`` naming the field; a missing or null prompt is ``InvalidPrompt``.
+    """
+    if not raw.strip():
+        raise InvalidParameters("Request body must be a JSON object")
+    try:
+        return msgspec.json.decode(raw, type=body_type, strict=True)
+    except msgspec.ValidationError as error:
+        text = str(error)
+        at = _AT_PATH.search(text)
+        named = _NAMED_FIELD.search(text)
+        path = at.group(1) if at else (named.group(1) if named else "")
+        field = path.split(".")[0].split("[")[0] if path else None
+        reason = _AT_PATH.sub("", text)
+        if field == "prompt" and ("missing required field" in text or "got `null`" in text):
+            raise InvalidPrompt("Prompt is required", details={"field": "prompt"}) from error
+        message = f"Invalid value for {field}: {reason}" if field and at else reason
+        if text.startswith("Expected `object`"):
+            message, field = "Request body must be a JSON object", None
+        raise InvalidParameters(message, field=field) from error
+    except msgspec.DecodeError as error:
+        raise InvalidParameters(f"Malformed JSON: {error}") from error

@@ -1,0 +1,76 @@
+"""The progress WebSocket ``/ws/generation`` (CONTRACT.md section 9).
+
+``?taskId=X`` receives only task X (and, if X already ended, its terminal message at once);
+without it the socket receives every task's events. Messages are JSON text frames.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import Parameter
+
+from imagestudio.adapters.progress import InMemoryTaskEvents
+from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.model import TaskEvent, validate_task_id
+
+__all__ = ["event_message", "generation_socket"]
+
+_POLICY_VIOLATION = 1008
+
+
+def event_message(event: TaskEvent) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "progress",
+        "taskId": event.task_id,
+        "progress": event.progress,
+        "status": event.status.value,
+    }
+    if event.generation_id is not None:
+        message["generationId"] = event.generation_id
+    if event.error is not None:
+        message["error"] = event.error
+        message["code"] = event.code
+    return message
+
+
+@websocket("/ws/generation")
+async def generation_socket(
+    socket: WebSocket[Any, Any, Any],
+    task_id: Annotated[str | None, Parameter(query="taskId", required=False)] = None,
+) -> None:
+    """Stream progress events of one task (``?taskId=``) or of all tasks."""
+    await socket.accept()
+    if task_id is not None:
+        try:
+            validate_task_id(task_id)
+        except InvalidParameters as error:
+            await socket.send_text(
+                msgspec.json.encode({"type": "error", "code": error.code, "error": error.message}).decode()
+            )
+            await socket.close(code=_POLICY_VIOLATION, reason="invalid taskId")
+            return
+    hub: InMemoryTaskEvents = socket.app.state.services.events
+    subscription = hub.subscribe(task_id)
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def drain_client() -> None:
+                try:
+                    while True:
+                        await socket.receive_data(mode="text")
+                except WebSocketDisconnect:
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(drain_client)
+            async for event in subscription:
+                await socket.send_text(msgspec.json.encode(event_message(event)).decode())
+    except* (WebSocketDisconnect, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass  # the client went away; nothing to clean up but the subscription
+    finally:
+        subscription.close()

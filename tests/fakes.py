@@ -1,0 +1,221 @@
+"""Hand-written fakes of every port, for domain tests. They keep state; tests assert on it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import struct
+import uuid
+import zlib
+from dataclasses import replace
+
+from imagestudio.domain.errors import InvalidParameters, NotFound, StudioError
+from imagestudio.domain.model import (
+    GeneratedImage,
+    Generation,
+    HistoryPage,
+    HistoryQuery,
+    ImageSpec,
+    Settings,
+    SettingsPatch,
+    SourceImage,
+    StoredImage,
+    TaskEvent,
+)
+from imagestudio.domain.ports import ProgressCallback
+
+
+def tiny_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 100, 50)) -> bytes:
+    """A valid, solid-colour PNG built with the standard library only."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24 or not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise InvalidParameters("not an image", field="image")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+class FakeImageGenerator:
+    """Makes solid PNGs of the requested size; can be told to fail."""
+
+    name = "fake"
+
+    def __init__(self, *, fail_with: StudioError | None = None, steps_reported: int = 4) -> None:
+        self.fail_with = fail_with
+        self.steps_reported = steps_reported
+        self.calls: list[tuple[str, object]] = []
+
+    def _progress(self, progress: ProgressCallback) -> None:
+        for done in range(1, self.steps_reported + 1):
+            progress(done, self.steps_reported)
+
+    async def text_to_image(self, spec: ImageSpec, progress: ProgressCallback) -> GeneratedImage:
+        self.calls.append(("text-to-image", spec))
+        self._progress(progress)
+        if self.fail_with:
+            raise self.fail_with
+        return GeneratedImage(
+            data=tiny_png(spec.width, spec.height), extension="png", width=spec.width, height=spec.height, seed=spec.seed
+        )
+
+    async def image_to_image(
+        self, spec: ImageSpec, source: SourceImage, strength: float, progress: ProgressCallback
+    ) -> GeneratedImage:
+        self.calls.append(("image-to-image", (spec, source, strength)))
+        self._progress(progress)
+        if self.fail_with:
+            raise self.fail_with
+        return GeneratedImage(
+            data=tiny_png(spec.width, spec.height), extension="png", width=spec.width, height=spec.height, seed=spec.seed
+        )
+
+    async def upscale(self, source: SourceImage, scale: int, progress: ProgressCallback) -> GeneratedImage:
+        self.calls.append(("upscale", (source, scale)))
+        self._progress(progress)
+        if self.fail_with:
+            raise self.fail_with
+        width, height = source.width * scale, source.height * scale
+        return GeneratedImage(data=tiny_png(width, height), extension="png", width=width, height=height)
+
+
+class FakeImageInspector:
+    """Understands PNG headers only, which is all the fakes produce."""
+
+    async def inspect(self, data: bytes, field_name: str = "image") -> SourceImage:
+        try:
+            width, height = png_size(data)
+        except InvalidParameters as error:
+            raise InvalidParameters(f"{field_name} is not an image", field=field_name) from error
+        return SourceImage(data=data, width=width, height=height, format="png")
+
+    async def decode_data_uri(self, uri: str, field_name: str) -> bytes:
+        prefix, _, payload = uri.partition(",")
+        if not prefix.startswith("data:image/") or not prefix.endswith(";base64"):
+            raise InvalidParameters("bad data URI", field=field_name)
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error as error:
+            raise InvalidParameters("bad base64", field=field_name) from error
+
+
+class InMemoryImageStorage:
+    """Files in a dict keyed by (root, key)."""
+
+    def __init__(self, *, fail_writes: bool = False) -> None:
+        self.files: dict[tuple[str, str], bytes] = {}
+        self.fail_writes = fail_writes
+        self.writable_check_fails = False
+
+    async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
+        from imagestudio.domain.errors import StorageError
+
+        if self.fail_writes:
+            raise StorageError("Could not write the image: the disk is full")
+        image = StoredImage(key=f"day/{uuid.uuid4().hex}.{extension}", root=storage_path)
+        self.files[(image.root, image.key)] = data
+        return image
+
+    async def read(self, image: StoredImage) -> bytes:
+        try:
+            return self.files[(image.root, image.key)]
+        except KeyError:
+            raise NotFound("Image not found") from None
+
+    async def read_reference(self, reference: str, storage_path: str) -> bytes:
+        if reference.startswith("/") or ".." in reference.split("/"):
+            raise InvalidParameters("Image path must be inside the storage folder")
+        try:
+            return self.files[(storage_path, reference)]
+        except KeyError:
+            raise NotFound("Image not found") from None
+
+    async def delete(self, image: StoredImage) -> None:
+        self.files.pop((image.root, image.key), None)
+
+    async def locate(self, image: StoredImage) -> str:
+        if (image.root, image.key) not in self.files:
+            raise NotFound("Image not found")
+        return f"{image.root}/{image.key}"
+
+    async def ensure_writable(self, storage_path: str) -> str:
+        from imagestudio.domain.errors import InvalidStoragePath
+
+        if self.writable_check_fails:
+            raise InvalidStoragePath("Storage folder cannot be created or written")
+        return storage_path
+
+
+class InMemoryGenerationRepository:
+    def __init__(self) -> None:
+        self.rows: dict[int, Generation] = {}
+        self._next_id = 1
+        self.fail_adds: StudioError | None = None
+
+    async def add(self, generation: Generation) -> Generation:
+        if self.fail_adds is not None:
+            raise self.fail_adds
+        stored = generation.with_id(self._next_id)
+        self.rows[self._next_id] = stored
+        self._next_id += 1
+        return stored
+
+    async def get(self, generation_id: int) -> Generation | None:
+        return self.rows.get(generation_id)
+
+    async def get_by_key(self, key: str) -> Generation | None:
+        return next((g for g in self.rows.values() if g.image.key == key), None)
+
+    async def list(self, query: HistoryQuery) -> HistoryPage:
+        matching = [g for g in self.rows.values() if query.type is None or g.type == query.type]
+        matching.sort(key=lambda g: (g.created_at, g.id or 0), reverse=True)
+        return HistoryPage(items=matching[query.offset : query.offset + query.limit], total=len(matching))
+
+    async def delete(self, generation_id: int) -> Generation | None:
+        return self.rows.pop(generation_id, None)
+
+
+class InMemorySettingsRepository:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    async def get(self) -> Settings:
+        return self.settings
+
+    async def update(self, patch: SettingsPatch) -> Settings:
+        self.settings = patch.apply(self.settings)
+        return self.settings
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.events: list[TaskEvent] = []
+
+    def publish(self, event: TaskEvent) -> None:
+        self.events.append(event)
+
+    def for_task(self, task_id: str) -> list[TaskEvent]:
+        return [e for e in self.events if e.task_id == task_id]
+
+
+class SteppingClock:
+    """A clock that advances one second per reading, so creation times are distinct and ordered."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.current = start or dt.datetime(2026, 1, 2, 10, 0, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        self.current += dt.timedelta(seconds=1)
+        return self.current
+
+
+def with_settings(repo: InMemorySettingsRepository, **changes: object) -> None:
+    repo.settings = replace(repo.settings, **changes)  # type: ignore[arg-type]
