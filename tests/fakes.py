@@ -30,11 +30,18 @@ def tiny_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 100, 50)
     """A valid, solid-colour PNG built with the standard library only."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     row = b"\x00" + bytes(rgb) * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -64,7 +71,11 @@ class FakeImageGenerator:
         if self.fail_with:
             raise self.fail_with
         return GeneratedImage(
-            data=tiny_png(spec.width, spec.height), extension="png", width=spec.width, height=spec.height, seed=spec.seed
+            data=tiny_png(spec.width, spec.height),
+            extension="png",
+            width=spec.width,
+            height=spec.height,
+            seed=spec.seed,
         )
 
     async def image_to_image(
@@ -75,7 +86,11 @@ class FakeImageGenerator:
         if self.fail_with:
             raise self.fail_with
         return GeneratedImage(
-            data=tiny_png(spec.width, spec.height), extension="png", width=spec.width, height=spec.height, seed=spec.seed
+            data=tiny_png(spec.width, spec.height),
+            extension="png",
+            width=spec.width,
+            height=spec.height,
+            seed=spec.seed,
         )
 
     async def upscale(self, source: SourceImage, scale: int, progress: ProgressCallback) -> GeneratedImage:

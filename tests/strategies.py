@@ -13,7 +13,9 @@ steps = st.integers(min_value=1, max_value=100)
 cfg = st.floats(min_value=0, max_value=50, allow_nan=False)
 seeds = st.integers(min_value=1, max_value=MAX_SEED)
 prompt_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=2, max_size=300
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=2,
+    max_size=300,
 ).filter(lambda s: len(s.strip()) >= 2)
 task_ids = st.from_regex(r"\A[A-Za-z0-9_-]{1,64}\Z")
 models = st.sampled_from(["runware:100@1", "runware:101@1", "civitai:4384@128713"])
@@ -50,11 +52,18 @@ bad_values: dict[str, st.SearchStrategy[Any]] = {
     "height": st.one_of(st.integers(max_value=127), st.integers(min_value=2049), st.floats(allow_nan=True)),
     "steps": st.one_of(st.integers(max_value=0), st.integers(min_value=101), st.booleans()),
     "cfg_scale": st.one_of(
-        st.floats(max_value=-0.0001), st.floats(min_value=50.0001), st.just(float("nan")), st.just(float("inf"))
+        st.floats(max_value=-0.0001),
+        st.floats(min_value=50.0001),
+        st.just(float("nan")),
+        st.just(float("inf")),
     ),
     "seed": st.one_of(st.integers(max_value=0), st.integers(min_value=MAX_SEED + 1)),
-    "model": st.one_of(st.just(""), st.just("runware"), st.just("x:y"), st.text(max_size=5).filter(lambda s: "@" not in s)),
-    "task_id": st.one_of(st.just(""), st.text(min_size=65, max_size=80), st.just("has space"), st.just("a/b")),
+    "model": st.one_of(
+        st.just(""), st.just("runware"), st.just("x:y"), st.text(max_size=5).filter(lambda s: "@" not in s)
+    ),
+    "task_id": st.one_of(
+        st.just(""), st.text(min_size=65, max_size=80), st.just("has space"), st.just("a/b")
+    ),
     "negative_prompt": st.just("x"),
 }
 

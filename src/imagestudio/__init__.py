@@ -1,1 +1,160 @@
-"""imagestudio."""
+"""imagestudio: a local-first image studio backend, usable as a library.
+
+```python
+from imagestudio import Studio
+
+async with Studio.open("./my-data") as studio:
+    generation = await studio.text_to_image("a red sunset over mountains", seed=42)
+    print(generation.file_path, await studio.file_of(generation))
+```
+
+The same use cases back the HTTP server (``imagestudio serve``) and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from os import PathLike
+from typing import Any, Literal
+
+from imagestudio._version import __version__
+from imagestudio.adapters.progress import Subscription
+from imagestudio.bootstrap import Services, bootstrap
+from imagestudio.config import Config, ConfigError
+from imagestudio.domain.errors import (
+    DatabaseError,
+    InvalidParameters,
+    InvalidPrompt,
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+    StorageError,
+    StudioError,
+)
+from imagestudio.domain.model import (
+    Generation,
+    HistoryPage,
+    HistoryQuery,
+    ImageToImage,
+    Settings,
+    SettingsPatch,
+    TaskEvent,
+    TaskStatus,
+    TextToImage,
+    Upscale,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DatabaseError",
+    "Generation",
+    "HistoryPage",
+    "InvalidParameters",
+    "InvalidPrompt",
+    "NotFound",
+    "ProviderError",
+    "ProviderTimeout",
+    "Settings",
+    "StorageError",
+    "Studio",
+    "StudioError",
+    "TaskEvent",
+    "TaskStatus",
+    "__version__",
+]
+
+
+class Studio:
+    """The use cases of imagestudio, without HTTP. Open one with :meth:`Studio.open`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, data_dir: str | PathLike[str] | None = None, *, config: Config | None = None, **overrides: Any
+    ) -> AsyncIterator[Studio]:
+        """Open a studio on ``data_dir`` (database and images), reading the environment for the rest.
+
+        ``overrides`` are :class:`Config` fields (``engine="local"``, ``database_url=...``).
+        """
+        if config is None:
+            config = Config.from_env(data_dir=data_dir, **overrides)
+        async with bootstrap(config) as services:
+            yield cls(services)
+
+    @property
+    def engine(self) -> str:
+        return self.services.engine
+
+    async def text_to_image(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+        seed: int | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+    ) -> Generation:
+        return await self.services.text_to_image(
+            TextToImage(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                width=width,
+                height=height,
+                steps=steps,
+                cfg_scale=cfg_scale,
+                seed=seed,
+                model=model,
+                task_id=task_id,
+            )
+        )
+
+    async def image_to_image(
+        self, source: str, prompt: str, *, strength: float = 0.7, **options: Any
+    ) -> Generation:
+        """``source``: a generation's ``file_path``, a path inside storage or a ``data:`` URI."""
+        return await self.services.image_to_image(
+            ImageToImage(source=source, prompt=prompt, strength=strength, **options)
+        )
+
+    async def upscale(self, source: str, scale: int = 2, *, task_id: str | None = None) -> Generation:
+        return await self.services.upscale(Upscale(source=source, scale=scale, task_id=task_id))
+
+    async def history(
+        self, limit: int = 50, offset: int = 0, type: Literal["image", "video"] | None = None
+    ) -> HistoryPage:
+        return await self.services.list_history(HistoryQuery(limit=limit, offset=offset, type=type))
+
+    async def get(self, generation_id: int) -> Generation:
+        return await self.services.get_generation(generation_id)
+
+    async def delete(self, generation_id: int) -> None:
+        await self.services.delete_generation(generation_id)
+
+    async def file_of(self, generation: Generation) -> str:
+        """The absolute path of a generation's image file."""
+        _, path = await self.services.open_image(generation.image.key)
+        return path
+
+    async def settings(self) -> Settings:
+        return await self.services.get_settings()
+
+    async def update_settings(self, **changes: Any) -> Settings:
+        """Change settings by attribute name (``default_width=768``); all-or-nothing."""
+        return await self.services.update_settings(SettingsPatch(**changes))
+
+    def subscribe(self, task_id: str | None = None) -> Subscription:
+        """Progress events of one task or all tasks (iterate it; ``close()`` when done)."""
+        return self.services.events.subscribe(task_id)
+
+    def on_event(self, listener: Callable[[TaskEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` for every progress event; returns a function that stops it."""
+        return self.services.events.add_listener(listener)

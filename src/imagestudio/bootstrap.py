@@ -19,7 +19,6 @@ import structlog
 from imagestudio._version import __version__
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector
-from imagestudio.adapters.local_engine import LocalImageGenerator
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.config import Config
@@ -125,6 +124,8 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
                 inspector=inspector,
             )
         else:
+            from imagestudio.adapters.local_engine import LocalImageGenerator
+
             generator = LocalImageGenerator()
         events = InMemoryTaskEvents()
         events.bind()
@@ -136,7 +137,9 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             inspector=inspector,
             events=events,
         )
-        log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url))
+        log.info(
+            "services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url)
+        )
         yield services
 
 

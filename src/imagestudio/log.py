@@ -15,7 +15,9 @@ import structlog
 
 __all__ = ["Redactor", "configure_logging"]
 
-_SENSITIVE_KEYS = frozenset({"authorization", "api_key", "apikey", "x-api-key", "token", "password", "secret"})
+_SENSITIVE_KEYS = frozenset(
+    {"authorization", "api_key", "apikey", "x-api-key", "token", "password", "secret"}
+)
 
 
 class Redactor:
@@ -58,4 +60,6 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", secrets: Iterab
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
+    )

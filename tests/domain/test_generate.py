@@ -29,7 +29,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_text_to_image_fills_unset_values_from_settings_and_records_the_seed() -> None:
     world = World()
-    world.settings.settings = Settings(default_width=768, default_height=256, default_steps=9, default_cfg_scale=3.0)
+    world.settings.settings = Settings(
+        default_width=768, default_height=256, default_steps=9, default_cfg_scale=3.0
+    )
 
     generation = await world.text_to_image(seed=99)(TextToImage(prompt="  a red fox  "))
 

@@ -29,7 +29,9 @@ def test_every_valid_request_constructs(kwargs: dict[str, Any]) -> None:
 
 
 @given(text_to_image_kwargs(), st.data())
-def test_every_request_broken_in_one_field_raises_naming_that_field(kwargs: dict[str, Any], data: st.DataObject) -> None:
+def test_every_request_broken_in_one_field_raises_naming_that_field(
+    kwargs: dict[str, Any], data: st.DataObject
+) -> None:
     name = data.draw(st.sampled_from(sorted(bad_values)))
     kwargs[name] = data.draw(bad_values[name])
     with pytest.raises(InvalidParameters) as caught:
@@ -44,7 +46,12 @@ def test_a_blank_prompt_is_required(prompt: str) -> None:
         TextToImage(prompt=prompt)
 
 
-@given(st.one_of(st.text(min_size=1, max_size=1).filter(str.strip), st.text(min_size=3001, max_size=3100).filter(lambda s: len(s.strip()) > 3000)))
+@given(
+    st.one_of(
+        st.text(min_size=1, max_size=1).filter(str.strip),
+        st.text(min_size=3001, max_size=3100).filter(lambda s: len(s.strip()) > 3000),
+    )
+)
 def test_a_prompt_of_the_wrong_length_is_invalid(prompt: str) -> None:
     with pytest.raises(InvalidPrompt) as caught:
         TextToImage(prompt=prompt)
@@ -92,7 +99,11 @@ def test_nearest_valid_side_is_always_a_valid_side(pixels: int) -> None:
 
 def test_settings_defaults_are_the_contracts() -> None:
     assert Settings() == Settings(
-        storage_path="./generated", default_width=512, default_height=512, default_steps=25, default_cfg_scale=7.5
+        storage_path="./generated",
+        default_width=512,
+        default_height=512,
+        default_steps=25,
+        default_cfg_scale=7.5,
     )
 
 

@@ -56,9 +56,7 @@ def decode_data_uri(uri: str, field_name: str) -> bytes:
     """Decode ``data:image/<type>[;params];base64,<payload>`` (blocking for large payloads)."""
     match = _DATA_URI.match(uri)
     if match is None:
-        raise InvalidParameters(
-            f"{field_name} must be a data:image/...;base64, URI", field=field_name
-        )
+        raise InvalidParameters(f"{field_name} must be a data:image/...;base64, URI", field=field_name)
     payload = uri[match.end() :]
     try:
         return base64.b64decode(payload, validate=True)

@@ -248,7 +248,7 @@ class RunwareImageGenerator:
             await self._sleep(delay)
         if failure is None:
             raise ProviderTimeout("Generation failed: Runware did not answer in time")
-        raise failure.error
+        raise failure.error from failure.__cause__
 
     async def _try_once(
         self, body: bytes, task_type: str, task_uuid: str, attempt: int, deadline: float

@@ -94,7 +94,9 @@ class SqlDatabase:
         connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             connect_args = {"check_same_thread": False, "timeout": 15}
-        self.engine: Engine = create_engine(url, echo=echo, connect_args=connect_args, pool_pre_ping=not self.is_sqlite)
+        self.engine: Engine = create_engine(
+            url, echo=echo, connect_args=connect_args, pool_pre_ping=not self.is_sqlite
+        )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._max_threads = max_threads
@@ -301,7 +303,7 @@ def _to_row(generation: Generation) -> GenerationRow:
         engine=generation.parameters.engine,
         model=generation.parameters.model,
         cost=generation.cost,
-        created_at=generation.created_at.astimezone(dt.UTC).replace(tzinfo=None),
+        created_at=generation.created_at.astimezone(dt.UTC),
     )
 
 

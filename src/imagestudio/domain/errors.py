@@ -54,7 +54,9 @@ class InvalidParameters(StudioError):
 
     code = "INVALID_PARAMETERS"
 
-    def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         merged = dict(details or {})
         if field is not None:
             merged.setdefault("field", field)

@@ -26,7 +26,9 @@ from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver, rand
 __all__ = ["GenerateImageToImage", "GenerateTextToImage", "UpscaleImage"]
 
 
-def _spec(command: TextToImage | ImageToImage, settings: Settings, seed: int, width: int, height: int) -> ImageSpec:
+def _spec(
+    command: TextToImage | ImageToImage, settings: Settings, seed: int, width: int, height: int
+) -> ImageSpec:
     return ImageSpec(
         prompt=command.prompt,
         negative_prompt=command.negative_prompt,

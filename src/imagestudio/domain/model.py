@@ -23,8 +23,8 @@ __all__ = [
     "MAX_SIDE",
     "MAX_UPSCALE_SIDE",
     "MIN_SIDE",
-    "Generation",
     "GeneratedImage",
+    "Generation",
     "HistoryPage",
     "HistoryQuery",
     "ImageSpec",
@@ -142,9 +142,7 @@ def _check_negative(value: object) -> str | None:
 
 def _check_model(value: object) -> str:
     if not isinstance(value, str) or not _MODEL_ID.fullmatch(value):
-        raise InvalidParameters(
-            "model must be a model id such as 'runware:100@1'", field="model"
-        )
+        raise InvalidParameters("model must be a model id such as 'runware:100@1'", field="model")
     return value
 
 
@@ -165,7 +163,7 @@ def _check_source(name: str, value: object) -> str:
 
 def nearest_valid_side(pixels: int) -> int:
     """The generation size (multiple of 64, 128..2048) nearest to ``pixels``."""
-    snapped = int(round(pixels / SIDE_STEP)) * SIDE_STEP
+    snapped = round(pixels / SIDE_STEP) * SIDE_STEP
     return max(MIN_SIDE, min(MAX_SIDE, snapped))
 
 
@@ -403,7 +401,9 @@ class Settings:
         _check_side("defaultWidth", self.default_width)
         _check_side("defaultHeight", self.default_height)
         _check_int("defaultSteps", self.default_steps, MIN_STEPS, MAX_STEPS)
-        _set(self, "default_cfg_scale", _check_number("defaultCfgScale", self.default_cfg_scale, 0.0, MAX_CFG))
+        _set(
+            self, "default_cfg_scale", _check_number("defaultCfgScale", self.default_cfg_scale, 0.0, MAX_CFG)
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

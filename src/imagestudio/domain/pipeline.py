@@ -17,12 +17,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from imagestudio.domain.errors import InvalidParameters, NotFound, StudioError
+from imagestudio.domain.errors import InvalidParameters, StudioError
 from imagestudio.domain.model import (
     MAX_SEED,
     GeneratedImage,
     Generation,
-    Operation,
     SourceImage,
     StoredImage,
     TaskEvent,
@@ -171,7 +170,13 @@ def _looks_like_windows_drive(reference: str) -> bool:
 
 def _check_key(key: str, field_name: str) -> None:
     parts = key.split("/")
-    if not key or "\\" in key or "\x00" in key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if (
+        not key
+        or "\\" in key
+        or "\x00" in key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+    ):
         raise InvalidParameters(f"{field_name} is not a valid image path", field=field_name)
 
 

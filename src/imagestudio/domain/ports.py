@@ -52,7 +52,9 @@ class ImageGenerator(Protocol):
         self, spec: ImageSpec, source: SourceImage, strength: float, progress: ProgressCallback
     ) -> GeneratedImage: ...
 
-    async def upscale(self, source: SourceImage, scale: int, progress: ProgressCallback) -> GeneratedImage: ...
+    async def upscale(
+        self, source: SourceImage, scale: int, progress: ProgressCallback
+    ) -> GeneratedImage: ...
 
 
 class ImageInspector(Protocol):
@@ -63,7 +65,7 @@ class ImageInspector(Protocol):
         ...
 
     async def decode_data_uri(self, uri: str, field_name: str) -> bytes:
-        """Decode a ``data:image/...;base64,`` URI; ``InvalidParameters`` naming ``field_name`` if malformed."""
+        """Decode a ``data:image/...;base64,`` URI; ``InvalidParameters`` naming the field if malformed."""
         ...
 
 

@@ -10,7 +10,9 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from typing import Any
+
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -38,6 +40,20 @@ Every answer is an envelope: `{"success": true, "data": ...}` or
 `{"success": false, "error": "...", "code": "...", "details": {...}}`.
 Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task).
 """
+
+
+class _DocsRouter(Router):
+    """Serves /docs, /redoc and /openapi.json at the root.
+
+    Litestar's OpenAPI router adds a catch-all that answers unknown one-segment paths with an
+    HTML 404; at the root that would hide our JSON error shape, so it is not registered.
+    """
+
+    def register(self, value: Any) -> list[Any]:
+        if getattr(value, "handler_name", "") == "handle_schema_path_not_found":
+            return []
+        result: list[Any] = super().register(value)
+        return result
 
 
 def cors_config(origins: Sequence[str]) -> CORSConfig:
@@ -91,6 +107,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             description=DESCRIPTION,
             path="/",
             render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
+            openapi_router=_DocsRouter("/", route_handlers=[], include_in_schema=False),
         ),
         debug=False,
     )

@@ -32,7 +32,13 @@ from imagestudio.http.schemas import (
     settings_out,
 )
 
-__all__ = ["GenerateController", "HealthController", "HistoryController", "ImagesController", "SettingsController"]
+__all__ = [
+    "GenerateController",
+    "HealthController",
+    "HistoryController",
+    "ImagesController",
+    "SettingsController",
+]
 
 ServicesDep = Annotated[Services, Dependency(skip_validation=True)]
 
@@ -47,11 +53,14 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath)",
         404: "Not found (NOT_FOUND)",
         413: "Request body over 32 MiB (PAYLOAD_TOO_LARGE)",
-        500: "Generation, storage or database failure (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR)",
+        500: "Generation, storage or database failure"
+        " (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR, INTERNAL_ERROR)",
         503: "Provider or database unavailable (API_ERROR, DATABASE_ERROR)",
     }
     return {
-        status: ResponseSpec(data_container=ErrorResponse, description=descriptions[status], generate_examples=False)
+        status: ResponseSpec(
+            data_container=ErrorResponse, description=descriptions[status], generate_examples=False
+        )
         for status in statuses
     }
 
@@ -69,7 +78,7 @@ def _parse_id(raw: str) -> int:
 
 class HealthController(Controller):
     path = "/health"
-    tags = ["health"]
+    tags = ("health",)
 
     @get("/", summary="Is the server up, and which engine does it use?")
     async def health(self, services: ServicesDep) -> HealthOut:
@@ -78,7 +87,7 @@ class HealthController(Controller):
 
 class GenerateController(Controller):
     path = "/api/generate"
-    tags = ["generation"]
+    tags = ("generation",)
 
     @post(
         "/text-to-image",
@@ -87,7 +96,9 @@ class GenerateController(Controller):
         operation_class=documented_body(TextToImageBody),
         responses=_errors(400, 413, 500, 503),
     )
-    async def text_to_image(self, request: Request[Any, Any, Any], services: ServicesDep) -> GenerationResponse:
+    async def text_to_image(
+        self, request: Request[Any, Any, Any], services: ServicesDep
+    ) -> GenerationResponse:
         body = decode_body(await request.body(), TextToImageBody)
         generation = await services.text_to_image(body.to_command())
         return GenerationResponse(data=generation_out(generation, _base_url(request)))
@@ -99,7 +110,9 @@ class GenerateController(Controller):
         operation_class=documented_body(ImageToImageBody),
         responses=_errors(400, 404, 413, 500, 503),
     )
-    async def image_to_image(self, request: Request[Any, Any, Any], services: ServicesDep) -> GenerationResponse:
+    async def image_to_image(
+        self, request: Request[Any, Any, Any], services: ServicesDep
+    ) -> GenerationResponse:
         body = decode_body(await request.body(), ImageToImageBody)
         generation = await services.image_to_image(body.to_command())
         return GenerationResponse(data=generation_out(generation, _base_url(request)))
@@ -119,7 +132,7 @@ class GenerateController(Controller):
 
 class HistoryController(Controller):
     path = "/api/history"
-    tags = ["history"]
+    tags = ("history",)
 
     @get("/", summary="List generations, newest first", responses=_errors(400, 500, 503))
     async def list_history(
@@ -128,11 +141,9 @@ class HistoryController(Controller):
         services: ServicesDep,
         limit: Annotated[int, Parameter(ge=1, le=500, description="Page size, 1 to 500")] = 50,
         offset: Annotated[int, Parameter(ge=0, description="Items to skip")] = 0,
-        kind: Annotated[
-            Literal["image", "video"] | None, Parameter(query="type", description="Only this type")
-        ] = None,
+        type: Annotated[Literal["image", "video"] | None, Parameter(description="Only this type")] = None,
     ) -> HistoryResponse:
-        page = await services.list_history(HistoryQuery(limit=limit, offset=offset, type=kind))
+        page = await services.list_history(HistoryQuery(limit=limit, offset=offset, type=type))
         return history_response(page, _base_url(request), limit, offset)
 
     @get("/{generation_id:str}", summary="One generation", responses=_errors(400, 404, 500, 503))
@@ -155,7 +166,7 @@ class HistoryController(Controller):
 
 class SettingsController(Controller):
     path = "/api/settings"
-    tags = ["settings"]
+    tags = ("settings",)
 
     @get("/", summary="All settings", responses=_errors(500, 503))
     async def get_settings(self, services: ServicesDep) -> SettingsResponse:
@@ -167,7 +178,9 @@ class SettingsController(Controller):
         operation_class=documented_body(SettingsBody),
         responses=_errors(400, 413, 500, 503),
     )
-    async def update_settings(self, request: Request[Any, Any, Any], services: ServicesDep) -> SettingsResponse:
+    async def update_settings(
+        self, request: Request[Any, Any, Any], services: ServicesDep
+    ) -> SettingsResponse:
         body = decode_body(await request.body(), SettingsBody)
         settings = await services.update_settings(body.to_patch())
         return SettingsResponse(data=settings_out(settings), message="Settings updated")
@@ -175,7 +188,7 @@ class SettingsController(Controller):
 
 class ImagesController(Controller):
     path = "/generated"
-    tags = ["images"]
+    tags = ("images",)
 
     @get(
         "/{key:path}",
@@ -184,7 +197,7 @@ class ImagesController(Controller):
         responses=_errors(404, 500),
     )
     async def image(self, services: ServicesDep, key: str) -> File:
-        generation, path = await services.open_image(key.lstrip("/"))
+        _generation, path = await services.open_image(key.lstrip("/"))
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return File(
             path=path,

@@ -72,9 +72,17 @@ def status_for(error: StudioError) -> int:
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[ErrorResponse]:
-    body = ErrorResponse(error=message, code=code, details=details) if details else ErrorResponse(error=message, code=code)
+    body = (
+        ErrorResponse(error=message, code=code, details=details)
+        if details
+        else ErrorResponse(error=message, code=code)
+    )
     return Response(content=body, status_code=status, headers=headers)
 
 
@@ -87,7 +95,9 @@ def _studio_error(request: Request[Any, Any, Any], error: StudioError) -> Respon
 
 def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorResponse]:
     status = error.status_code
-    code, default_message = _FRAMEWORK_CODES.get(status, ("INTERNAL_ERROR" if status >= 500 else "ERROR", "Error"))
+    code, default_message = _FRAMEWORK_CODES.get(
+        status, ("INTERNAL_ERROR" if status >= 500 else "ERROR", "Error")
+    )
     message = default_message
     details: dict[str, Any] | None = None
     if status == 404:
@@ -114,7 +124,7 @@ def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[E
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     StudioError: _studio_error,
     HTTPException: _http_exception,
     Exception: _unexpected,

@@ -43,7 +43,9 @@ def schema_from_json_schema(node: dict[str, Any]) -> Schema:
         if key in _SIMPLE_KEYS:
             values[_SIMPLE_KEYS[key]] = value
         elif key == "type":
-            values["type"] = [OpenAPIType(v) for v in value] if isinstance(value, list) else OpenAPIType(value)
+            values["type"] = (
+                [OpenAPIType(v) for v in value] if isinstance(value, list) else OpenAPIType(value)
+            )
         elif key == "properties":
             values["properties"] = {name: schema_from_json_schema(sub) for name, sub in value.items()}
         elif key in ("anyOf", "oneOf", "allOf"):

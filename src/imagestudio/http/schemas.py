@@ -44,7 +44,9 @@ __all__ = [
 
 B = TypeVar("B", bound=Struct)
 
-Side = Annotated[int, Meta(ge=128, le=2048, multiple_of=64, description="Pixels; 128 to 2048, a multiple of 64")]
+Side = Annotated[
+    int, Meta(ge=128, le=2048, multiple_of=64, description="Pixels; 128 to 2048, a multiple of 64")
+]
 Steps = Annotated[int, Meta(ge=1, le=100, description="Inference steps, 1 to 100")]
 CfgScale = Annotated[float, Meta(ge=0, le=50, description="Guidance scale, 0 to 50")]
 Seed = Annotated[int, Meta(ge=1, le=MAX_SEED, description="1 to 2^53-1; random when absent")]
@@ -52,12 +54,17 @@ Strength = Annotated[float, Meta(ge=0, le=1, description="0 keeps the source, 1 
 ModelId = Annotated[str, Meta(max_length=200, description="Runware model id (AIR), e.g. runware:100@1")]
 TaskId = Annotated[
     str,
-    Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Client-chosen task id for progress over the WebSocket"),
+    Meta(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Client-chosen task id for progress over the WebSocket"
+    ),
 ]
 Prompt = Annotated[str, Meta(description="2 to 3000 characters after trimming")]
 ImageRef = Annotated[
     str,
-    Meta(description="A /generated/... filePath, a path inside the storage folder, or a data:image/...;base64, URI"),
+    Meta(
+        description="A /generated/... filePath, a path inside the storage folder,"
+        " or a data:image/...;base64, URI"
+    ),
 ]
 
 
@@ -156,7 +163,7 @@ class _Out(Struct, rename="camel", kw_only=True):
     pass
 
 
-class ParametersOut(_Out, omit_defaults=True):
+class ParametersOut(_Out):
     width: int
     height: int
     steps: int | None
@@ -187,22 +194,22 @@ class GenerationOut(_Out):
     created_at: str
 
 
-class GenerationResponse(_Out):
+class GenerationResponse(_Out, kw_only=True):
+    success: Literal[True] = True
     data: GenerationOut
-    success: bool = True
 
 
-class HistoryResponse(_Out):
+class HistoryResponse(_Out, kw_only=True):
+    success: Literal[True] = True
     data: list[GenerationOut]
     total: int
     limit: int
     offset: int
-    success: bool = True
 
 
-class DeletedResponse(_Out):
+class DeletedResponse(_Out, kw_only=True):
+    success: Literal[True] = True
     message: str = "Generation deleted"
-    success: bool = True
 
 
 class SettingsOut(_Out):
@@ -213,9 +220,9 @@ class SettingsOut(_Out):
     default_cfg_scale: float
 
 
-class SettingsResponse(_Out, omit_defaults=True):
+class SettingsResponse(_Out, kw_only=True):
+    success: Literal[True] = True
     data: SettingsOut
-    success: bool = True
     message: str | UnsetType = UNSET
 
 
@@ -225,10 +232,10 @@ class HealthOut(_Out):
     engine: str
 
 
-class ErrorResponse(_Out, omit_defaults=True):
+class ErrorResponse(_Out, kw_only=True):
+    success: Literal[False] = False
     error: str
     code: str
-    success: bool = False
     details: dict[str, Any] | UnsetType = UNSET
 
 
@@ -247,7 +254,7 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
     return GenerationOut(
         id=generation.id,
         type=generation.type,
-        operation=generation.operation.value,  # type: ignore[arg-type]
+        operation=generation.operation.value,
         prompt=generation.prompt,
         negative_prompt=generation.negative_prompt,
         parameters=ParametersOut(

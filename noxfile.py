@@ -1,0 +1,24 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, in the current environment (install with `pip install -e '.[test]'`)."""
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, mypy (strict, src/) and the import rule (domain imports no adapter, http or framework)."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("mypy")
+    session.run("lint-imports")
