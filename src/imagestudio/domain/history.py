@@ -11,6 +11,13 @@ from imagestudio.domain.ports import GenerationRepository, ImageStorage
 __all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "OpenImage"]
 
 GENERATION_NOT_FOUND = "Generation not found"
+_MAX_ID = 2**63 - 1
+
+
+def _check_id(generation_id: int) -> None:
+    """Ids are positive 64-bit integers: anything else cannot name a generation."""
+    if not 1 <= generation_id <= _MAX_ID:
+        raise NotFound(GENERATION_NOT_FOUND)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +37,7 @@ class GetGeneration:
     repository: GenerationRepository
 
     async def __call__(self, generation_id: int) -> Generation:
+        _check_id(generation_id)
         generation = await self.repository.get(generation_id)
         if generation is None:
             raise NotFound(GENERATION_NOT_FOUND)
@@ -50,6 +58,7 @@ class DeleteGeneration:
     storage: ImageStorage
 
     async def __call__(self, generation_id: int) -> Generation:
+        _check_id(generation_id)
         generation = await self.repository.delete(generation_id)
         if generation is None:
             raise NotFound(GENERATION_NOT_FOUND)

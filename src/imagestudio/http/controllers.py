@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Dependency, Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter, SkipValidation
 from litestar.response import File
 
 from imagestudio.bootstrap import Services
@@ -40,7 +41,7 @@ __all__ = [
     "SettingsController",
 ]
 
-ServicesDep = Annotated[Services, Dependency(skip_validation=True)]
+ServicesDep = NamedDependency[SkipValidation[Services]]
 
 
 def provide_services(state: State) -> Services:
@@ -139,16 +140,16 @@ class HistoryController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: ServicesDep,
-        limit: Annotated[int, Parameter(ge=1, le=500, description="Page size, 1 to 500")] = 50,
-        offset: Annotated[int, Parameter(ge=0, description="Items to skip")] = 0,
-        type: Annotated[Literal["image", "video"] | None, Parameter(description="Only this type")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size, 1 to 500")] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, description="Items to skip")] = 0,
+        type: Annotated[Literal["image", "video"] | None, QueryParameter(description="Only this type")] = None,
     ) -> HistoryResponse:
         page = await services.list_history(HistoryQuery(limit=limit, offset=offset, type=type))
         return history_response(page, _base_url(request), limit, offset)
 
     @get("/{generation_id:str}", summary="One generation", responses=_errors(400, 404, 500, 503))
     async def get_generation(
-        self, request: Request[Any, Any, Any], services: ServicesDep, generation_id: str
+        self, request: Request[Any, Any, Any], services: ServicesDep, generation_id: FromPath[str]
     ) -> GenerationResponse:
         generation = await services.get_generation(_parse_id(generation_id))
         return GenerationResponse(data=generation_out(generation, _base_url(request)))
@@ -159,7 +160,7 @@ class HistoryController(Controller):
         summary="Delete a generation and its image file",
         responses=_errors(400, 404, 500, 503),
     )
-    async def delete_generation(self, services: ServicesDep, generation_id: str) -> DeletedResponse:
+    async def delete_generation(self, services: ServicesDep, generation_id: FromPath[str]) -> DeletedResponse:
         await services.delete_generation(_parse_id(generation_id))
         return DeletedResponse()
 
@@ -196,7 +197,7 @@ class ImagesController(Controller):
         media_type="image/*",
         responses=_errors(404, 500),
     )
-    async def image(self, services: ServicesDep, key: str) -> File:
+    async def image(self, services: ServicesDep, key: FromPath[str]) -> File:
         _generation, path = await services.open_image(key.lstrip("/"))
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return File(

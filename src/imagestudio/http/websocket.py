@@ -12,7 +12,7 @@ import anyio
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.domain.errors import InvalidParameters
@@ -41,7 +41,7 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
 @websocket("/ws/generation")
 async def generation_socket(
     socket: WebSocket[Any, Any, Any],
-    task_id: Annotated[str | None, Parameter(query="taskId", required=False)] = None,
+    task_id: Annotated[str | None, QueryParameter(name="taskId", required=False)] = None,
 ) -> None:
     """Stream progress events of one task (``?taskId=``) or of all tasks."""
     await socket.accept()
