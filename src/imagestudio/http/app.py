@@ -109,5 +109,6 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
             openapi_router=_DocsRouter("/", route_handlers=[], include_in_schema=False),
         ),
+        logging_config=None,  # logging is configured once, by imagestudio.log
         debug=False,
     )
