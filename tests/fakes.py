@@ -9,6 +9,7 @@ import struct
 import uuid
 import zlib
 from dataclasses import replace
+from typing import Any
 
 from imagestudio.domain.errors import InvalidParameters, NotFound, StudioError
 from imagestudio.domain.model import (
@@ -234,3 +235,71 @@ class SteppingClock:
 
 def with_settings(repo: InMemorySettingsRepository, **changes: object) -> None:
     repo.settings = replace(repo.settings, **changes)  # type: ignore[arg-type]
+
+
+class InMemoryTaskRepository:
+    """Tasks in a dict; ``orphans`` are the ids a restart should treat as interrupted."""
+
+    def __init__(self) -> None:
+        from imagestudio.domain.tasks import Task
+
+        self.rows: dict[str, Task] = {}
+        self.history: list[tuple[str, str]] = []
+
+    async def create(self, task: Any) -> None:
+        from imagestudio.domain.errors import Conflict
+
+        if task.id in self.rows:
+            raise Conflict(f"Task {task.id} already exists", details={"field": "taskId"})
+        self.rows[task.id] = task
+        self.history.append((task.id, task.status.value))
+
+    async def update(self, task: Any) -> None:
+        self.rows[task.id] = task
+        self.history.append((task.id, task.status.value))
+
+    async def get(self, task_id: str) -> Any:
+        return self.rows.get(task_id)
+
+    async def recent(self, limit: int) -> list[Any]:
+        finished = [t for t in self.rows.values() if t.finished_at is not None]
+        finished.sort(key=lambda t: t.finished_at, reverse=True)
+        return finished[:limit]
+
+    async def interrupt_orphans(self, now: dt.datetime) -> list[Any]:
+        from imagestudio.domain.model import TaskStatus
+
+        interrupted = []
+        for task_id, task in list(self.rows.items()):
+            if not task.status.is_terminal:
+                interrupted.append(task)
+                self.rows[task_id] = replace(
+                    task,
+                    status=TaskStatus.FAILED,
+                    error_code="INTERRUPTED",
+                    error_message="The server stopped before this task finished",
+                    finished_at=now,
+                    image=None,
+                )
+        return interrupted
+
+
+class InMemoryIdempotencyStore:
+    def __init__(self) -> None:
+        from imagestudio.domain.ports import IdempotencyRecord
+
+        self.records: dict[str, IdempotencyRecord] = {}
+
+    async def claim(
+        self, key: str, fingerprint: str, task_id: str, now: dt.datetime, ttl: dt.timedelta
+    ) -> Any:
+        from imagestudio.domain.ports import IdempotencyRecord
+
+        existing = self.records.get(key)
+        if existing is not None and now - existing.created_at <= ttl:
+            return existing
+        self.records[key] = IdempotencyRecord(key=key, fingerprint=fingerprint, task_id=task_id, created_at=now)
+        return None
+
+    async def release(self, key: str) -> None:
+        self.records.pop(key, None)

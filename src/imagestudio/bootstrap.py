@@ -8,6 +8,7 @@ wires use cases from any set of port implementations, which is how tests hand in
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
+from imagestudio.adapters.sql_tasks import SqlIdempotencyStore, SqlTaskRepository
 from imagestudio.config import Config
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
@@ -31,9 +33,12 @@ from imagestudio.domain.ports import (
     ImageGenerator,
     ImageInspector,
     ImageStorage,
+    IdempotencyStore,
     SettingsRepository,
+    TaskRepository,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.tasks import TaskManager
 
 __all__ = ["Services", "SystemClock", "bootstrap", "build_services"]
 
@@ -61,6 +66,7 @@ class Services:
     get_settings: GetSettings
     update_settings: UpdateSettings
     events: InMemoryTaskEvents
+    tasks: TaskManager
     engine: str
     version: str = __version__
 
@@ -72,18 +78,39 @@ def build_services(
     repository: GenerationRepository,
     settings: SettingsRepository,
     inspector: ImageInspector,
+    task_repository: TaskRepository,
+    idempotency: IdempotencyStore,
     events: InMemoryTaskEvents | None = None,
     clock: Clock | None = None,
+    max_running: int | None = None,
+    max_queued: int = 100,
 ) -> Services:
-    """Wire the use cases from port implementations (real adapters or test fakes)."""
+    """Wire the use cases from port implementations (real adapters or test fakes).
+
+    ``max_running`` defaults by engine: the CPU count for the local engine's CPU work, 64 for a
+    network engine that mostly waits.
+    """
     events = events or InMemoryTaskEvents()
+    clock = clock or SystemClock()
+    if max_running is None:
+        max_running = (os.cpu_count() or 1) if generator.name == "local" else 64
+    tasks = TaskManager(
+        tasks=task_repository,
+        keys=idempotency,
+        generations=repository,
+        storage=storage,
+        events=events,
+        clock=clock,
+        max_running=max_running,
+        max_queued=max_queued,
+    )
     pipeline = GenerationPipeline(
         generator=generator,
         storage=storage,
         repository=repository,
         settings=settings,
-        events=events,
-        clock=clock or SystemClock(),
+        tasks=tasks,
+        clock=clock,
     )
     resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
     return Services(
@@ -97,6 +124,7 @@ def build_services(
         get_settings=GetSettings(repository=settings),
         update_settings=UpdateSettings(repository=settings, storage=storage),
         events=events,
+        tasks=tasks,
         engine=generator.name,
     )
 
@@ -135,8 +163,16 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db),
             inspector=inspector,
+            task_repository=SqlTaskRepository(db),
+            idempotency=SqlIdempotencyStore(db),
             events=events,
+            max_running=config.max_running,
+            max_queued=config.max_queued,
         )
+        interrupted = await services.tasks.recover()
+        if interrupted:
+            log.warning("interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted])
+        stack.push_async_callback(services.tasks.shutdown, config.shutdown_grace)
         log.info(
             "services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url)
         )

@@ -61,6 +61,12 @@ class Config:
     max_body_size: int = 32 * 1024 * 1024
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
+    max_running: int | None = None
+    """Generations running at once (default: CPU count for the local engine, 64 for Runware)."""
+    max_queued: int = 100
+    """Generations that may wait for a free slot before new ones are refused (503 QUEUE_FULL)."""
+    shutdown_grace: float = 10.0
+    """Seconds running generations get to finish when the server stops."""
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "runware"):
@@ -71,6 +77,10 @@ class Config:
             raise ConfigError("RUNWARE_TIMEOUT must be a positive number of seconds")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be between 0 and 65535")
+        if self.max_running is not None and self.max_running < 1:
+            raise ConfigError("IMAGESTUDIO_MAX_RUNNING must be at least 1")
+        if self.max_queued < 0:
+            raise ConfigError("IMAGESTUDIO_MAX_QUEUED must be 0 or more")
 
     @property
     def database(self) -> str:
@@ -93,6 +103,9 @@ class Config:
             "cors_origins": _origins(env.get("IMAGESTUDIO_CORS_ORIGINS")),
             "log_format": env.get("IMAGESTUDIO_LOG_FORMAT", "auto"),
             "log_level": env.get("IMAGESTUDIO_LOG_LEVEL", "info"),
+            "max_running": _integer(env, "IMAGESTUDIO_MAX_RUNNING"),
+            "max_queued": _integer(env, "IMAGESTUDIO_MAX_QUEUED", 100),
+            "shutdown_grace": _number(env, "IMAGESTUDIO_SHUTDOWN_GRACE", 10.0),
         }
         engine = (env.get("IMAGESTUDIO_ENGINE") or "").strip().lower()
         values["engine"] = engine or ("runware" if key else "local")
@@ -113,7 +126,17 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError as error:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from error
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from error
+
+
+def _integer(env: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from error
 
 
 def _origins(raw: str | None) -> tuple[str, ...]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.tasks import TaskManager
 from tests.fakes import (
     FakeImageGenerator,
     FakeImageInspector,
     InMemoryGenerationRepository,
+    InMemoryIdempotencyStore,
+    InMemoryTaskRepository,
     InMemoryImageStorage,
     InMemorySettingsRepository,
     RecordingEvents,
@@ -28,6 +32,23 @@ class World:
     events: RecordingEvents = field(default_factory=RecordingEvents)
     inspector: FakeImageInspector = field(default_factory=FakeImageInspector)
     clock: SteppingClock = field(default_factory=SteppingClock)
+    task_repository: InMemoryTaskRepository = field(default_factory=InMemoryTaskRepository)
+    keys: InMemoryIdempotencyStore = field(default_factory=InMemoryIdempotencyStore)
+    max_running: int = 2
+    max_queued: int = 100
+
+    @cached_property
+    def tasks(self) -> TaskManager:
+        return TaskManager(
+            tasks=self.task_repository,
+            keys=self.keys,
+            generations=self.repository,
+            storage=self.storage,
+            events=self.events,
+            clock=self.clock,
+            max_running=self.max_running,
+            max_queued=self.max_queued,
+        )
 
     @property
     def pipeline(self) -> GenerationPipeline:
@@ -36,7 +57,7 @@ class World:
             storage=self.storage,
             repository=self.repository,
             settings=self.settings,
-            events=self.events,
+            tasks=self.tasks,
             clock=self.clock,
         )
 

@@ -45,6 +45,9 @@ def test_a_task_subscriber_sees_monotone_progress_and_one_completed(client: Clie
     progresses = [m["progress"] for m in messages]
     assert progresses == sorted(progresses)
     assert len([m for m in messages if m["status"] in ("completed", "failed")]) == 1
+    seqs = [m.pop("seq") for m in messages]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     assert messages[-1] == {
         "type": "progress",
         "taskId": "sunset-1",

@@ -1,16 +1,19 @@
-"""In-memory ``TaskEvents`` hub: fans progress events out to subscribers (WebSockets, CLI).
+"""In-memory ``TaskEvents`` hub: numbers events and fans them out to subscribers.
 
 Events may be published from worker threads; they are handed to the event loop the hub was
-bound to, so subscribers only ever run on that loop. The hub remembers the terminal event of
-recent tasks, so a subscriber that arrives after a task ended still learns how it ended.
+bound to, where each gets the next ``seq`` (increasing for the life of the server). A bounded
+buffer of recent events lets a reconnecting client ask for what it missed (``after=<seq>``),
+and the last event of each recent task lets a late subscriber learn how its task stands. Each
+subscription delivers at most one terminal event per task, and nothing for a task after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 from imagestudio.domain.model import TaskEvent
 
@@ -22,13 +25,22 @@ class Subscription:
 
     def __init__(self, hub: InMemoryTaskEvents, task_id: str | None) -> None:
         self.task_id = task_id
+        self.truncated_before: int | None = None
+        """Set when ``after`` asked for events older than the buffer holds: the oldest seq kept."""
         self._hub = hub
         self._queue: asyncio.Queue[TaskEvent] = asyncio.Queue()
+        self._ended: set[str] = set()
+        self._last_seq = 0
 
     def wants(self, event: TaskEvent) -> bool:
         return self.task_id is None or self.task_id == event.task_id
 
     def deliver(self, event: TaskEvent) -> None:
+        if event.task_id in self._ended or (event.seq and event.seq <= self._last_seq):
+            return
+        if event.status.is_terminal:
+            self._ended.add(event.task_id)
+        self._last_seq = max(self._last_seq, event.seq)
         self._queue.put_nowait(event)
 
     async def next(self) -> TaskEvent:
@@ -45,10 +57,12 @@ class Subscription:
 class InMemoryTaskEvents:
     """A thread-safe publish/subscribe hub for task events."""
 
-    def __init__(self, remember: int = 10_000) -> None:
+    def __init__(self, replay: int = 10_000, remember: int = 10_000) -> None:
         self._subscribers: set[Subscription] = set()
-        self._terminal: OrderedDict[str, TaskEvent] = OrderedDict()
+        self._buffer: deque[TaskEvent] = deque(maxlen=replay)
+        self._last: OrderedDict[str, TaskEvent] = OrderedDict()
         self._remember = remember
+        self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Callable[[TaskEvent], None]] = []
         self._lock = threading.Lock()
@@ -56,6 +70,10 @@ class InMemoryTaskEvents:
     def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Deliver events on ``loop`` (default: the running loop)."""
         self._loop = loop or asyncio.get_running_loop()
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
 
     def add_listener(self, listener: Callable[[TaskEvent], None]) -> Callable[[], None]:
         """Call ``listener`` (on the loop) for every event; returns a function that removes it."""
@@ -80,35 +98,42 @@ class InMemoryTaskEvents:
 
     # --- subscribers ------------------------------------------------------------------------
 
-    def subscribe(self, task_id: str | None = None) -> Subscription:
+    def subscribe(self, task_id: str | None = None, after: int | None = None) -> Subscription:
         """Start receiving events (of one task, or of all). Call on the hub's loop.
 
-        A subscription to a task that has already ended starts with that task's terminal event.
+        With ``after``, the buffered events with a greater ``seq`` come first. Without it, a
+        subscription to one task starts with that task's latest event, so a late subscriber
+        still learns the result (once).
         """
         subscription = Subscription(self, task_id)
-        if task_id is not None:
-            with self._lock:
-                ended = self._terminal.get(task_id)
-            if ended is not None:
-                subscription.deliver(ended)
+        with self._lock:
+            if after is not None:
+                oldest = self._buffer[0].seq if self._buffer else self._seq + 1
+                if after < oldest - 1:
+                    subscription.truncated_before = oldest
+                for event in self._buffer:
+                    if event.seq > after and subscription.wants(event):
+                        subscription.deliver(event)
+            if task_id is not None:
+                latest = self._last.get(task_id)
+                if latest is not None and (after is None or latest.status.is_terminal):
+                    subscription.deliver(latest)
         self._subscribers.add(subscription)
         return subscription
 
-    def terminal_event(self, task_id: str) -> TaskEvent | None:
+    def latest(self, task_id: str) -> TaskEvent | None:
         with self._lock:
-            return self._terminal.get(task_id)
+            return self._last.get(task_id)
 
     def _dispatch(self, event: TaskEvent) -> None:
-        if event.status.is_terminal:
-            with self._lock:
-                self._terminal[event.task_id] = event
-                self._terminal.move_to_end(event.task_id)
-                while len(self._terminal) > self._remember:
-                    self._terminal.popitem(last=False)
-        elif event.task_id in self._terminal:
-            # A client reused a task id: the new task's events supersede the old ending.
-            with self._lock:
-                self._terminal.pop(event.task_id, None)
+        with self._lock:
+            self._seq += 1
+            event = replace(event, seq=self._seq)
+            self._buffer.append(event)
+            self._last[event.task_id] = event
+            self._last.move_to_end(event.task_id)
+            while len(self._last) > self._remember:
+                self._last.popitem(last=False)
         for subscription in list(self._subscribers):
             if subscription.wants(event):
                 subscription.deliver(event)

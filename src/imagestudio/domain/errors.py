@@ -15,6 +15,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "GenerationCancelled",
+    "Interrupted",
     "InvalidParameters",
     "InvalidPrompt",
     "InvalidStoragePath",
@@ -26,6 +27,7 @@ __all__ = [
     "QueueFull",
     "StorageError",
     "StudioError",
+    "error_from_code",
 ]
 
 
@@ -88,6 +90,12 @@ class GenerationCancelled(StudioError):
     code = "CANCELLED"
 
 
+class Interrupted(StudioError):
+    """The server stopped while the task was queued or running."""
+
+    code = "INTERRUPTED"
+
+
 class StorageError(StudioError):
     """An image could not be written or read."""
 
@@ -141,3 +149,29 @@ class ProviderTimeout(ProviderError):
     """The provider did not answer in time."""
 
     code = "API_TIMEOUT"
+
+
+def error_from_code(code: str, message: str) -> StudioError:
+    """Rebuild an error recorded as its code and message (a finished task's outcome)."""
+    for error_type in _BY_CODE:
+        if error_type.code == code:
+            return error_type(message)
+    error = StudioError(message)
+    error.code = code
+    return error
+
+
+# One class per code: the most general of each family, so the rebuilt error maps to its usual status.
+_BY_CODE: tuple[type[StudioError], ...] = (
+    InvalidPrompt,
+    InvalidParameters,
+    NotFound,
+    Conflict,
+    QueueFull,
+    GenerationCancelled,
+    Interrupted,
+    StorageError,
+    DatabaseError,
+    ProviderTimeout,
+    ProviderError,
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import (
@@ -22,8 +23,26 @@ from imagestudio.domain.model import (
     nearest_valid_side,
 )
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver, random_seed
+from imagestudio.domain.tasks import IdempotencyKey, Job, Task
 
 __all__ = ["GenerateImageToImage", "GenerateTextToImage", "UpscaleImage"]
+
+C = TypeVar("C", TextToImage, ImageToImage, Upscale)
+
+
+class _Generating(Generic[C]):
+    """Calling a generating use case waits for its image; ``submit`` returns the task at once."""
+
+    pipeline: GenerationPipeline
+
+    async def prepare(self, command: C) -> Job:
+        raise NotImplementedError
+
+    async def __call__(self, command: C, idempotency: IdempotencyKey | None = None) -> Generation:
+        return await self.pipeline.tasks.run(await self.prepare(command), idempotency)
+
+    async def submit(self, command: C, idempotency: IdempotencyKey | None = None) -> Task:
+        return await self.pipeline.tasks.submit(await self.prepare(command), idempotency)
 
 
 def _spec(
@@ -87,7 +106,7 @@ def _generation(
 
 
 @dataclass(frozen=True, kw_only=True)
-class GenerateTextToImage:
+class GenerateTextToImage(_Generating[TextToImage]):
     """Make an image from a prompt.
 
     Rules:
@@ -99,7 +118,8 @@ class GenerateTextToImage:
     pipeline: GenerationPipeline
     seeds: Callable[[], int] = field(default=random_seed)
 
-    async def __call__(self, command: TextToImage) -> Generation:
+    async def prepare(self, command: TextToImage) -> Job:
+        """Validate and resolve everything up front, so bad input fails before a task exists."""
         settings = await self.pipeline.settings.get()
         spec = _spec(
             command,
@@ -128,11 +148,11 @@ class GenerateTextToImage:
                 model=spec.model,
             )
 
-        return await self.pipeline.run(task_id=task_id, produce=produce, build=build)
+        return self.pipeline.job(task_id=task_id, operation=Operation.TEXT_TO_IMAGE, produce=produce, build=build)
 
 
 @dataclass(frozen=True, kw_only=True)
-class GenerateImageToImage:
+class GenerateImageToImage(_Generating[ImageToImage]):
     """Transform an input image according to a prompt.
 
     Rules:
@@ -146,7 +166,8 @@ class GenerateImageToImage:
     resolve: SourceResolver
     seeds: Callable[[], int] = field(default=random_seed)
 
-    async def __call__(self, command: ImageToImage) -> Generation:
+    async def prepare(self, command: ImageToImage) -> Job:
+        """Validate and resolve everything up front, so bad input fails before a task exists."""
         settings = await self.pipeline.settings.get()
         source = await self.resolve(command.source, "seedImage")
         spec = _spec(
@@ -178,11 +199,11 @@ class GenerateImageToImage:
                 source_id=source.generation.id if source.generation else None,
             )
 
-        return await self.pipeline.run(task_id=task_id, produce=produce, build=build)
+        return self.pipeline.job(task_id=task_id, operation=Operation.IMAGE_TO_IMAGE, produce=produce, build=build)
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpscaleImage:
+class UpscaleImage(_Generating[Upscale]):
     """Make a larger copy of an input image.
 
     Rules:
@@ -193,7 +214,8 @@ class UpscaleImage:
     pipeline: GenerationPipeline
     resolve: SourceResolver
 
-    async def __call__(self, command: Upscale) -> Generation:
+    async def prepare(self, command: Upscale) -> Job:
+        """Validate and resolve everything up front, so bad input fails before a task exists."""
         source = await self.resolve(command.source, "imagePath")
         if max(source.width, source.height) * command.scale > MAX_UPSCALE_SIDE:
             raise InvalidParameters(
@@ -222,4 +244,4 @@ class UpscaleImage:
                 source_id=origin.id if origin else None,
             )
 
-        return await self.pipeline.run(task_id=task_id, produce=produce, build=build)
+        return self.pipeline.job(task_id=task_id, operation=Operation.UPSCALE, produce=produce, build=build)

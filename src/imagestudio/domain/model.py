@@ -75,10 +75,11 @@ class TaskStatus(StrEnum):
     GENERATING = "generating"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 # --- validation helpers -------------------------------------------------------------------
@@ -454,3 +455,5 @@ class TaskEvent:
     generation_id: int | None = None
     error: str | None = None
     code: str | None = None
+    position: int | None = None
+    seq: int = 0

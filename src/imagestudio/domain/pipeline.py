@@ -1,31 +1,28 @@
-"""The shared life of one generation task, used by every generating use case.
+"""What every generating use case shares: input images and the generation job.
 
 Rules:
-- progress goes ``queued`` (0) -> ``generating`` (0..99, never down) -> exactly one of
-  ``completed`` (100, with the generation id) or ``failed`` (with the error code);
+- the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
 - the image is stored before its row is written; if the row cannot be written the file is
   removed again, so a failure leaves neither a file nor a row;
-- the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5).
+- the task lifecycle (queued, generating, one terminal event) is the ``TaskManager``'s.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from imagestudio.domain.errors import InvalidParameters, StudioError
+from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import (
     MAX_SEED,
     GeneratedImage,
     Generation,
+    Operation,
     SourceImage,
     StoredImage,
-    TaskEvent,
-    TaskStatus,
 )
 from imagestudio.domain.ports import (
     Clock,
@@ -35,10 +32,10 @@ from imagestudio.domain.ports import (
     ImageStorage,
     ProgressCallback,
     SettingsRepository,
-    TaskEvents,
 )
+from imagestudio.domain.tasks import Job, TaskControl, TaskManager
 
-__all__ = ["GenerationPipeline", "ProgressReporter", "SourceResolver", "new_task_id", "random_seed"]
+__all__ = ["GenerationPipeline", "SourceResolver", "new_task_id", "random_seed"]
 
 GENERATED_PREFIX = "/generated/"
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
@@ -50,67 +47,6 @@ def new_task_id() -> str:
 
 def random_seed() -> int:
     return secrets.randbelow(MAX_SEED) + 1
-
-
-class ProgressReporter:
-    """Turns an engine's ``(done, total)`` calls into monotone task events.
-
-    Engines may call it from a worker thread; the events port is thread-safe by contract.
-    """
-
-    def __init__(self, task_id: str, events: TaskEvents) -> None:
-        self.task_id = task_id
-        self._events = events
-        self._lock = threading.Lock()
-        self._progress = 0
-        self._finished = False
-
-    def queued(self) -> None:
-        self._emit(TaskStatus.QUEUED, 0)
-
-    def started(self) -> None:
-        self._emit(TaskStatus.GENERATING, 0)
-
-    def step(self, done: int, total: int) -> None:
-        """An engine's callback: ``done`` of ``total`` units of work are finished."""
-        if total <= 0:
-            return
-        fraction = min(max(done / total, 0.0), 1.0)
-        self._emit(TaskStatus.GENERATING, min(99, int(fraction * 99)))
-
-    def completed(self, generation_id: int) -> None:
-        self._emit(TaskStatus.COMPLETED, 100, generation_id=generation_id)
-
-    def failed(self, error: StudioError) -> None:
-        self._emit(TaskStatus.FAILED, None, error=error.message, code=error.code)
-
-    def _emit(
-        self,
-        status: TaskStatus,
-        progress: int | None,
-        *,
-        generation_id: int | None = None,
-        error: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            if progress is not None:
-                if status is TaskStatus.GENERATING and progress <= self._progress and progress != 0:
-                    return  # nothing new to say; progress never repeats or goes down
-                self._progress = max(self._progress, progress)
-            if status.is_terminal:
-                self._finished = True
-            event = TaskEvent(
-                task_id=self.task_id,
-                status=status,
-                progress=self._progress,
-                generation_id=generation_id,
-                error=error,
-                code=code,
-            )
-            self._events.publish(event)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,35 +122,30 @@ Build = Callable[[GeneratedImage, StoredImage], Generation]
 
 @dataclass(frozen=True, kw_only=True)
 class GenerationPipeline:
-    """Runs one generation task from queued to its single terminal event."""
+    """Turns an engine call into a task: engine, then storage, then history.
+
+    The image is stored (atomically) before its row is written; the task records the file in
+    between, and if the row cannot be written the file is removed again.
+    """
 
     generator: ImageGenerator
     storage: ImageStorage
     repository: GenerationRepository
     settings: SettingsRepository
-    events: TaskEvents
+    tasks: TaskManager
     clock: Clock
     new_task_id: Callable[[], str] = field(default=new_task_id)
 
-    async def run(self, *, task_id: str, produce: Produce, build: Build) -> Generation:
-        reporter = ProgressReporter(task_id, self.events)
-        reporter.queued()
-        try:
-            reporter.started()
-            image = await produce(reporter.step)
+    def job(self, *, task_id: str, operation: Operation, produce: Produce, build: Build) -> Job:
+        async def execute(control: TaskControl) -> Generation:
+            image = await control.produce(lambda: produce(control.step))
             settings = await self.settings.get()
             stored = await self.storage.save(image.data, image.extension, settings.storage_path)
             try:
-                generation = await self.repository.add(build(image, stored))
+                await control.stored(stored)
+                return await self.repository.add(build(image, stored))
             except BaseException:
                 await self.storage.delete(stored)
                 raise
-        except StudioError as error:
-            reporter.failed(error)
-            raise
-        except BaseException as error:
-            reporter.failed(StudioError(f"Generation failed: {type(error).__name__}"))
-            raise
-        assert generation.id is not None
-        reporter.completed(generation.id)
-        return generation
+
+        return Job(task_id=task_id, operation=operation, execute=execute)

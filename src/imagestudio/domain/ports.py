@@ -7,8 +7,9 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from imagestudio.domain.model import (
     GeneratedImage,
@@ -23,8 +24,14 @@ from imagestudio.domain.model import (
     TaskEvent,
 )
 
+if TYPE_CHECKING:
+    from imagestudio.domain.tasks import Task
+
 __all__ = [
     "Clock",
+    "IdempotencyRecord",
+    "IdempotencyStore",
+    "TaskRepository",
     "GenerationRepository",
     "ImageGenerator",
     "ImageInspector",
@@ -142,4 +149,48 @@ class TaskEvents(Protocol):
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
+        ...
+
+
+class TaskRepository(Protocol):
+    """Where task transitions are recorded, so a restart knows what it interrupted."""
+
+    async def create(self, task: Task) -> None:
+        """Record a new task; ``Conflict`` if its id is taken."""
+        ...
+
+    async def update(self, task: Task) -> None: ...
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def recent(self, limit: int) -> list[Task]:
+        """Finished tasks, most recently finished first."""
+        ...
+
+    async def interrupt_orphans(self, now: datetime) -> list[Task]:
+        """Mark tasks left queued or generating by a process that is gone as ``failed``
+        (``INTERRUPTED``) and return them as they were (with any unrecorded image)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IdempotencyRecord:
+    key: str
+    fingerprint: str
+    task_id: str
+    created_at: datetime
+
+
+class IdempotencyStore(Protocol):
+    """Remembers ``Idempotency-Key`` headers for a while."""
+
+    async def claim(
+        self, key: str, fingerprint: str, task_id: str, now: datetime, ttl: timedelta
+    ) -> IdempotencyRecord | None:
+        """Atomically take ``key`` for ``task_id``; ``None`` if taken now, else the live record
+        that holds it (records older than ``ttl`` are replaced)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Forget ``key`` (its task could not be created)."""
         ...

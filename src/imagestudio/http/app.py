@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-
 from typing import Any
 
 from litestar import Litestar, Router
@@ -27,6 +26,7 @@ from imagestudio.http.controllers import (
     HistoryController,
     ImagesController,
     SettingsController,
+    TasksController,
     provide_services,
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
@@ -94,6 +94,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             HistoryController,
             SettingsController,
             ImagesController,
+            TasksController,
             generation_socket,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

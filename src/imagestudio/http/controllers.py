@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
+import re
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, delete, get, post, put
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter, SkipValidation
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, QueryParameter, SkipValidation
 from litestar.response import File
+from msgspec import Struct
 
 from imagestudio.bootstrap import Services
-from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.errors import InvalidParameters, NotFound
+from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.model import HistoryQuery
+from imagestudio.domain.tasks import IdempotencyKey
 from imagestudio.http.openapi import documented_body
 from imagestudio.http.schemas import (
     DeletedResponse,
@@ -25,12 +31,15 @@ from imagestudio.http.schemas import (
     ImageToImageBody,
     SettingsBody,
     SettingsResponse,
+    TaskListResponse,
+    TaskResponse,
     TextToImageBody,
     UpscaleBody,
     decode_body,
     generation_out,
     history_response,
     settings_out,
+    task_out,
 )
 
 __all__ = [
@@ -39,6 +48,7 @@ __all__ = [
     "HistoryController",
     "ImagesController",
     "SettingsController",
+    "TasksController",
 ]
 
 ServicesDep = NamedDependency[SkipValidation[Services]]
@@ -53,10 +63,11 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
     descriptions = {
         400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath)",
         404: "Not found (NOT_FOUND)",
+        409: "Conflict (CONFLICT: a reused taskId or Idempotency-Key, a finished task; CANCELLED)",
         413: "Request body over 32 MiB (PAYLOAD_TOO_LARGE)",
         500: "Generation, storage or database failure"
         " (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR, INTERNAL_ERROR)",
-        503: "Provider or database unavailable (API_ERROR, DATABASE_ERROR)",
+        503: "Provider, database or queue unavailable (API_ERROR, DATABASE_ERROR, QUEUE_FULL)",
     }
     return {
         status: ResponseSpec(
@@ -86,6 +97,75 @@ class HealthController(Controller):
         return HealthOut(status="ok", version=services.version, engine=services.engine)
 
 
+def _wants_async(prefer: str | None) -> bool:
+    return prefer is not None and any(
+        part.split(";")[0].strip().lower() == "respond-async" for part in prefer.split(",")
+    )
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _idempotency(key: str | None, route: str, body: Struct) -> IdempotencyKey | None:
+    """The key and a fingerprint of the request (route and canonical body) it came with."""
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidParameters(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters", field="Idempotency-Key"
+        )
+    canonical = msgspec.json.encode(body, order="sorted")
+    fingerprint = hashlib.sha256(route.encode() + b"\n" + canonical).hexdigest()
+    return IdempotencyKey(key=key, fingerprint=fingerprint)
+
+
+PreferHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Prefer", required=False, description="`respond-async`: answer 202 with the task at once"
+    ),
+]
+IdempotencyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Repeat a request safely: the same key and body give the same task for 24 hours",
+    ),
+]
+GenerateResult = Response[GenerationResponse | TaskResponse]
+Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
+
+_ACCEPTED = {
+    202: ResponseSpec(
+        data_container=TaskResponse,
+        description="Accepted (with `Prefer: respond-async`): the task; `Location` is /api/tasks/{taskId}",
+        generate_examples=False,
+    )
+}
+
+
+async def _generate(
+    request: Request[Any, Any, Any],
+    use_case: Generating,
+    body_type: type[TextToImageBody | ImageToImageBody | UpscaleBody],
+    prefer: str | None,
+    idempotency_key: str | None,
+) -> GenerateResult:
+    body = decode_body(await request.body(), body_type)
+    command: Any = body.to_command()
+    idempotency = _idempotency(idempotency_key, request.url.path, body)
+    if _wants_async(prefer):
+        task = await use_case.submit(command, idempotency)
+        return Response(
+            TaskResponse(data=task_out(task)),
+            status_code=202,
+            headers={"Location": f"/api/tasks/{task.id}", "Preference-Applied": "respond-async"},
+        )
+    generation = await use_case(command, idempotency)
+    return Response(GenerationResponse(data=generation_out(generation, _base_url(request))), status_code=200)
+
+
 class GenerateController(Controller):
     path = "/api/generate"
     tags = ("generation",)
@@ -95,40 +175,48 @@ class GenerateController(Controller):
         status_code=200,
         summary="Generate an image from a text prompt",
         operation_class=documented_body(TextToImageBody),
-        responses=_errors(400, 413, 500, 503),
+        responses=_errors(400, 409, 413, 500, 503) | _ACCEPTED,
     )
     async def text_to_image(
-        self, request: Request[Any, Any, Any], services: ServicesDep
-    ) -> GenerationResponse:
-        body = decode_body(await request.body(), TextToImageBody)
-        generation = await services.text_to_image(body.to_command())
-        return GenerationResponse(data=generation_out(generation, _base_url(request)))
+        self,
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        prefer: PreferHeader = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> GenerateResult:
+        return await _generate(request, services.text_to_image, TextToImageBody, prefer, idempotency_key)
 
     @post(
         "/image-to-image",
         status_code=200,
         summary="Transform an image according to a text prompt",
         operation_class=documented_body(ImageToImageBody),
-        responses=_errors(400, 404, 413, 500, 503),
+        responses=_errors(400, 404, 409, 413, 500, 503) | _ACCEPTED,
     )
     async def image_to_image(
-        self, request: Request[Any, Any, Any], services: ServicesDep
-    ) -> GenerationResponse:
-        body = decode_body(await request.body(), ImageToImageBody)
-        generation = await services.image_to_image(body.to_command())
-        return GenerationResponse(data=generation_out(generation, _base_url(request)))
+        self,
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        prefer: PreferHeader = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> GenerateResult:
+        return await _generate(request, services.image_to_image, ImageToImageBody, prefer, idempotency_key)
 
     @post(
         "/upscale",
         status_code=200,
         summary="Upscale an image by 2, 3 or 4",
         operation_class=documented_body(UpscaleBody),
-        responses=_errors(400, 404, 413, 500, 503),
+        responses=_errors(400, 404, 409, 413, 500, 503) | _ACCEPTED,
     )
-    async def upscale(self, request: Request[Any, Any, Any], services: ServicesDep) -> GenerationResponse:
-        body = decode_body(await request.body(), UpscaleBody)
-        generation = await services.upscale(body.to_command())
-        return GenerationResponse(data=generation_out(generation, _base_url(request)))
+    async def upscale(
+        self,
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        prefer: PreferHeader = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> GenerateResult:
+        return await _generate(request, services.upscale, UpscaleBody, prefer, idempotency_key)
 
 
 class HistoryController(Controller):
@@ -142,7 +230,9 @@ class HistoryController(Controller):
         services: ServicesDep,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size, 1 to 500")] = 50,
         offset: Annotated[int, QueryParameter(ge=0, description="Items to skip")] = 0,
-        type: Annotated[Literal["image", "video"] | None, QueryParameter(description="Only this type")] = None,
+        type: Annotated[
+            Literal["image", "video"] | None, QueryParameter(description="Only this type")
+        ] = None,
     ) -> HistoryResponse:
         page = await services.list_history(HistoryQuery(limit=limit, offset=offset, type=type))
         return history_response(page, _base_url(request), limit, offset)
@@ -210,3 +300,43 @@ class ImagesController(Controller):
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
+
+
+class TasksController(Controller):
+    path = "/api/tasks"
+    tags = ("tasks",)
+
+    @get("/", summary="Active tasks (running, then queued in order) and recent finished ones")
+    async def list_tasks(
+        self,
+        services: ServicesDep,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Finished tasks to include")] = 50,
+    ) -> TaskListResponse:
+        return TaskListResponse(data=[task_out(task) for task in await services.tasks.list_tasks(limit)])
+
+    @get(
+        "/{task_id:str}",
+        summary="One task: status, progress, position, result or error",
+        responses=_errors(404),
+    )
+    async def get_task(
+        self, request: Request[Any, Any, Any], services: ServicesDep, task_id: FromPath[str]
+    ) -> TaskResponse:
+        task = await services.tasks.get(task_id)
+        generation = None
+        if task.generation_id is not None:
+            try:
+                found = await services.get_generation(task.generation_id)
+                generation = generation_out(found, _base_url(request))
+            except NotFound:
+                generation = None  # deleted since
+        return TaskResponse(data=task_out(task, generation))
+
+    @delete(
+        "/{task_id:str}",
+        status_code=200,
+        summary="Cancel a queued or running task",
+        responses=_errors(404, 409),
+    )
+    async def cancel_task(self, services: ServicesDep, task_id: FromPath[str]) -> TaskResponse:
+        return TaskResponse(data=task_out(await services.tasks.cancel(task_id)))

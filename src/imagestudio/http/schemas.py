@@ -7,6 +7,7 @@ validates again. Bodies are decoded strictly (``"512"`` is not an integer), see 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -23,6 +24,7 @@ from imagestudio.domain.model import (
     TextToImage,
     Upscale,
 )
+from imagestudio.domain.tasks import Task
 
 __all__ = [
     "DeletedResponse",
@@ -40,6 +42,7 @@ __all__ = [
     "decode_body",
     "generation_out",
     "settings_out",
+    "task_out",
 ]
 
 B = TypeVar("B", bound=Struct)
@@ -226,6 +229,35 @@ class SettingsResponse(_Out, kw_only=True):
     message: str | UnsetType = UNSET
 
 
+class TaskErrorOut(_Out):
+    code: str
+    message: str
+
+
+class TaskOut(_Out):
+    task_id: str
+    operation: Literal["text-to-image", "image-to-image", "upscale"]
+    status: Literal["queued", "generating", "completed", "failed", "cancelled"]
+    progress: int
+    position: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    generation_id: int | None
+    error: TaskErrorOut | None
+    generation: GenerationOut | UnsetType = UNSET
+
+
+class TaskResponse(_Out, kw_only=True):
+    success: Literal[True] = True
+    data: TaskOut
+
+
+class TaskListResponse(_Out, kw_only=True):
+    success: Literal[True] = True
+    data: list[TaskOut]
+
+
 class HealthOut(_Out):
     status: Literal["ok"]
     version: str
@@ -242,8 +274,30 @@ class ErrorResponse(_Out, kw_only=True):
 # --- mappers --------------------------------------------------------------------------------
 
 
+def _iso_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def _iso(generation: Generation) -> str:
-    return generation.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return _iso_time(generation.created_at)
+
+
+def task_out(task: Task, generation: GenerationOut | None = None) -> TaskOut:
+    return TaskOut(
+        task_id=task.id,
+        operation=task.operation.value,
+        status=task.status.value,
+        progress=task.progress,
+        position=task.position,
+        created_at=_iso_time(task.created_at),
+        started_at=_iso_time(task.started_at) if task.started_at else None,
+        finished_at=_iso_time(task.finished_at) if task.finished_at else None,
+        generation_id=task.generation_id,
+        error=TaskErrorOut(code=task.error_code, message=task.error_message or "")
+        if task.error_code
+        else None,
+        generation=generation if generation is not None else UNSET,
+    )
 
 
 def generation_out(generation: Generation, base_url: str) -> GenerationOut:

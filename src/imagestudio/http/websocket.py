@@ -1,7 +1,9 @@
 """The progress WebSocket ``/ws/generation`` (CONTRACT.md section 9).
 
-``?taskId=X`` receives only task X (and, if X already ended, its terminal message at once);
-without it the socket receives every task's events. Messages are JSON text frames.
+``?taskId=X`` receives only task X (starting with its latest event, so a late subscriber learns
+how it ended); without it the socket receives every task's events. Every event carries ``seq``,
+increasing for the life of the server: a client that reconnects with ``?after=<seq>`` first
+receives what it missed from a bounded replay buffer. Messages are JSON text frames.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
         "taskId": event.task_id,
         "progress": event.progress,
         "status": event.status.value,
+        "seq": event.seq,
     }
+    if event.position is not None:
+        message["position"] = event.position
     if event.generation_id is not None:
         message["generationId"] = event.generation_id
     if event.error is not None:
@@ -42,8 +47,9 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
 async def generation_socket(
     socket: WebSocket[Any, Any, Any],
     task_id: Annotated[str | None, QueryParameter(name="taskId", required=False)] = None,
+    after: Annotated[int | None, QueryParameter(name="after", required=False, ge=0)] = None,
 ) -> None:
-    """Stream progress events of one task (``?taskId=``) or of all tasks."""
+    """Stream progress events of one task (``?taskId=``) or of all tasks; ``?after=`` replays."""
     await socket.accept()
     if task_id is not None:
         try:
@@ -55,8 +61,14 @@ async def generation_socket(
             await socket.close(code=_POLICY_VIOLATION, reason="invalid taskId")
             return
     hub: InMemoryTaskEvents = socket.app.state.services.events
-    subscription = hub.subscribe(task_id)
+    subscription = hub.subscribe(task_id, after=after)
     try:
+        if subscription.truncated_before is not None:
+            await socket.send_text(
+                msgspec.json.encode(
+                    {"type": "replay-truncated", "after": after, "oldestSeq": subscription.truncated_before}
+                ).decode()
+            )
         async with anyio.create_task_group() as group:
 
             async def drain_client() -> None:

@@ -1,0 +1,547 @@
+"""Tasks: one lifecycle shared by every engine and operation, and the bounded queue that runs them.
+
+A task goes ``queued`` -> ``generating`` -> exactly one of ``completed``, ``failed`` or
+``cancelled``; nothing leaves a terminal state and progress never goes down. At most
+``max_running`` tasks generate at once; up to ``max_queued`` more wait in order, and a full queue is
+refused with ``QueueFull`` rather than piling up. Transitions are recorded through the
+``TaskRepository`` port so a restart can tell which tasks it interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from imagestudio.domain.errors import (
+    Conflict,
+    GenerationCancelled,
+    NotFound,
+    QueueFull,
+    StudioError,
+    error_from_code,
+)
+from imagestudio.domain.model import (
+    GeneratedImage,
+    Generation,
+    Operation,
+    StoredImage,
+    TaskEvent,
+    TaskStatus,
+)
+from imagestudio.domain.ports import (
+    Clock,
+    GenerationRepository,
+    IdempotencyStore,
+    ImageStorage,
+    TaskEvents,
+    TaskRepository,
+)
+
+__all__ = [
+    "IDEMPOTENCY_TTL",
+    "IdempotencyKey",
+    "InvalidTransition",
+    "Job",
+    "Task",
+    "TaskControl",
+    "TaskManager",
+    "TaskState",
+]
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class InvalidTransition(Exception):
+    """A task was asked to move in a way its lifecycle forbids (a programming error)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Task:
+    """A snapshot of one task."""
+
+    id: str
+    operation: Operation
+    status: TaskStatus
+    progress: int
+    created_at: datetime
+    position: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    generation_id: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    image: StoredImage | None = None
+    """An image written for this task but not yet recorded in the history (crash clean-up)."""
+
+
+class TaskState:
+    """The mutable state machine behind a :class:`Task`.
+
+    Rules: ``queued -> generating -> completed | failed | cancelled``; ``queued -> failed |
+    cancelled``; nothing leaves a terminal state; progress is 0..100 and never decreases;
+    ``completed`` means progress 100.
+    """
+
+    def __init__(self, task_id: str, operation: Operation, now: datetime) -> None:
+        self._task = Task(id=task_id, operation=operation, status=TaskStatus.QUEUED, progress=0, created_at=now)
+
+    @property
+    def task(self) -> Task:
+        return self._task
+
+    @property
+    def status(self) -> TaskStatus:
+        return self._task.status
+
+    def _require_active(self, action: str) -> None:
+        if self._task.status.is_terminal:
+            raise InvalidTransition(f"cannot {action} a {self._task.status.value} task")
+
+    def queue_at(self, position: int | None) -> None:
+        self._require_active("queue")
+        self._task = replace(self._task, position=position)
+
+    def start(self, now: datetime) -> None:
+        if self._task.status is not TaskStatus.QUEUED:
+            raise InvalidTransition(f"cannot start a {self._task.status.value} task")
+        self._task = replace(self._task, status=TaskStatus.GENERATING, started_at=now, position=None)
+
+    def advance(self, progress: int) -> bool:
+        """Move progress forward (capped at 99 until completion); ``False`` if nothing changed."""
+        if self._task.status is not TaskStatus.GENERATING:
+            raise InvalidTransition(f"cannot advance a {self._task.status.value} task")
+        progress = max(0, min(99, progress))
+        if progress <= self._task.progress:
+            return False
+        self._task = replace(self._task, progress=progress)
+        return True
+
+    def stored(self, image: StoredImage | None) -> None:
+        self._require_active("store an image for")
+        self._task = replace(self._task, image=image)
+
+    def complete(self, generation_id: int, now: datetime) -> None:
+        if self._task.status is not TaskStatus.GENERATING:
+            raise InvalidTransition(f"cannot complete a {self._task.status.value} task")
+        self._task = replace(
+            self._task,
+            status=TaskStatus.COMPLETED,
+            progress=100,
+            generation_id=generation_id,
+            finished_at=now,
+            image=None,
+        )
+
+    def fail(self, code: str, message: str, now: datetime) -> None:
+        self._require_active("fail")
+        self._task = replace(
+            self._task,
+            status=TaskStatus.FAILED,
+            error_code=code,
+            error_message=message,
+            finished_at=now,
+            position=None,
+            image=None,
+        )
+
+    def cancel(self, now: datetime) -> None:
+        self._require_active("cancel")
+        self._task = replace(
+            self._task,
+            status=TaskStatus.CANCELLED,
+            error_code=GenerationCancelled.code,
+            error_message="Task was cancelled",
+            finished_at=now,
+            position=None,
+            image=None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IdempotencyKey:
+    """A client's ``Idempotency-Key`` and the fingerprint of the request it came with."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Job:
+    """Work to run as a task: ``execute`` makes the generation, reporting through its control."""
+
+    task_id: str
+    operation: Operation
+    execute: Callable[[TaskControl], Awaitable[Generation]]
+
+
+class TaskControl:
+    """What a running job uses to report progress, learn of cancellation and record its file."""
+
+    def __init__(self, manager: TaskManager, entry: _Entry) -> None:
+        self._manager = manager
+        self._entry = entry
+
+    @property
+    def task_id(self) -> str:
+        return self._entry.state.task.id
+
+    @property
+    def cancelled(self) -> bool:
+        return self._entry.cancelled.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise GenerationCancelled("Task was cancelled")
+
+    def step(self, done: int, total: int) -> None:
+        """The engine's progress callback; safe from any thread. Raises once the task is cancelled,
+        which stops a local engine at its next step."""
+        self.raise_if_cancelled()
+        if total > 0:
+            self._manager._advance(self._entry, int(min(max(done / total, 0.0), 1.0) * 99))
+
+    async def produce(self, work: Callable[[], Awaitable[GeneratedImage]]) -> GeneratedImage:
+        """Run the engine's part of the job so that a cancel can abandon it; its result is
+        discarded if the task was cancelled meanwhile."""
+        self.raise_if_cancelled()
+        running = asyncio.ensure_future(work())
+        self._entry.producing = running
+        try:
+            image = await running
+        except asyncio.CancelledError:
+            if self.cancelled and not _current_task_cancelling():
+                raise GenerationCancelled("Task was cancelled") from None
+            raise
+        finally:
+            self._entry.producing = None
+        self.raise_if_cancelled()
+        return image
+
+    async def stored(self, image: StoredImage | None) -> None:
+        """Record (or clear) the image written for this task before its history row exists."""
+        await self._manager._record_image(self._entry, image)
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+@dataclass(eq=False)
+class _Entry:
+    state: TaskState
+    job: Job
+    done: asyncio.Future[Generation]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    runner: asyncio.Task[None] | None = None
+    producing: asyncio.Future[GeneratedImage] | None = None
+
+
+class TaskManager:
+    """Runs jobs as tasks through a bounded worker pool and answers questions about them."""
+
+    def __init__(
+        self,
+        *,
+        tasks: TaskRepository,
+        keys: IdempotencyStore,
+        generations: GenerationRepository,
+        storage: ImageStorage,
+        events: TaskEvents,
+        clock: Clock,
+        max_running: int = 2,
+        max_queued: int = 100,
+        remember: int = 500,
+    ) -> None:
+        if max_running < 1 or max_queued < 0:
+            raise ValueError("max_running must be at least 1 and max_queued at least 0")
+        self.max_running = max_running
+        self.max_queued = max_queued
+        self._tasks = tasks
+        self._keys = keys
+        self._generations = generations
+        self._storage = storage
+        self._events = events
+        self._clock = clock
+        self._active: dict[str, _Entry] = {}
+        self._waiting: deque[str] = deque()
+        self._running: set[str] = set()
+        self._recent: OrderedDict[str, Task] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+        self._accepting = True
+
+    # --- submitting and waiting --------------------------------------------------------------
+
+    async def submit(self, job: Job, idempotency: IdempotencyKey | None = None) -> Task:
+        """Queue ``job`` and return its task at once.
+
+        Rules:
+        - a repeated ``Idempotency-Key`` with the same fingerprint returns the first task;
+          with another fingerprint it is ``Conflict``;
+        - a task id already in use is ``Conflict``;
+        - a full queue (or a server shutting down) is ``QueueFull``.
+        """
+        if not self._accepting:
+            raise QueueFull("The server is shutting down and accepts no new tasks")
+        if idempotency is not None:
+            existing = await self._keys.claim(
+                idempotency.key, idempotency.fingerprint, job.task_id, self._clock.now(), IDEMPOTENCY_TTL
+            )
+            if existing is not None:
+                if existing.fingerprint != idempotency.fingerprint:
+                    raise Conflict(
+                        "This Idempotency-Key was used with a different request",
+                        details={"field": "Idempotency-Key"},
+                    )
+                return await self.get(existing.task_id)
+        try:
+            return await self._admit(job)
+        except BaseException:
+            if idempotency is not None:
+                await self._keys.release(idempotency.key)
+            raise
+
+    async def _admit(self, job: Job) -> Task:
+        if job.task_id in self._active:
+            raise Conflict(f"Task {job.task_id} already exists", details={"field": "taskId"})
+        if len(self._running) >= self.max_running and len(self._waiting) >= self.max_queued:
+            raise QueueFull(
+                f"Too many generations are waiting ({len(self._waiting)} queued); try again shortly"
+            )
+        loop = asyncio.get_running_loop()
+        entry = _Entry(state=TaskState(job.task_id, job.operation, self._clock.now()), job=job, done=loop.create_future())
+        self._active[job.task_id] = entry
+        starts_now = len(self._running) < self.max_running and not self._waiting
+        if starts_now:
+            self._running.add(job.task_id)
+        else:
+            self._waiting.append(job.task_id)
+            entry.state.queue_at(len(self._waiting))
+        try:
+            await self._tasks.create(entry.state.task)
+        except BaseException:
+            self._forget_admission(job.task_id)
+            raise
+        self._publish(entry)
+        entry.runner = loop.create_task(self._run(entry, starts_now), name=f"task {job.task_id}")
+        return entry.state.task
+
+    def _forget_admission(self, task_id: str) -> None:
+        self._active.pop(task_id, None)
+        self._running.discard(task_id)
+        if task_id in self._waiting:
+            self._waiting.remove(task_id)
+            self._publish_positions()
+
+    async def run(self, job: Job, idempotency: IdempotencyKey | None = None) -> Generation:
+        """Submit ``job`` and wait for its generation (the synchronous endpoints)."""
+        task = await self.submit(job, idempotency)
+        return await self.wait(task.id)
+
+    async def wait(self, task_id: str) -> Generation:
+        """The generation of a task, waiting for it if it is still active; its error otherwise."""
+        entry = self._active.get(task_id)
+        if entry is not None:
+            return await asyncio.shield(entry.done)
+        task = await self.get(task_id)
+        if task.status is TaskStatus.COMPLETED and task.generation_id is not None:
+            generation = await self._generations.get(task.generation_id)
+            if generation is None:
+                raise NotFound("The generation of this task has been deleted")
+            return generation
+        raise error_from_code(task.error_code or "INTERRUPTED", task.error_message or "Task did not complete")
+
+    # --- questions ---------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        entry = self._active.get(task_id)
+        if entry is not None:
+            return entry.state.task
+        if task_id in self._recent:
+            return self._recent[task_id]
+        task = await self._tasks.get(task_id)
+        if task is None:
+            raise NotFound("Task not found")
+        return task
+
+    async def list_tasks(self, limit: int = 50) -> list[Task]:
+        """Active tasks (running first, then queued in order), then the most recent finished ones."""
+        running = [self._active[i].state.task for i in self._active if i in self._running]
+        waiting = [self._active[i].state.task for i in self._waiting if i in self._active]
+        finished = await self._tasks.recent(limit)
+        return running + waiting + [t for t in finished if t.id not in self._active]
+
+    # --- cancelling --------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, grace: float = 30.0) -> Task:
+        """Cancel a queued or running task and return it once it has stopped.
+
+        A queued task never starts; a running local generation stops at its next step; a
+        provider call is abandoned and its result discarded. An image already being recorded is
+        not undone: such a task completes, and the cancel answers ``Conflict``.
+        """
+        entry = self._active.get(task_id)
+        if entry is None:
+            task = await self.get(task_id)
+            raise Conflict(f"Task {task_id} has already finished ({task.status.value})")
+        entry.cancelled.set()
+        if task_id in self._waiting:
+            self._waiting.remove(task_id)
+            entry.wake.set()
+            self._publish_positions()
+        elif entry.producing is not None and not entry.producing.done():
+            entry.producing.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(entry.done), timeout=grace)
+        except StudioError:
+            pass
+        except TimeoutError:
+            return entry.state.task
+        task = await self.get(task_id)
+        if task.status is not TaskStatus.CANCELLED:
+            raise Conflict(f"Task {task_id} finished ({task.status.value}) before it could be cancelled")
+        return task
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def recover(self) -> list[Task]:
+        """At startup: tasks a dead process left queued or running become ``failed``
+        (``INTERRUPTED``), and images they wrote but never recorded are removed."""
+        interrupted = await self._tasks.interrupt_orphans(self._clock.now())
+        for task in interrupted:
+            if task.image is not None and await self._generations.get_by_key(task.image.key) is None:
+                await self._storage.delete(task.image)
+        return interrupted
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting, cancel what is queued, give running tasks ``grace`` seconds, cancel the rest."""
+        self._accepting = False
+        for task_id in list(self._waiting):
+            entry = self._active.get(task_id)
+            if entry is not None:
+                entry.cancelled.set()
+                entry.wake.set()
+        self._waiting.clear()
+        runners = [e.runner for e in self._active.values() if e.runner is not None]
+        if runners:
+            _, pending = await asyncio.wait(runners, timeout=grace)
+            for entry in list(self._active.values()):
+                entry.cancelled.set()
+                if entry.producing is not None:
+                    entry.producing.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=grace)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"running": len(self._running), "queued": len(self._waiting)}
+
+    # --- the worker --------------------------------------------------------------------------
+
+    async def _run(self, entry: _Entry, started: bool) -> None:
+        task_id = entry.state.task.id
+        try:
+            if not started:
+                await entry.wake.wait()
+            if entry.cancelled.is_set():
+                raise GenerationCancelled("Task was cancelled")
+            with self._lock:
+                entry.state.start(self._clock.now())
+            await self._persist(entry)
+            self._publish(entry)
+            generation = await entry.job.execute(TaskControl(self, entry))
+        except (GenerationCancelled, asyncio.CancelledError) as error:
+            with self._lock:
+                entry.state.cancel(self._clock.now())
+            await self._finish(entry, GenerationCancelled("Task was cancelled"), error)
+        except StudioError as error:
+            with self._lock:
+                entry.state.fail(error.code, error.message, self._clock.now())
+            await self._finish(entry, error, error)
+        except Exception as error:
+            with self._lock:
+                entry.state.fail("INTERNAL_ERROR", f"Generation failed: {type(error).__name__}", self._clock.now())
+            await self._finish(entry, error, error)
+        else:
+            assert generation.id is not None
+            with self._lock:
+                entry.state.complete(generation.id, self._clock.now())
+            await self._finish(entry, generation, None)
+        finally:
+            self._release(task_id)
+
+    async def _finish(self, entry: _Entry, outcome: Generation | BaseException, cause: BaseException | None) -> None:
+        try:
+            await self._persist(entry)
+        finally:
+            self._publish(entry)
+            self._remember_finished(entry.state.task)
+            self._active.pop(entry.state.task.id, None)
+            if not entry.done.done():
+                if isinstance(outcome, BaseException):
+                    entry.done.set_exception(outcome)
+                    entry.done.exception()  # a failure nobody waits for is not an "unretrieved" error
+                else:
+                    entry.done.set_result(outcome)
+
+    def _release(self, task_id: str) -> None:
+        self._running.discard(task_id)
+        moved = False
+        while self._waiting and len(self._running) < self.max_running:
+            next_id = self._waiting.popleft()
+            entry = self._active.get(next_id)
+            if entry is None:
+                continue
+            self._running.add(next_id)
+            entry.wake.set()
+            moved = True
+        if moved:
+            self._publish_positions()
+
+    def _remember_finished(self, task: Task) -> None:
+        self._recent[task.id] = task
+        self._recent.move_to_end(task.id)
+        while len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
+
+    async def _persist(self, entry: _Entry) -> None:
+        await self._tasks.update(entry.state.task)
+
+    async def _record_image(self, entry: _Entry, image: StoredImage | None) -> None:
+        with self._lock:
+            entry.state.stored(image)
+        await self._persist(entry)
+
+    def _advance(self, entry: _Entry, progress: int) -> None:
+        with self._lock:
+            if entry.state.status is not TaskStatus.GENERATING or not entry.state.advance(progress):
+                return
+        self._publish(entry)
+
+    def _publish_positions(self) -> None:
+        for index, task_id in enumerate(self._waiting, start=1):
+            entry = self._active.get(task_id)
+            if entry is not None and entry.state.task.position != index:
+                with self._lock:
+                    entry.state.queue_at(index)
+                self._publish(entry)
+
+    def _publish(self, entry: _Entry) -> None:
+        task = entry.state.task
+        self._events.publish(
+            TaskEvent(
+                task_id=task.id,
+                status=task.status,
+                progress=task.progress,
+                generation_id=task.generation_id,
+                error=task.error_message,
+                code=task.error_code,
+                position=task.position,
+            )
+        )
