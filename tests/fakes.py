@@ -298,7 +298,9 @@ class InMemoryIdempotencyStore:
         existing = self.records.get(key)
         if existing is not None and now - existing.created_at <= ttl:
             return existing
-        self.records[key] = IdempotencyRecord(key=key, fingerprint=fingerprint, task_id=task_id, created_at=now)
+        self.records[key] = IdempotencyRecord(
+            key=key, fingerprint=fingerprint, task_id=task_id, created_at=now
+        )
         return None
 
     async def release(self, key: str) -> None:

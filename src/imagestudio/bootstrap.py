@@ -30,10 +30,10 @@ from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.ports import (
     Clock,
     GenerationRepository,
+    IdempotencyStore,
     ImageGenerator,
     ImageInspector,
     ImageStorage,
-    IdempotencyStore,
     SettingsRepository,
     TaskRepository,
 )
@@ -171,7 +171,9 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         )
         interrupted = await services.tasks.recover()
         if interrupted:
-            log.warning("interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted])
+            log.warning(
+                "interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted]
+            )
         stack.push_async_callback(services.tasks.shutdown, config.shutdown_grace)
         log.info(
             "services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url)

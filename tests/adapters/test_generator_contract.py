@@ -82,7 +82,9 @@ async def test_text_to_image_makes_an_image_of_the_requested_size_with_the_seed(
 
 
 async def test_image_to_image_answers_at_the_specs_size(generator: Any) -> None:
-    image = await generator.image_to_image(spec(width=128, height=256), await source_image(), 0.5, lambda *_: None)
+    image = await generator.image_to_image(
+        spec(width=128, height=256), await source_image(), 0.5, lambda *_: None
+    )
     assert size_of(image.data) == (128, 256)
 
 

@@ -15,9 +15,9 @@ from tests.fakes import (
     FakeImageInspector,
     InMemoryGenerationRepository,
     InMemoryIdempotencyStore,
-    InMemoryTaskRepository,
     InMemoryImageStorage,
     InMemorySettingsRepository,
+    InMemoryTaskRepository,
     RecordingEvents,
     SteppingClock,
 )

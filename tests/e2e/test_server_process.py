@@ -22,11 +22,19 @@ pytestmark = pytest.mark.e2e
 def test_generate_watch_fetch_list_delete_over_real_http(server: Server) -> None:
     async def scenario() -> tuple[list[dict[str, object]], dict[str, object]]:
         uri = f"ws://127.0.0.1:{server.port}/ws/generation?taskId=e2e-1"
-        async with websockets.connect(uri) as socket, httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        async with (
+            websockets.connect(uri) as socket,
+            httpx.AsyncClient(base_url=server.url, timeout=60) as client,
+        ):
             post = asyncio.create_task(
                 client.post(
                     "/api/generate/text-to-image",
-                    json={"prompt": "blue ocean at night with stars", "taskId": "e2e-1", "steps": 10, "seed": 3},
+                    json={
+                        "prompt": "blue ocean at night with stars",
+                        "taskId": "e2e-1",
+                        "steps": 10,
+                        "seed": 3,
+                    },
                 )
             )
             messages: list[dict[str, object]] = []
@@ -64,7 +72,9 @@ def test_history_and_settings_survive_a_restart(tmp_path: Path) -> None:
     first = start_server(data_dir)
     try:
         with httpx.Client(base_url=first.url, timeout=30) as client:
-            made = client.post("/api/generate/text-to-image", json={"prompt": "a red fox", "steps": 2}).json()["data"]
+            made = client.post(
+                "/api/generate/text-to-image", json={"prompt": "a red fox", "steps": 2}
+            ).json()["data"]
             client.put("/api/settings", json={"defaultSteps": 12})
     finally:
         stop_server(first)

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from imagestudio.config import Config, Secret
 from imagestudio.http.app import create_app
-from imagestudio.testing.fake_runware import Fault, FakeRunware
+from imagestudio.testing.fake_runware import FakeRunware, Fault
 
 Client = TestClient  # type: ignore[type-arg]
 KEY = "rw-test-key-0123456789abcdef"
@@ -64,7 +64,14 @@ def test_text_to_image_stores_runwares_image_and_reports_its_url_seed_and_cost(
     client, fake, data_dir = runware
     response = client.post(
         "/api/generate/text-to-image",
-        json={"prompt": "a red sunset", "negativePrompt": "blurry", "width": 256, "height": 192, "seed": 9, "steps": 4},
+        json={
+            "prompt": "a red sunset",
+            "negativePrompt": "blurry",
+            "width": 256,
+            "height": 192,
+            "seed": 9,
+            "steps": 4,
+        },
     )
     assert response.status_code == 200, response.text
     _no_key(response)
@@ -89,11 +96,12 @@ def test_image_to_image_and_upscale_send_image_content_never_a_path(
     runware: tuple[Client, FakeRunware, Path],
 ) -> None:
     client, fake, _ = runware
-    source = client.post("/api/generate/text-to-image", json={"prompt": "a cat", "width": 128, "height": 128}).json()[
-        "data"
-    ]
+    source = client.post(
+        "/api/generate/text-to-image", json={"prompt": "a cat", "width": 128, "height": 128}
+    ).json()["data"]
     changed = client.post(
-        "/api/generate/image-to-image", json={"seedImage": source["filePath"], "prompt": "a dog", "strength": 0.3}
+        "/api/generate/image-to-image",
+        json={"seedImage": source["filePath"], "prompt": "a dog", "strength": 0.3},
     )
     assert changed.status_code == 200, changed.text
     task = fake.last_request[0]
@@ -127,14 +135,14 @@ def test_every_provider_fault_gives_the_contracts_answer_and_leaves_nothing(
 ) -> None:
     client, fake, data_dir = runware
     fake.inject(fault)
-    with capture_logs() as logs:
-        with client.websocket_connect("/ws/generation?taskId=fault-1") as socket:
-            response = client.post(
-                "/api/generate/text-to-image", json={"prompt": "a cat", "width": 128, "height": 128, "taskId": "fault-1"}
-            )
-            messages = []
-            while not messages or messages[-1]["status"] not in ("completed", "failed"):
-                messages.append(socket.receive_json(timeout=10))
+    with capture_logs() as logs, client.websocket_connect("/ws/generation?taskId=fault-1") as socket:
+        response = client.post(
+            "/api/generate/text-to-image",
+            json={"prompt": "a cat", "width": 128, "height": 128, "taskId": "fault-1"},
+        )
+        messages = []
+        while not messages or messages[-1]["status"] not in ("completed", "failed"):
+            messages.append(socket.receive_json(timeout=10))
     assert response.status_code == status, response.text
     body = response.json()
     assert body["success"] is False
@@ -158,7 +166,11 @@ def test_a_wrong_key_is_a_rejection_with_runwares_code_and_never_echoes_the_key(
     fake.reset()
     wrong = "wrong-key-should-never-appear-42"
     config = Config(
-        data_dir=tmp_path, engine="runware", runware_api_key=Secret(wrong), runware_api_url=fake.url, runware_timeout=3
+        data_dir=tmp_path,
+        engine="runware",
+        runware_api_key=Secret(wrong),
+        runware_api_url=fake.url,
+        runware_timeout=3,
     )
     with capture_logs() as logs, TestClient(create_app(config)) as client:
         response = client.post("/api/generate/text-to-image", json={"prompt": "a cat"})

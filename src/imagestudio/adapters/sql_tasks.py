@@ -168,10 +168,17 @@ class SqlIdempotencyStore:
         def work(session: Session) -> IdempotencyRecord | None:
             existing = session.get(IdempotencyRow, key)
             if existing is not None:
-                created = existing.created_at if existing.created_at.tzinfo else existing.created_at.replace(tzinfo=dt.UTC)
+                created = (
+                    existing.created_at
+                    if existing.created_at.tzinfo
+                    else existing.created_at.replace(tzinfo=dt.UTC)
+                )
                 if now - created <= ttl:
                     return IdempotencyRecord(
-                        key=existing.key, fingerprint=existing.fingerprint, task_id=existing.task_id, created_at=created
+                        key=existing.key,
+                        fingerprint=existing.fingerprint,
+                        task_id=existing.task_id,
+                        created_at=created,
                     )
                 session.delete(existing)
                 session.flush()
@@ -184,7 +191,10 @@ class SqlIdempotencyStore:
                 if raced is None:  # pragma: no cover - vanished again; let the client retry
                     raise Conflict("This Idempotency-Key is being used by another request") from None
                 return IdempotencyRecord(
-                    key=raced.key, fingerprint=raced.fingerprint, task_id=raced.task_id, created_at=raced.created_at
+                    key=raced.key,
+                    fingerprint=raced.fingerprint,
+                    task_id=raced.task_id,
+                    created_at=raced.created_at,
                 )
             # purge expired keys now and then (cheap with the created_at index)
             session.execute(delete(IdempotencyRow).where(col(IdempotencyRow.created_at) < now - ttl))
@@ -240,5 +250,7 @@ def _from_row(row: TaskRow) -> Task:
         generation_id=row.generation_id,
         error_code=row.error_code,
         error_message=row.error_message,
-        image=StoredImage(key=row.image_key, root=row.image_root) if row.image_key and row.image_root else None,
+        image=StoredImage(key=row.image_key, root=row.image_root)
+        if row.image_key and row.image_root
+        else None,
     )

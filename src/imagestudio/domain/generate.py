@@ -148,7 +148,9 @@ class GenerateTextToImage(_Generating[TextToImage]):
                 model=spec.model,
             )
 
-        return self.pipeline.job(task_id=task_id, operation=Operation.TEXT_TO_IMAGE, produce=produce, build=build)
+        return self.pipeline.job(
+            task_id=task_id, operation=Operation.TEXT_TO_IMAGE, produce=produce, build=build
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,7 +201,9 @@ class GenerateImageToImage(_Generating[ImageToImage]):
                 source_id=source.generation.id if source.generation else None,
             )
 
-        return self.pipeline.job(task_id=task_id, operation=Operation.IMAGE_TO_IMAGE, produce=produce, build=build)
+        return self.pipeline.job(
+            task_id=task_id, operation=Operation.IMAGE_TO_IMAGE, produce=produce, build=build
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

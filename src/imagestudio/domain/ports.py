@@ -29,16 +29,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Clock",
+    "GenerationRepository",
     "IdempotencyRecord",
     "IdempotencyStore",
-    "TaskRepository",
-    "GenerationRepository",
     "ImageGenerator",
     "ImageInspector",
     "ImageStorage",
     "ProgressCallback",
     "SettingsRepository",
     "TaskEvents",
+    "TaskRepository",
 ]
 
 ProgressCallback = Callable[[int, int], None]

@@ -87,7 +87,9 @@ class TaskState:
     """
 
     def __init__(self, task_id: str, operation: Operation, now: datetime) -> None:
-        self._task = Task(id=task_id, operation=operation, status=TaskStatus.QUEUED, progress=0, created_at=now)
+        self._task = Task(
+            id=task_id, operation=operation, status=TaskStatus.QUEUED, progress=0, created_at=now
+        )
 
     @property
     def task(self) -> Task:
@@ -315,7 +317,9 @@ class TaskManager:
                 f"Too many generations are waiting ({len(self._waiting)} queued); try again shortly"
             )
         loop = asyncio.get_running_loop()
-        entry = _Entry(state=TaskState(job.task_id, job.operation, self._clock.now()), job=job, done=loop.create_future())
+        entry = _Entry(
+            state=TaskState(job.task_id, job.operation, self._clock.now()), job=job, done=loop.create_future()
+        )
         self._active[job.task_id] = entry
         starts_now = len(self._running) < self.max_running and not self._waiting
         if starts_now:
@@ -466,7 +470,9 @@ class TaskManager:
             await self._finish(entry, error, error)
         except Exception as error:
             with self._lock:
-                entry.state.fail("INTERNAL_ERROR", f"Generation failed: {type(error).__name__}", self._clock.now())
+                entry.state.fail(
+                    "INTERNAL_ERROR", f"Generation failed: {type(error).__name__}", self._clock.now()
+                )
             await self._finish(entry, error, error)
         else:
             assert generation.id is not None
@@ -476,7 +482,9 @@ class TaskManager:
         finally:
             self._release(task_id)
 
-    async def _finish(self, entry: _Entry, outcome: Generation | BaseException, cause: BaseException | None) -> None:
+    async def _finish(
+        self, entry: _Entry, outcome: Generation | BaseException, cause: BaseException | None
+    ) -> None:
         try:
             await self._persist(entry)
         finally:
