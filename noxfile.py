@@ -22,3 +22,9 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
     session.run("mypy")
     session.run("lint-imports")
+
+
+@nox.session(python=False)
+def slow(session: nox.Session) -> None:
+    """The long-running suites (crash consistency, load): `pytest -m slow`. CI runs them too."""
+    session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
