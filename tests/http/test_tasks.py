@@ -184,3 +184,31 @@ def test_a_reconnecting_socket_replays_what_it_missed_after_a_seq(client: Client
         while not again or again[-1]["status"] != "completed":
             again.append(socket.receive_json(timeout=10))
     assert [m["seq"] for m in again] == [m["seq"] for m in first_messages]
+
+
+def test_many_concurrent_tasks_each_end_exactly_once_with_monotone_progress(client: Client) -> None:
+    ids = [f"many-{i}" for i in range(12)]
+    with client.websocket_connect("/ws/generation") as socket:
+        for task_id in ids:
+            accepted = client.post(
+                "/api/generate/text-to-image",
+                json={"prompt": f"picture {task_id}", "taskId": task_id, **SMALL},
+                headers={"Prefer": "respond-async"},
+            )
+            assert accepted.status_code == 202
+        messages: list[dict[str, Any]] = []
+        ended: set[str] = set()
+        while ended != set(ids):
+            message = socket.receive_json(timeout=30)
+            messages.append(message)
+            if message["status"] in ("completed", "failed", "cancelled"):
+                ended.add(message["taskId"])
+    seqs = [m["seq"] for m in messages]
+    assert seqs == sorted(seqs)
+    for task_id in ids:
+        mine = [m for m in messages if m["taskId"] == task_id]
+        assert [m["status"] for m in mine].count("completed") == 1
+        assert mine[-1]["status"] == "completed"
+        progress = [m["progress"] for m in mine]
+        assert progress == sorted(progress)
+    assert client.get("/api/history").json()["total"] == len(ids)
