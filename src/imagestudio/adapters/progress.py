@@ -87,14 +87,9 @@ class InMemoryTaskEvents:
         if loop is None or loop.is_closed():
             self._dispatch(event)
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._dispatch(event)
-        else:
-            loop.call_soon_threadsafe(self._dispatch, event)
+        # Always through the loop's queue, even from the loop itself: events published from a
+        # worker thread before a task ended are then dispatched before its terminal event.
+        loop.call_soon_threadsafe(self._dispatch, event)
 
     # --- subscribers ------------------------------------------------------------------------
 
@@ -130,8 +125,10 @@ class InMemoryTaskEvents:
             self._seq += 1
             event = replace(event, seq=self._seq)
             self._buffer.append(event)
-            self._last[event.task_id] = event
-            self._last.move_to_end(event.task_id)
+            previous = self._last.get(event.task_id)
+            if previous is None or not previous.status.is_terminal or event.status.is_terminal:
+                self._last[event.task_id] = event
+                self._last.move_to_end(event.task_id)
             while len(self._last) > self._remember:
                 self._last.popitem(last=False)
         for subscription in list(self._subscribers):

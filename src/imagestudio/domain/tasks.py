@@ -460,33 +460,33 @@ class TaskManager:
             await self._persist(entry)
             self._publish(entry)
             generation = await entry.job.execute(TaskControl(self, entry))
-        except (GenerationCancelled, asyncio.CancelledError) as error:
+        except (GenerationCancelled, asyncio.CancelledError):
             with self._lock:
                 entry.state.cancel(self._clock.now())
-            await self._finish(entry, GenerationCancelled("Task was cancelled"), error)
+            await self._finish(entry, GenerationCancelled("Task was cancelled"))
         except StudioError as error:
             with self._lock:
                 entry.state.fail(error.code, error.message, self._clock.now())
-            await self._finish(entry, error, error)
+            await self._finish(entry, error)
         except Exception as error:
             with self._lock:
                 entry.state.fail(
                     "INTERNAL_ERROR", f"Generation failed: {type(error).__name__}", self._clock.now()
                 )
-            await self._finish(entry, error, error)
+            await self._finish(entry, error)
         else:
             assert generation.id is not None
             with self._lock:
                 entry.state.complete(generation.id, self._clock.now())
-            await self._finish(entry, generation, None)
+            await self._finish(entry, generation)
         finally:
             self._release(task_id)
 
-    async def _finish(
-        self, entry: _Entry, outcome: Generation | BaseException, cause: BaseException | None
-    ) -> None:
+    async def _finish(self, entry: _Entry, outcome: Generation | BaseException) -> None:
         try:
             await self._persist(entry)
+        except StudioError:
+            pass  # the outcome stands; an unrecorded end is marked INTERRUPTED at the next start
         finally:
             self._publish(entry)
             self._remember_finished(entry.state.task)
