@@ -17,6 +17,7 @@ from imagestudio.domain.model import (
     Generation,
     HistoryPage,
     HistoryQuery,
+    HistorySort,
     ImageSpec,
     Settings,
     SettingsPatch,
@@ -191,9 +192,11 @@ class InMemoryGenerationRepository:
         return next((g for g in self.rows.values() if g.image.key == key), None)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
-        matching = [g for g in self.rows.values() if query.type is None or g.type == query.type]
-        matching.sort(key=lambda g: (g.created_at, g.id or 0), reverse=True)
-        return HistoryPage(items=matching[query.offset : query.offset + query.limit], total=len(matching))
+        """The reference semantics of ``HistoryQuery``: filter, order, count, then cut a page."""
+        matching = [g for g in self.rows.values() if query.matches(g)]
+        matching.sort(key=query.sort_key, reverse=query.sort is HistorySort.NEWEST)
+        after = [g for g in matching if query.follows_cursor(g)]
+        return query.page(after[query.offset : query.offset + query.limit + 1], total=len(matching))
 
     async def delete(self, generation_id: int) -> Generation | None:
         return self.rows.pop(generation_id, None)

@@ -136,7 +136,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
     async with AsyncExitStack() as stack:
         db = SqlDatabase(config.database)
         stack.callback(db.dispose)
-        await anyio.to_thread.run_sync(db.create_schema)
+        await anyio.to_thread.run_sync(db.upgrade_schema)
         inspector = PillowImageInspector()
         generator: ImageGenerator
         if config.engine == "runware":

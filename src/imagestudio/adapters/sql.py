@@ -1,29 +1,68 @@
-"""SQLModel adapters for the history and the settings (SQLite by default, any SQLAlchemy URL).
+"""SQLModel adapters for the history and the settings, on SQLite (the default) or PostgreSQL.
 
 One database style everywhere: a synchronous SQLAlchemy engine whose sessions run in worker
-threads (``anyio.to_thread``), so the event loop never waits on the database. Table models
-live only here; the mappers at the bottom turn rows into domain values and back.
+threads (``anyio.to_thread``), so the event loop never waits on the database. PostgreSQL goes
+through psycopg 3 (``postgresql+psycopg://``; ``postgresql://`` and ``postgres://`` mean that too).
+
+The schema belongs to the Alembic migrations in ``imagestudio.adapters.migrations``, applied by
+:meth:`SqlDatabase.upgrade_schema`; the table models here must match what they build (a test
+compares them). The mappers at the bottom turn rows into domain values and back.
+
+How the history listing (``HistoryQuery``) is answered:
+
+- order and keyset pagination ride on ``(created_at, id)`` indexes: a plain one, and one behind
+  each equality filter (``type``, ``operation``, ``engine``, ``model``); a cursor is a row-value
+  comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
+- ``q`` is full-text, one prefix query per word: an FTS5 table on SQLite, a generated
+  ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
+- ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter, and
+  counts the matching rows otherwise.
+
+Several processes can share one database: ids come from the database (SQLite ``AUTOINCREMENT``
+under its write lock, a PostgreSQL sequence), settings are written as upserts of one row per
+key (the last writer of a key wins; patches of different keys both stay), and a delete reports
+the generation only to the one caller whose statement removed the row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import JSON, BigInteger, Column, Index, event, func
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    Table,
+    column,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlmodel import Field, Session, SQLModel, create_engine
 
+from imagestudio.adapters import migrations
 from imagestudio.domain.errors import DatabaseError, DatabaseUnavailable, StudioError
 from imagestudio.domain.model import (
     Generation,
     HistoryPage,
     HistoryQuery,
+    HistorySort,
     Operation,
     Parameters,
     Settings,
@@ -32,22 +71,34 @@ from imagestudio.domain.model import (
 )
 
 __all__ = [
+    "GenerationCountRow",
     "GenerationRow",
     "SettingRow",
     "SqlDatabase",
     "SqlGenerationRepository",
     "SqlSettingsRepository",
+    "database_url",
     "sqlite_url",
 ]
 
 T = TypeVar("T")
+
+MIGRATION_LOCK = 0x1A6E_57D0
+"""The PostgreSQL advisory lock key that serialises schema upgrades."""
 
 
 class GenerationRow(SQLModel, table=True):
     """One generation as stored. Never leaves this module."""
 
     __tablename__ = "generations"
-    __table_args__ = (Index("ix_generations_type_created", "type", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_generations_created_id", "created_at", "id"),
+        Index("ix_generations_type_created", "type", "created_at", "id"),
+        Index("ix_generations_operation_created", "operation", "created_at", "id"),
+        Index("ix_generations_engine_created", "engine", "created_at", "id"),
+        Index("ix_generations_model_created", "model", "created_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(default="image", max_length=16)
@@ -65,10 +116,16 @@ class GenerationRow(SQLModel, table=True):
     engine: str = Field(max_length=32)
     model: str | None = Field(default=None, max_length=200)
     cost: float | None = None
-    created_at: dt.datetime = Field(index=True)
+    created_at: dt.datetime
 
 
-Index("ix_generations_created_id", GenerationRow.created_at, GenerationRow.id)  # type: ignore[arg-type]
+class GenerationCountRow(SQLModel, table=True):
+    """How many generations there are of one ``type``; maintained by triggers, never written here."""
+
+    __tablename__ = "generation_counts"
+
+    type: str = Field(primary_key=True, max_length=16)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class SettingRow(SQLModel, table=True):
@@ -81,30 +138,101 @@ class SettingRow(SQLModel, table=True):
     value: Any = Field(sa_column=Column(JSON, nullable=False))
 
 
+GENERATIONS: Table = GenerationRow.__table__  # type: ignore[attr-defined]
+COUNTS: Table = GenerationCountRow.__table__  # type: ignore[attr-defined]
+SETTINGS: Table = SettingRow.__table__  # type: ignore[attr-defined]
+
+
 def sqlite_url(path: str) -> str:
     return f"sqlite:///{path}"
+
+
+def database_url(url: str) -> str:
+    """``url`` with PostgreSQL routed through psycopg 3, the one PostgreSQL driver imagestudio ships."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class SqlDatabase:
     """The engine and the thread bridge shared by the repositories."""
 
     def __init__(self, url: str, *, echo: bool = False, max_threads: int = 8) -> None:
-        self.url = url
-        self.is_sqlite = url.startswith("sqlite")
-        connect_args: dict[str, Any] = {}
-        if self.is_sqlite:
-            connect_args = {"check_same_thread": False, "timeout": 15}
+        self.url = database_url(url)
+        try:
+            backend = make_url(self.url).get_backend_name()
+        except ArgumentError as error:
+            raise DatabaseError("IMAGESTUDIO_DATABASE_URL is not a database URL") from error
+        if backend not in ("sqlite", "postgresql"):
+            raise DatabaseError(f"imagestudio runs on SQLite or PostgreSQL, not {backend}")
+        self.is_sqlite = backend == "sqlite"
+        self.safe_url = _safe(self.url)
         self.engine: Engine = create_engine(
-            url, echo=echo, connect_args=connect_args, pool_pre_ping=not self.is_sqlite
+            self.url, echo=echo, connect_args=self._connect_args(), pool_pre_ping=not self.is_sqlite
         )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
 
-    def create_schema(self) -> None:
-        """Create missing tables (blocking; call at startup)."""
-        self._guard(lambda: SQLModel.metadata.create_all(self.engine))
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    def _connect_args(self) -> dict[str, Any]:
+        if self.is_sqlite:
+            return {"check_same_thread": False, "timeout": 15}
+        return {"connect_timeout": 10}
+
+    def upgrade_schema(self) -> str:
+        """Apply the migrations this code ships (blocking; call at startup); return the revision.
+
+        Raises ``IncompatibleDatabase`` for a database a newer imagestudio has upgraded.
+        """
+
+        def work() -> str:
+            with self._migration_transaction() as connection:
+                return migrations.upgrade(connection, database=self.safe_url)
+
+        return self._guard(work)
+
+    create_schema = upgrade_schema
+    """The foundation's name for :meth:`upgrade_schema` (which replaced ``create_all``)."""
+
+    def schema_state(self) -> migrations.SchemaState:
+        """Where the database stands against the shipped migrations (changes nothing)."""
+
+        def work() -> migrations.SchemaState:
+            with self.engine.connect() as connection:
+                return migrations.inspect_schema(connection)
+
+        return self._guard(work)
+
+    @contextmanager
+    def _migration_transaction(self) -> Iterator[Connection]:
+        """A transaction that only one migrating process at a time can hold."""
+        if not self.is_sqlite:
+            with self.engine.begin() as connection:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                yield connection
+            return
+        # pysqlite opens transactions lazily and never for DDL; this engine hands SQLite's own
+        # BEGIN IMMEDIATE (the write lock, waited for up to the busy timeout) to every transaction.
+        engine = create_engine(self.url, connect_args=self._connect_args(), poolclass=NullPool)
+        event.listen(engine, "connect", _sqlite_autocommit)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        try:
+            with engine.begin() as connection:
+                yield connection
+        finally:
+            engine.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -157,66 +285,145 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
         cursor.close()
 
 
+def _sqlite_autocommit(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# --- the history ----------------------------------------------------------------------------
+
+
 class SqlGenerationRepository:
-    """``GenerationRepository`` on SQLModel."""
+    """``GenerationRepository`` on SQLite or PostgreSQL."""
 
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     async def add(self, generation: Generation) -> Generation:
-        row = _to_row(generation)
+        values = _to_values(generation)
 
         def work(session: Session) -> int:
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            return row.id
+            inserted = session.connection().execute(
+                insert(GENERATIONS).values(values).returning(GENERATIONS.c.id)
+            )
+            return int(inserted.scalar_one())
 
         new_id = await self._db.run(work)
         return generation.with_id(new_id)
 
     async def get(self, generation_id: int) -> Generation | None:
         def work(session: Session) -> Generation | None:
-            row = session.get(GenerationRow, generation_id)
-            return _from_row(row) if row else None
+            row = (
+                session.connection()
+                .execute(select(GENERATIONS).where(GENERATIONS.c.id == generation_id))
+                .first()
+            )
+            return _from_record(row._mapping) if row else None
 
         return await self._db.run(work)
 
     async def get_by_key(self, key: str) -> Generation | None:
         def work(session: Session) -> Generation | None:
-            row = session.exec(select(GenerationRow).where(GenerationRow.file_key == key)).first()
-            return _from_row(row) if row else None
+            row = (
+                session.connection().execute(select(GENERATIONS).where(GENERATIONS.c.file_key == key)).first()
+            )
+            return _from_record(row._mapping) if row else None
 
         return await self._db.run(work)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
         def work(session: Session) -> HistoryPage:
-            items = select(GenerationRow)
-            count = select(func.count()).select_from(GenerationRow)
-            if query.type is not None:
-                items = items.where(GenerationRow.type == query.type)
-                count = count.where(GenerationRow.type == query.type)
-            items = (
-                items.order_by(col(GenerationRow.created_at).desc(), col(GenerationRow.id).desc())
+            connection = session.connection()
+            where = _filters(query, sqlite=self._db.is_sqlite)
+            page = (
+                select(GENERATIONS)
+                .where(*where, *_after_cursor(query))
+                .order_by(*_order(query))
                 .offset(query.offset)
-                .limit(query.limit)
+                .limit(query.limit + 1)
             )
-            rows = session.exec(items).all()
-            total = session.exec(count).one()
-            return HistoryPage(items=[_from_row(row) for row in rows], total=int(total))
+            rows = connection.execute(page).all()
+            total = _total(connection, query, where)
+            return query.page([_from_record(row._mapping) for row in rows], total)
 
         return await self._db.run(work)
 
     async def delete(self, generation_id: int) -> Generation | None:
         def work(session: Session) -> Generation | None:
-            row = session.get(GenerationRow, generation_id)
+            connection = session.connection()
+            row = connection.execute(select(GENERATIONS).where(GENERATIONS.c.id == generation_id)).first()
             if row is None:
                 return None
-            generation = _from_row(row)
-            session.delete(row)
-            return generation
+            removed = connection.execute(delete(GENERATIONS).where(GENERATIONS.c.id == generation_id))
+            if removed.rowcount != 1:  # another process deleted it in between: its delete, not ours
+                return None
+            return _from_record(row._mapping)
 
         return await self._db.run(work)
+
+
+def _filters(query: HistoryQuery, *, sqlite: bool) -> list[ColumnElement[bool]]:
+    g = GENERATIONS.c
+    where: list[ColumnElement[bool]] = []
+    if query.type is not None:
+        where.append(g.type == query.type)
+    if query.operation is not None:
+        where.append(g.operation == query.operation.value)
+    if query.engine is not None:
+        where.append(g.engine == query.engine)
+    if query.model is not None:
+        where.append(g.model == query.model)
+    if query.created_from is not None:
+        where.append(g.created_at >= query.created_from)
+    if query.created_to is not None:
+        where.append(g.created_at < query.created_to)
+    if query.terms:
+        where.append(_search(query.terms, sqlite=sqlite))
+    return where
+
+
+def _search(terms: tuple[str, ...], *, sqlite: bool) -> ColumnElement[bool]:
+    """Every term begins a word of the prompt or negative prompt (terms are letters and digits)."""
+    if sqlite:
+        matching = text("SELECT rowid FROM generations_fts WHERE generations_fts MATCH :fts_query")
+        fts_query = " AND ".join(f'"{term}"*' for term in terms)
+        ids = matching.bindparams(fts_query=fts_query).columns(column("rowid", Integer))
+        return GENERATIONS.c.id.in_(ids)
+    ts_query = " & ".join(f"{term}:*" for term in terms)
+    condition = text("generations.search @@ to_tsquery('simple', :ts_query)").bindparams(ts_query=ts_query)
+    return condition  # type: ignore[return-value]
+
+
+def _total(connection: Connection, query: HistoryQuery, where: list[ColumnElement[bool]]) -> int:
+    if query.filters_only_by_type:
+        kept = select(func.coalesce(func.sum(COUNTS.c.total), 0))
+        if query.type is not None:
+            kept = kept.where(COUNTS.c.type == query.type)
+        return int(connection.execute(kept).scalar_one())
+    counted = select(func.count()).select_from(GENERATIONS).where(*where)
+    return int(connection.execute(counted).scalar_one())
+
+
+def _order(query: HistoryQuery) -> tuple[ColumnElement[Any], ...]:
+    g = GENERATIONS.c
+    if query.sort is HistorySort.NEWEST:
+        return g.created_at.desc(), g.id.desc()
+    return g.created_at.asc(), g.id.asc()
+
+
+def _after_cursor(query: HistoryQuery) -> list[ColumnElement[bool]]:
+    cursor = query.cursor
+    if cursor is None:
+        return []
+    key = tuple_(GENERATIONS.c.created_at, GENERATIONS.c.id)
+    mark = (cursor.created_at, cursor.id)
+    return [key < mark] if query.sort is HistorySort.NEWEST else [key > mark]
+
+
+# --- the settings ---------------------------------------------------------------------------
 
 
 class SqlSettingsRepository:
@@ -226,19 +433,17 @@ class SqlSettingsRepository:
         self._db = db
 
     async def get(self) -> Settings:
-        return await self._db.run(_load_settings)
+        return await self._db.run(lambda session: _load_settings(session.connection()))
 
     async def update(self, patch: SettingsPatch) -> Settings:
+        upsert = _upsert_for(self._db.dialect)
+
         def work(session: Session) -> Settings:
-            merged = patch.apply(_load_settings(session))  # validates the whole result
-            for name, value in patch.changes().items():
-                row = session.get(SettingRow, name)
-                if row is None:
-                    session.add(SettingRow(key=name, value=value))
-                else:
-                    row.value = value
-                    session.add(row)
-            return merged
+            connection = session.connection()
+            patch.apply(_load_settings(connection))  # validates the whole result before writing
+            for name, value in sorted(patch.changes().items()):
+                connection.execute(upsert(name, value))
+            return _load_settings(connection)
 
         return await self._db.run(work)
 
@@ -246,10 +451,22 @@ class SqlSettingsRepository:
 _SETTING_NAMES = ("storage_path", "default_width", "default_height", "default_steps", "default_cfg_scale")
 
 
-def _load_settings(session: Session) -> Settings:
-    stored = {row.key: row.value for row in session.exec(select(SettingRow)).all()}
+def _load_settings(connection: Connection) -> Settings:
+    stored = {row.key: row.value for row in connection.execute(select(SETTINGS.c.key, SETTINGS.c.value))}
     values = {name: stored[name] for name in _SETTING_NAMES if name in stored}
     return Settings(**values)
+
+
+def _upsert_for(dialect: str) -> Callable[[str, Any], Any]:
+    """An ``INSERT ... ON CONFLICT (key) DO UPDATE``: one statement, so concurrent writers of one
+    key cannot both insert, and the last one to commit wins."""
+    build = sqlite.insert if dialect == "sqlite" else postgresql.insert
+
+    def upsert(key: str, value: Any) -> Any:
+        statement = build(SETTINGS).values(key=key, value=value)
+        return statement.on_conflict_do_update(index_elements=[SETTINGS.c.key], set_={"value": value})
+
+    return upsert
 
 
 # --- mappers --------------------------------------------------------------------------------
@@ -285,44 +502,46 @@ def _parameters_from_json(data: dict[str, Any]) -> Parameters:
     )
 
 
-def _to_row(generation: Generation) -> GenerationRow:
-    return GenerationRow(
-        id=generation.id,
-        type=generation.type,
-        operation=generation.operation.value,
-        prompt=generation.prompt,
-        negative_prompt=generation.negative_prompt,
-        parameters=_parameters_to_json(generation.parameters),
-        seed=generation.seed,
-        width=generation.width,
-        height=generation.height,
-        file_key=generation.image.key,
-        storage_root=generation.image.root,
-        remote_url=generation.remote_url,
-        task_id=generation.task_id,
-        engine=generation.parameters.engine,
-        model=generation.parameters.model,
-        cost=generation.cost,
-        created_at=generation.created_at.astimezone(dt.UTC),
-    )
+def _to_values(generation: Generation) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "type": generation.type,
+        "operation": generation.operation.value,
+        "prompt": generation.prompt,
+        "negative_prompt": generation.negative_prompt,
+        "parameters": _parameters_to_json(generation.parameters),
+        "seed": generation.seed,
+        "width": generation.width,
+        "height": generation.height,
+        "file_key": generation.image.key,
+        "storage_root": generation.image.root,
+        "remote_url": generation.remote_url,
+        "task_id": generation.task_id,
+        "engine": generation.parameters.engine,
+        "model": generation.parameters.model,
+        "cost": generation.cost,
+        "created_at": generation.created_at.astimezone(dt.UTC),
+    }
+    if generation.id is not None:
+        values["id"] = generation.id
+    return values
 
 
-def _from_row(row: GenerationRow) -> Generation:
-    assert row.id is not None
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
+def _from_record(record: Mapping[Any, Any]) -> Generation:
+    created: dt.datetime = record["created_at"]
+    created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
     return Generation(
-        id=row.id,
-        type="video" if row.type == "video" else "image",
-        operation=Operation(row.operation),
-        prompt=row.prompt,
-        negative_prompt=row.negative_prompt,
-        parameters=_parameters_from_json(row.parameters),
-        seed=row.seed,
-        width=row.width,
-        height=row.height,
-        image=StoredImage(key=row.file_key, root=row.storage_root),
-        remote_url=row.remote_url,
-        task_id=row.task_id,
+        id=record["id"],
+        type="video" if record["type"] == "video" else "image",
+        operation=Operation(record["operation"]),
+        prompt=record["prompt"],
+        negative_prompt=record["negative_prompt"],
+        parameters=_parameters_from_json(record["parameters"]),
+        seed=record["seed"],
+        width=record["width"],
+        height=record["height"],
+        image=StoredImage(key=record["file_key"], root=record["storage_root"]),
+        remote_url=record["remote_url"],
+        task_id=record["task_id"],
         created_at=created.astimezone(dt.UTC),
-        cost=row.cost,
+        cost=record["cost"],
     )

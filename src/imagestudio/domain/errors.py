@@ -15,6 +15,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "GenerationCancelled",
+    "IncompatibleDatabase",
     "Interrupted",
     "InvalidParameters",
     "InvalidPrompt",
@@ -114,6 +115,10 @@ class DatabaseError(StudioError):
 
 class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached or is locked for too long."""
+
+
+class IncompatibleDatabase(DatabaseError):
+    """The database's schema is one this version cannot use (made by a newer imagestudio)."""
 
 
 class ProviderError(StudioError):
