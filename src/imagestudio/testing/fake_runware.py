@@ -28,6 +28,13 @@ served at ``imageURL`` (``GET /image/<imageUUID>.<ext>``). ``deliveryMethod: "as
 
 How it misbehaves on request: see :class:`Fault`, :meth:`FakeRunware.inject` and
 ``latency``. Out of process, ``GET /_fake/stats`` and ``POST /_fake/control`` do the same.
+
+How long it took: :attr:`FakeRunware.service_times` (``GET /_fake/timings`` out of process) holds,
+per task request and per image download, the seconds from the request's arrival to the last byte
+of the answer, latency included. Benchmarks subtract these to find the client's own time. A
+text-to-image picture is rendered once per (prompt, seed, size, format) and then served from a
+small cache: a real provider renders on its own machines, so a fake on the client's machine should
+not charge the client's CPU for it on every call.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -310,6 +318,12 @@ def _render(
     return _encode_image(picture, output_format, quality)
 
 
+@functools.lru_cache(maxsize=32)
+def _rendered(prompt: str, seed: int, width: int, height: int, output_format: str, quality: int) -> bytes:
+    """:func:`_render` of a text-to-image picture, remembered (the same arguments give the same bytes)."""
+    return _render(prompt, seed, width, height, None, 0.0, output_format, quality)
+
+
 def _upscaled(data: bytes, factor: int, output_format: str, quality: int) -> bytes:
     """``data`` enlarged ``factor`` times with Lanczos, shrunk to fit 4096 px a side like Runware."""
     with Image.open(io.BytesIO(data)) as source:
@@ -371,6 +385,10 @@ class FakeRunware:
         self._requests: deque[Any] = deque(maxlen=keep_requests)
         self._downloads = 0
         self._downloads_with_credentials = 0
+        self._service_times: dict[str, deque[float]] = {
+            "task": deque(maxlen=10_000),
+            "image": deque(maxlen=10_000),
+        }
         self._seen_uuids: set[str] = set()
         self._images: OrderedDict[str, _Image] = OrderedDict()
         self._async_results: dict[str, list[dict[str, Any]]] = {}
@@ -421,6 +439,8 @@ class FakeRunware:
             self._requests.clear()
             self._downloads = 0
             self._downloads_with_credentials = 0
+            for times in self._service_times.values():
+                times.clear()
 
     # --- observation ----------------------------------------------------------------------------
 
@@ -457,6 +477,13 @@ class FakeRunware:
         """Image downloads that carried an ``Authorization`` header (a client should send none)."""
         with self._lock:
             return self._downloads_with_credentials
+
+    @property
+    def service_times(self) -> dict[str, list[float]]:
+        """Seconds each recent task request (``task``) and image download (``image``) took here,
+        from arrival to the last byte of the answer, oldest first."""
+        with self._lock:
+            return {kind: list(times) for kind, times in self._service_times.items()}
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -554,15 +581,26 @@ class FakeRunware:
                     send, 405, {"errors": [{"code": "methodNotAllowed", "message": "Use POST."}]}
                 )
                 return
+            started = time.perf_counter()
             await self._api(scope, receive, send)
+            self._timed("task", started)
         elif (match := _IMAGE_PATH.fullmatch(path)) and method in ("GET", "HEAD"):
+            started = time.perf_counter()
             await self._serve_image(scope, send, match[1], match[2])
+            self._timed("image", started)
         elif path == "/_fake/stats" and method == "GET":
             await _send_json(send, 200, self.stats())
+        elif path == "/_fake/timings" and method == "GET":
+            await _send_json(send, 200, self.service_times)
         elif path == "/_fake/control" and method == "POST":
             await self._control(receive, send)
         else:
             await _send_json(send, 404, {"errors": [{"code": "notFound", "message": "Not found."}]})
+
+    def _timed(self, kind: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        with self._lock:
+            self._service_times[kind].append(elapsed)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive, self.max_body_bytes)
@@ -747,9 +785,14 @@ class FakeRunware:
         items = []
         for index in range(count):
             item_seed = min(seed + index, MAX_SEED)
-            data = await asyncio.to_thread(
-                _render, prompt, item_seed, width, height, seed_bytes, strength, output_format, quality
-            )
+            if seed_bytes is None:
+                data = await asyncio.to_thread(
+                    _rendered, prompt, item_seed, width, height, output_format, quality
+                )
+            else:
+                data = await asyncio.to_thread(
+                    _render, prompt, item_seed, width, height, seed_bytes, strength, output_format, quality
+                )
             item = self._result(task, data, output_type, output_format, base_url, result_fault)
             item["seed"] = item_seed
             if include_cost:
