@@ -25,7 +25,7 @@ from imagestudio.domain.model import (
     StoredImage,
     TaskEvent,
 )
-from imagestudio.domain.ports import ProgressCallback
+from imagestudio.domain.ports import ProgressCallback, StoredFile
 
 
 def tiny_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 100, 50)) -> bytes:
@@ -124,11 +124,19 @@ class FakeImageInspector:
             raise InvalidParameters("bad base64", field=field_name) from error
 
 
+OLD_FILE_TIME = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+"""When the fake storage says its files were written, unless a test plants one with another time."""
+
+
 class InMemoryImageStorage:
-    """Files in a dict keyed by (root, key)."""
+    """Files in a dict keyed by (root, key); a storage path is its own root.
+
+    Keys containing ``.tmp-`` are temporaries (what a write interrupted mid-way leaves).
+    """
 
     def __init__(self, *, fail_writes: bool = False) -> None:
         self.files: dict[tuple[str, str], bytes] = {}
+        self.modified: dict[tuple[str, str], dt.datetime] = {}
         self.fail_writes = fail_writes
         self.writable_check_fails = False
 
@@ -138,8 +146,13 @@ class InMemoryImageStorage:
         if self.fail_writes:
             raise StorageError("Could not write the image: the disk is full")
         image = StoredImage(key=f"day/{uuid.uuid4().hex}.{extension}", root=storage_path)
-        self.files[(image.root, image.key)] = data
+        self.plant(image, data)
         return image
+
+    def plant(self, image: StoredImage, data: bytes = b"x", modified_at: dt.datetime = OLD_FILE_TIME) -> None:
+        """Put a file in place as if something had written it at ``modified_at``."""
+        self.files[(image.root, image.key)] = data
+        self.modified[(image.root, image.key)] = modified_at
 
     async def read(self, image: StoredImage) -> bytes:
         try:
@@ -157,6 +170,7 @@ class InMemoryImageStorage:
 
     async def delete(self, image: StoredImage) -> None:
         self.files.pop((image.root, image.key), None)
+        self.modified.pop((image.root, image.key), None)
 
     async def locate(self, image: StoredImage) -> str:
         if (image.root, image.key) not in self.files:
@@ -169,6 +183,21 @@ class InMemoryImageStorage:
         if self.writable_check_fails:
             raise InvalidStoragePath("Storage folder cannot be created or written")
         return storage_path
+
+    async def root_of(self, storage_path: str) -> str:
+        return storage_path
+
+    async def scan(self, root: str) -> list[StoredFile]:
+        return [
+            StoredFile(
+                image=StoredImage(key=key, root=root),
+                temporary=".tmp-" in key,
+                size=len(data),
+                modified_at=self.modified.get((root, key), OLD_FILE_TIME),
+            )
+            for (file_root, key), data in sorted(self.files.items())
+            if file_root == root
+        ]
 
 
 class InMemoryGenerationRepository:

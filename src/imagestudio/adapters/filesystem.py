@@ -4,6 +4,10 @@ Images live under a storage folder as ``<YYYY-MM-DD>/<uuid>.<ext>``: a fresh UUI
 generations never share a name, and a folder per day, so no directory grows without bound.
 Writes are atomic: the bytes go to a hidden temporary file in the target folder, are flushed to
 disk, and are then renamed into place. Every call runs in a worker thread.
+
+``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, ``.tmp-*``
+temporaries), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's
+own files in the storage folder for leftovers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import contextlib
 import datetime as dt
 import errno
 import os
+import re
+import stat
 import uuid
 from pathlib import Path
 
@@ -19,12 +25,17 @@ import anyio.to_thread
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
 from imagestudio.domain.model import StoredImage
+from imagestudio.domain.ports import StoredFile
 
 __all__ = ["TEMP_PREFIX", "FilesystemImageStorage"]
 
 TEMP_PREFIX = ".tmp-"
 _ALLOWED_EXTENSIONS = frozenset({"jpg", "png", "webp"})
 _MAX_REFERENCE = 4096
+_DAY_FOLDER = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)")
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{32}")
+_PROBE_NAME = re.compile(re.escape(TEMP_PREFIX) + r"probe-[0-9a-f]{32}")
 
 
 class FilesystemImageStorage:
@@ -69,6 +80,12 @@ class FilesystemImageStorage:
         root = self.root_for(storage_path)
         await anyio.to_thread.run_sync(self._ensure_writable_sync, root)
         return str(root)
+
+    async def root_of(self, storage_path: str) -> str:
+        return str(self.root_for(storage_path))
+
+    async def scan(self, root: str) -> list[StoredFile]:
+        return await anyio.to_thread.run_sync(self._scan_sync, Path(root))
 
     # --- blocking implementations -----------------------------------------------------------
 
@@ -168,6 +185,52 @@ class FilesystemImageStorage:
                 details={"field": "storagePath"},
             ) from error
 
+    def _scan_sync(self, root: Path) -> list[StoredFile]:
+        found: list[StoredFile] = []
+        try:
+            for entry in _entries(root):
+                if _PROBE_NAME.fullmatch(entry.name):
+                    _add_file(found, root, entry, entry.name, temporary=True)
+                elif _DAY_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                    for item in _entries(Path(entry.path)):
+                        key = f"{entry.name}/{item.name}"
+                        if _IMAGE_NAME.fullmatch(item.name):
+                            _add_file(found, root, item, key, temporary=False)
+                        elif _TEMP_NAME.fullmatch(item.name):
+                            _add_file(found, root, item, key, temporary=True)
+        except OSError as error:
+            raise StorageError(f"Could not list the storage folder: {_describe(error)}") from error
+        return found
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``folder``; none when it does not exist (or is not a folder)."""
+    try:
+        with os.scandir(folder) as listing:
+            return list(listing)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _add_file(
+    found: list[StoredFile], root: Path, entry: os.DirEntry[str], key: str, *, temporary: bool
+) -> None:
+    """Append ``entry`` if it is a regular file (not a link); one that vanished meanwhile is skipped."""
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        return
+    found.append(
+        StoredFile(
+            image=StoredImage(key=key, root=str(root)),
+            temporary=temporary,
+            size=info.st_size,
+            modified_at=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
+        )
+    )
+
 
 def _is_inside(path: Path, root: Path) -> bool:
     try:
@@ -176,12 +239,22 @@ def _is_inside(path: Path, root: Path) -> bool:
         return False
 
 
+_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file is larger than the file system or a file size limit allows",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a file stands where a storage folder should be",
+    errno.EEXIST: "a file stands where a storage folder should be",
+    errno.EISDIR: "a folder stands where the image file should be",
+    errno.EIO: "the disk reported an input/output error",
+}
+
+
 def _describe(error: OSError) -> str:
     """A readable reason without echoing filesystem paths back to clients."""
-    if error.errno == errno.ENOSPC:
-        return "the disk is full"
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if error.errno == errno.EROFS:
-        return "the file system is read-only"
+    if error.errno in _REASONS:
+        return _REASONS[error.errno]
     return error.strerror or type(error).__name__

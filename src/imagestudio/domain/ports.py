@@ -37,6 +37,7 @@ __all__ = [
     "ImageStorage",
     "ProgressCallback",
     "SettingsRepository",
+    "StoredFile",
     "TaskEvents",
     "TaskRepository",
 ]
@@ -76,6 +77,19 @@ class ImageInspector(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredFile:
+    """A file that an :class:`ImageStorage` finds in one of its folders (see ``scan``)."""
+
+    image: StoredImage
+    """Where it is: the storage root and the key inside it."""
+    temporary: bool
+    """A temporary file of an unfinished write (``.tmp-*``), not a finished image."""
+    size: int
+    modified_at: datetime
+    """When it was last written, timezone-aware UTC."""
+
+
 class ImageStorage(Protocol):
     """Where image files live."""
 
@@ -105,6 +119,19 @@ class ImageStorage(Protocol):
 
     async def ensure_writable(self, storage_path: str) -> str:
         """Create ``storage_path`` if needed and prove it writable; ``InvalidStoragePath`` if not."""
+        ...
+
+    async def root_of(self, storage_path: str) -> str:
+        """The root that images saved under ``storage_path`` get (``StoredImage.root``); creates nothing."""
+        ...
+
+    async def scan(self, root: str) -> list[StoredFile]:
+        """Every file this storage wrote under ``root``: finished images and leftover temporaries.
+
+        Only names this storage gives are listed, so files a user keeps in the same folder are
+        never reported (nor removed by a repair). A root that does not exist holds nothing.
+        Temporaries are removed with ``delete`` like images.
+        """
         ...
 
 

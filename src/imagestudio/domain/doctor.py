@@ -1,0 +1,209 @@
+"""The consistency of the history and the image files: the check and repair of ``imagestudio doctor``.
+
+The history and the files can disagree only in ways a crash or an outside hand leaves behind:
+
+- a temporary file of a write that never finished (``.tmp-*``): the process died mid-write;
+- a finished image that no row names: the process died between renaming the image into place and
+  committing its row, or between deleting a row and deleting its file;
+- a row whose file is gone: someone removed or moved the file. The generation pipeline never leaves
+  this itself, because an image is written before its row and removed only after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from enum import StrEnum
+
+from imagestudio.domain.errors import NotFound, StorageError
+from imagestudio.domain.model import Generation, HistoryCursor, HistoryQuery, HistorySort, StoredImage
+from imagestudio.domain.ports import Clock, GenerationRepository, ImageStorage, SettingsRepository, StoredFile
+
+__all__ = [
+    "DEFAULT_MIN_AGE",
+    "CheckConsistency",
+    "ConsistencyReport",
+    "Finding",
+    "Problem",
+]
+
+DEFAULT_MIN_AGE = timedelta(minutes=2)
+"""Files younger than this are not judged: a running server may be about to record them."""
+
+
+class Problem(StrEnum):
+    MISSING_FILE = "missing-file"
+    """A row whose image file is gone."""
+    UNREFERENCED_FILE = "unreferenced-file"
+    """A finished image that no row names."""
+    STALE_TEMPORARY = "stale-temporary"
+    """A temporary file of a write that never finished."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Finding:
+    """One disagreement between the history and the files, and whether it was repaired."""
+
+    problem: Problem
+    image: StoredImage
+    generation_id: int | None = None
+    """The row, for ``missing-file``."""
+    size: int | None = None
+    """The file's size in bytes, for the file problems."""
+    repaired: bool = False
+    note: str | None = None
+    """Why a finding was left alone, or where a missing file might be."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConsistencyReport:
+    """What one check found (and, with a repair, what it fixed)."""
+
+    roots: tuple[str, ...]
+    """The storage roots that were scanned: the current one first."""
+    rows: int
+    """History rows checked."""
+    files: int
+    """Finished image files found in the roots."""
+    findings: tuple[Finding, ...]
+    recent: tuple[StoredFile, ...]
+    """Files without a row that are too young to judge; they are neither problems nor touched."""
+
+    @property
+    def remaining(self) -> tuple[Finding, ...]:
+        """The findings that were not repaired."""
+        return tuple(f for f in self.findings if not f.repaired)
+
+    @property
+    def repaired(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.repaired)
+
+    @property
+    def consistent(self) -> bool:
+        """True when no problem remains."""
+        return not self.remaining
+
+    def of(self, problem: Problem) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.problem is problem)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckConsistency:
+    """Compare the history with the files of every storage root in use, and optionally repair.
+
+    Rules:
+    - the roots checked are the current ``storagePath``'s and the root of every row;
+    - only files the storage itself names are considered (``ImageStorage.scan``), so files a
+      user keeps in the storage folder are never reported or removed;
+    - a file younger than ``min_age`` is not judged: a running server may be between writing it
+      and recording its row (or still writing a temporary);
+    - a finished image is unreferenced when no row names its key; one that a row names under
+      another root is a moved file and is kept (its row is reported missing, with a note);
+    - just before an image is reported unreferenced it is looked up again (``get_by_key``), and
+      a row just before it is reported missing, so work a running server did meanwhile is not
+      mistaken for a problem;
+    - ``repair`` removes stale temporaries and unreferenced images;
+    - ``prune_missing`` deletes the rows whose file is gone, after checking once more that it
+      still is, and never a row whose file exists under another root.
+    """
+
+    repository: GenerationRepository
+    storage: ImageStorage
+    settings: SettingsRepository
+    clock: Clock
+    page_size: int = 500
+
+    async def __call__(
+        self, *, repair: bool = False, prune_missing: bool = False, min_age: timedelta = DEFAULT_MIN_AGE
+    ) -> ConsistencyReport:
+        rows = await self._rows()
+        settings = await self.settings.get()
+        current = await self.storage.root_of(settings.storage_path)
+        roots = (current, *sorted({g.image.root for g in rows} - {current}))
+        files = [found for root in roots for found in await self.storage.scan(root)]
+        images = [f for f in files if not f.temporary]
+
+        findings: list[Finding] = []
+        present = {(f.image.root, f.image.key) for f in images}
+        found_in = {f.image.key: f.image.root for f in images}
+        for generation in rows:
+            if (generation.image.root, generation.image.key) not in present:
+                finding = await self._missing(generation, found_in.get(generation.image.key), prune_missing)
+                if finding is not None:
+                    findings.append(finding)
+
+        named = {g.image.key for g in rows}
+        cutoff = self.clock.now() - min_age
+        recent: list[StoredFile] = []
+        for found in files:
+            if not found.temporary and found.image.key in named:
+                continue
+            if found.modified_at > cutoff:
+                recent.append(found)
+                continue
+            finding = await self._leftover(found, repair)
+            if finding is not None:
+                findings.append(finding)
+
+        return ConsistencyReport(
+            roots=roots,
+            rows=len(rows),
+            files=len(images),
+            findings=tuple(findings),
+            recent=tuple(recent),
+        )
+
+    async def _rows(self) -> list[Generation]:
+        """Every row, oldest first, by keyset pages (stable while rows are added or deleted)."""
+        rows: dict[int, Generation] = {}
+        cursor: HistoryCursor | None = None
+        while True:
+            page = await self.repository.list(
+                HistoryQuery(limit=self.page_size, sort=HistorySort.OLDEST, cursor=cursor)
+            )
+            rows.update((g.id, g) for g in page.items if g.id is not None)
+            if page.next_cursor is None or not page.items:
+                return list(rows.values())
+            cursor = HistoryCursor.after(page.items[-1], HistorySort.OLDEST)
+
+    async def _file_exists(self, image: StoredImage) -> bool:
+        try:
+            await self.storage.locate(image)
+        except NotFound:
+            return False
+        except StorageError:  # a row whose key leaves its root names no file this storage serves
+            return False
+        return True
+
+    async def _missing(self, generation: Generation, elsewhere: str | None, prune: bool) -> Finding | None:
+        assert generation.id is not None
+        if await self._file_exists(generation.image):
+            return None  # a name the scan does not list (an older layout), but the file is there
+        if await self.repository.get(generation.id) is None:
+            return None  # deleted meanwhile, file and all
+        note = None if elsewhere is None else f"a file of this name is in {elsewhere}"
+        finding = Finding(
+            problem=Problem.MISSING_FILE, image=generation.image, generation_id=generation.id, note=note
+        )
+        if not prune:
+            return finding
+        if elsewhere is not None:
+            return replace(finding, note=f"{note}; row kept (move the file back, or delete the row)")
+        if await self._file_exists(generation.image):
+            return None
+        await self.repository.delete(generation.id)
+        return replace(finding, repaired=True)
+
+    async def _leftover(self, found: StoredFile, repair: bool) -> Finding | None:
+        if found.temporary:
+            problem = Problem.STALE_TEMPORARY
+        else:
+            owner = await self.repository.get_by_key(found.image.key)
+            if owner is not None:
+                return None  # recorded meanwhile
+            problem = Problem.UNREFERENCED_FILE
+        finding = Finding(problem=problem, image=found.image, size=found.size)
+        if not repair:
+            return finding
+        await self.storage.delete(found.image)
+        return replace(finding, repaired=True)

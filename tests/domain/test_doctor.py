@@ -1,0 +1,182 @@
+"""The consistency check and repair (``imagestudio doctor``) against fakes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from imagestudio.domain.doctor import CheckConsistency, Problem
+from imagestudio.domain.model import SettingsPatch, StoredImage, TextToImage
+from imagestudio.domain.ports import StoredFile
+from tests.domain.world import World
+from tests.fakes import InMemoryGenerationRepository, InMemoryImageStorage
+
+pytestmark = pytest.mark.anyio
+
+ROOT = "./generated"
+
+
+def doctor(world: World, page_size: int = 500) -> CheckConsistency:
+    return CheckConsistency(
+        repository=world.repository,
+        storage=world.storage,
+        settings=world.settings,
+        clock=world.clock,
+        page_size=page_size,
+    )
+
+
+async def make(world: World, count: int) -> list[int]:
+    ids = []
+    for index in range(count):
+        generation = await world.text_to_image()(TextToImage(prompt=f"picture {index}"))
+        assert generation.id is not None
+        ids.append(generation.id)
+    return ids
+
+
+async def test_a_history_whose_rows_and_files_agree_is_consistent() -> None:
+    world = World()
+    await make(world, 3)
+    report = await doctor(world)()
+    assert report.consistent
+    assert report.findings == ()
+    assert (report.rows, report.files) == (3, 3)
+    assert report.roots == (ROOT,)
+
+
+async def test_rows_are_read_page_by_page_and_each_is_checked_once() -> None:
+    world = World()
+    await make(world, 7)
+    report = await doctor(world, page_size=2)()
+    assert report.consistent
+    assert (report.rows, report.files) == (7, 7)
+
+
+async def test_a_row_whose_file_is_gone_is_reported_and_kept_without_prune() -> None:
+    world = World()
+    first, _ = await make(world, 2)
+    gone = world.repository.rows[first].image
+    await world.storage.delete(gone)
+
+    report = await doctor(world)(repair=True)
+    assert not report.consistent
+    [finding] = report.remaining
+    assert finding.problem is Problem.MISSING_FILE
+    assert finding.generation_id == first
+    assert finding.image == gone
+    assert first in world.repository.rows
+
+
+async def test_prune_missing_deletes_only_the_rows_whose_file_is_gone() -> None:
+    world = World()
+    first, second = await make(world, 2)
+    await world.storage.delete(world.repository.rows[first].image)
+
+    report = await doctor(world)(repair=True, prune_missing=True)
+    assert report.consistent
+    assert [f.generation_id for f in report.repaired] == [first]
+    assert list(world.repository.rows) == [second]
+    assert (await doctor(world)()).consistent
+
+
+async def test_stale_temporaries_and_unreferenced_images_are_found_and_removed_by_a_repair() -> None:
+    world = World()
+    [kept] = await make(world, 1)
+    temporary = StoredImage(key="day/.tmp-0123", root=ROOT)
+    orphan = StoredImage(key="day/orphan.png", root=ROOT)
+    world.storage.plant(temporary, b"half")
+    world.storage.plant(orphan, b"whole image")
+
+    checked = await doctor(world)()
+    assert not checked.consistent
+    assert {(f.problem, f.image) for f in checked.findings} == {
+        (Problem.STALE_TEMPORARY, temporary),
+        (Problem.UNREFERENCED_FILE, orphan),
+    }
+    assert (ROOT, orphan.key) in world.storage.files  # a check changes nothing
+
+    repaired = await doctor(world)(repair=True)
+    assert repaired.consistent
+    assert len(repaired.repaired) == 2
+    assert set(world.storage.files) == {(ROOT, world.repository.rows[kept].image.key)}
+    assert (await doctor(world)()).consistent
+
+
+async def test_files_younger_than_the_minimum_age_are_neither_judged_nor_removed() -> None:
+    world = World()
+    young = StoredImage(key="day/young.png", root=ROOT)
+    young_temporary = StoredImage(key="day/.tmp-young", root=ROOT)
+    for image in (young, young_temporary):
+        world.storage.plant(image, modified_at=world.clock.current)
+
+    report = await doctor(world)(repair=True)
+    assert report.consistent
+    assert {f.image for f in report.recent} == {young, young_temporary}
+    assert (ROOT, young.key) in world.storage.files
+    assert (ROOT, young_temporary.key) in world.storage.files
+
+    older = await doctor(world)(repair=True, min_age=timedelta(0))
+    assert len(older.repaired) == 2
+    assert world.storage.files == {}
+
+
+async def test_every_root_in_use_is_scanned_the_current_one_first() -> None:
+    world = World()
+    await make(world, 1)
+    await world.settings.update(SettingsPatch(storage_path="./elsewhere"))
+    await make(world, 1)
+    world.storage.plant(StoredImage(key="day/left-behind.jpg", root=ROOT))
+
+    report = await doctor(world)()
+    assert report.roots == ("./elsewhere", ROOT)
+    assert [(f.problem, f.image.root) for f in report.findings] == [(Problem.UNREFERENCED_FILE, ROOT)]
+
+
+async def test_a_file_that_a_row_names_under_another_root_is_kept_and_its_row_is_not_pruned() -> None:
+    world = World()
+    [moved_id] = await make(world, 1)
+    original = world.repository.rows[moved_id].image
+    data = world.storage.files.pop((original.root, original.key))
+    await world.settings.update(SettingsPatch(storage_path="./moved"))
+    world.storage.plant(StoredImage(key=original.key, root="./moved"), data)
+
+    report = await doctor(world)(repair=True, prune_missing=True)
+    [finding] = report.findings
+    assert finding.problem is Problem.MISSING_FILE
+    assert not finding.repaired
+    assert finding.note is not None
+    assert "./moved" in finding.note
+    assert moved_id in world.repository.rows
+    assert ("./moved", original.key) in world.storage.files
+
+
+class RecordsARowDuringTheScan(InMemoryImageStorage):
+    """Storage whose scan lets a running server record ``late``'s row meanwhile."""
+
+    def __init__(self, late: StoredImage) -> None:
+        super().__init__()
+        self.late = late
+        self.repository: InMemoryGenerationRepository | None = None
+
+    async def scan(self, root: str) -> list[StoredFile]:
+        files = await super().scan(root)
+        assert self.repository is not None
+        template = next(iter(self.repository.rows.values()))
+        await self.repository.add(replace(template, id=None, image=self.late))
+        return files
+
+
+async def test_an_image_recorded_while_the_check_runs_is_not_called_unreferenced() -> None:
+    late = StoredImage(key="day/late.png", root=ROOT)
+    storage = RecordsARowDuringTheScan(late)
+    world = World(storage=storage)
+    storage.repository = world.repository
+    await make(world, 1)
+    storage.plant(late)
+
+    report = await doctor(world)(repair=True)
+    assert report.consistent
+    assert (ROOT, late.key) in storage.files
