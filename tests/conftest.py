@@ -1,10 +1,34 @@
-"""Shared fixtures: the anyio backend, a data folder, the app over a test client."""
+"""Shared fixtures: the anyio backend, and databases of each kind (SQLite file, PostgreSQL schema)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.databases import PostgresServer
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """This run's database on the test PostgreSQL server (skips, or fails under CI=true, without one)."""
+    server = PostgresServer.open()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or a fresh schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.schema() as url:
+        yield url

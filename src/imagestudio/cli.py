@@ -1,4 +1,5 @@
-"""The ``imagestudio`` command: ``serve`` the API, or ``generate`` an image in-process."""
+"""The ``imagestudio`` command: ``serve`` the API, ``generate`` an image in-process, or ``db`` to
+upgrade the database schema (``db upgrade``) and show where it stands (``db current``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", default=None)
     generate.add_argument("--out", default=None, help="also copy the image to this file")
     generate.add_argument("--data-dir", default=None, help="folder for the database and images")
+
+    db = commands.add_parser("db", help="the database schema (IMAGESTUDIO_DATABASE_URL)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        ("upgrade", "apply the migrations this version ships (the server also does, at startup)"),
+        ("current", "show the database's schema revision and the newest this version knows"),
+    ):
+        command = db_commands.add_parser(name, help=text)
+        command.add_argument("--data-dir", default=None, help="folder of the default SQLite database")
     return parser
 
 
@@ -51,10 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "db":
+            return _db(args)
         return anyio.run(_generate, args)
     except ConfigError as error:
         print(f"imagestudio: configuration error: {error}", file=sys.stderr)
         return 2
+    except StudioError as error:  # e.g. a database that is unreachable or newer than this code
+        print(f"imagestudio: {error.code}: {error.message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -67,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = Config.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
     secrets = [config.runware_api_key.reveal()] if config.runware_api_key else []
     configure_logging(fmt=config.log_format, level=config.log_level, secrets=secrets)
+    _upgrade_database(config)  # before the server: a refused database is one clean line, not a traceback
     uvicorn.run(
         create_app(config),
         host=config.host,
@@ -76,6 +92,49 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _upgrade_database(config: Config) -> str:
+    from imagestudio.adapters.sql import SqlDatabase
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = SqlDatabase(config.database)
+    try:
+        return db.upgrade_schema()
+    finally:
+        db.dispose()
+
+
+def _db(args: argparse.Namespace) -> int:
+    from imagestudio.adapters.sql import SqlDatabase
+
+    config = Config.from_env(data_dir=args.data_dir)
+    configure_logging(fmt=config.log_format, level="warning", secrets=[])
+    db = SqlDatabase(config.database)
+    try:
+        if args.db_command == "upgrade":
+            before = db.schema_state() if _exists(config.database) else None
+            revision = _upgrade_database(config)
+            was = "" if before is None or before.up_to_date else f" (was: {before.describe()})"
+            print(f"{db.safe_url}: at revision {revision}, up to date{was}")
+            return 0
+        if not _exists(config.database):
+            print(f"{db.safe_url}: no database yet; `imagestudio db upgrade` or the server creates it")
+            return 0
+        print(f"{db.safe_url}: {db.schema_state().describe()}")
+        return 0
+    finally:
+        db.dispose()
+
+
+def _exists(url: str) -> bool:
+    """False only for a SQLite file that is not there yet (other databases are servers)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return True
+    return Path(parsed.database).exists()
 
 
 class ProgressBar:

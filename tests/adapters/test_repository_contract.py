@@ -1,12 +1,13 @@
 """Contract tests: the in-memory fakes and the SQL adapters answer the same way.
 
-Run against a real SQLite file (PostgreSQL joins with the PostgreSQL issue).
+Each runs against the fake, a real SQLite file and a real PostgreSQL schema (which skips, saying
+so, where there is no PostgreSQL server; see ``tests/databases.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,35 +17,49 @@ from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSe
 from imagestudio.domain.errors import DatabaseUnavailable, InvalidParameters
 from imagestudio.domain.model import (
     Generation,
+    HistoryCursor,
     HistoryQuery,
+    HistorySort,
     Operation,
     Parameters,
     Settings,
     SettingsPatch,
     StoredImage,
 )
+from tests.databases import sql_database
 from tests.fakes import InMemoryGenerationRepository, InMemorySettingsRepository
 
 pytestmark = pytest.mark.anyio
 
 T0 = dt.datetime(2026, 1, 2, 10, 0, tzinfo=dt.UTC)
+KINDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-def make_generation(index: int, *, kind: str = "image", when: dt.datetime | None = None) -> Generation:
+def make_generation(
+    index: int,
+    *,
+    kind: str = "image",
+    when: dt.datetime | None = None,
+    prompt: str | None = None,
+    negative: str | None = "",
+    operation: Operation = Operation.TEXT_TO_IMAGE,
+    engine: str = "local",
+    model: str | None = "runware:100@1",
+) -> Generation:
     return Generation(
         id=None,
         type=kind,  # type: ignore[arg-type]
-        operation=Operation.TEXT_TO_IMAGE,
-        prompt=f"prompt number {index}",
-        negative_prompt="blurry" if index % 2 else None,
+        operation=operation,
+        prompt=prompt or f"prompt number {index}",
+        negative_prompt=("blurry" if index % 2 else None) if negative == "" else negative,
         parameters=Parameters(
             width=512,
             height=256,
             steps=25,
             cfg_scale=7.5,
             seed=2**53 - 1 - index,
-            model="runware:100@1",
-            engine="local",
+            model=model,
+            engine=engine,
         ),
         seed=2**53 - 1 - index,
         width=512,
@@ -60,31 +75,31 @@ def make_generation(index: int, *, kind: str = "image", when: dt.datetime | None
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[SqlDatabase]:
     db = SqlDatabase(f"sqlite:///{tmp_path / 'test.db'}")
-    db.create_schema()
+    db.upgrade_schema()
     yield db
     db.dispose()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+@pytest.fixture(params=KINDS)
+def repository(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield InMemoryGenerationRepository()
         return
-    db = SqlDatabase(f"sqlite:///{tmp_path / 'contract.db'}")
-    db.create_schema()
-    yield SqlGenerationRepository(db)
-    db.dispose()
+    with sql_database(request.param, request, tmp_path) as db:
+        yield SqlGenerationRepository(db)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def settings_repository(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+@pytest.fixture(params=KINDS)
+def settings_repository(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield InMemorySettingsRepository()
         return
-    db = SqlDatabase(f"sqlite:///{tmp_path / 'settings.db'}")
-    db.create_schema()
-    yield SqlSettingsRepository(db)
-    db.dispose()
+    with sql_database(request.param, request, tmp_path) as db:
+        yield SqlSettingsRepository(db)
+
+
+async def ids(repository: Any, **query: Any) -> list[int]:
+    return [g.id for g in (await repository.list(HistoryQuery(**query))).items]
 
 
 async def test_add_assigns_increasing_ids_and_get_round_trips_every_field(repository: Any) -> None:
@@ -100,17 +115,33 @@ async def test_add_assigns_increasing_ids_and_get_round_trips_every_field(reposi
     assert await repository.get(999_999) is None
 
 
+async def test_the_id_of_a_deleted_newest_generation_is_never_handed_out_again(repository: Any) -> None:
+    await repository.add(make_generation(1))
+    newest = await repository.add(make_generation(2))
+    await repository.delete(newest.id)
+    again = await repository.add(make_generation(3))
+    assert again.id > newest.id
+
+
 async def test_list_is_newest_first_ties_broken_by_id_and_counts_the_filter(repository: Any) -> None:
     same_time = T0 + dt.timedelta(hours=1)
     added = [await repository.add(make_generation(i, when=same_time if i >= 3 else None)) for i in range(5)]
     page = await repository.list(HistoryQuery(limit=10))
     assert [g.id for g in page.items] == [added[4].id, added[3].id, added[2].id, added[1].id, added[0].id]
     assert page.total == 5
+    assert page.next_cursor is None
     second_page = await repository.list(HistoryQuery(limit=2, offset=2))
     assert [g.id for g in second_page.items] == [added[2].id, added[1].id]
     assert second_page.total == 5
+    assert second_page.next_cursor is not None
     assert (await repository.list(HistoryQuery(type="video"))).total == 0
     assert (await repository.list(HistoryQuery(type="image"))).total == 5
+
+
+async def test_oldest_first_reverses_the_order_ties_included(repository: Any) -> None:
+    same_time = T0 + dt.timedelta(hours=1)
+    added = [await repository.add(make_generation(i, when=same_time if i >= 1 else None)) for i in range(3)]
+    assert await ids(repository, sort=HistorySort.OLDEST) == [g.id for g in added]
 
 
 async def test_delete_returns_the_generation_once(repository: Any) -> None:
@@ -121,6 +152,134 @@ async def test_delete_returns_the_generation_once(repository: Any) -> None:
     assert (await repository.list(HistoryQuery())).total == 0
 
 
+async def test_totals_follow_adds_and_deletes_of_each_type(repository: Any) -> None:
+    images = [await repository.add(make_generation(i)) for i in range(3)]
+    await repository.add(make_generation(3, kind="video"))
+    await repository.delete(images[0].id)
+    assert (await repository.list(HistoryQuery())).total == 3
+    assert (await repository.list(HistoryQuery(type="image"))).total == 2
+    assert (await repository.list(HistoryQuery(type="video"))).total == 1
+
+
+async def test_filters_match_exactly_and_combine(repository: Any) -> None:
+    made = {
+        "t2i-local": await repository.add(make_generation(1)),
+        "i2i-local": await repository.add(make_generation(2, operation=Operation.IMAGE_TO_IMAGE)),
+        "up-local": await repository.add(make_generation(3, operation=Operation.UPSCALE, model=None)),
+        "t2i-runware": await repository.add(
+            make_generation(4, engine="runware", model="civitai:4384@128713")
+        ),
+        "video": await repository.add(make_generation(5, kind="video")),
+    }
+
+    async def names(**query: Any) -> set[str]:
+        page = await repository.list(HistoryQuery(**query))
+        assert page.total == len(page.items)
+        found = {g.id for g in page.items}
+        return {name for name, g in made.items() if g.id in found}
+
+    assert await names(operation=Operation.UPSCALE) == {"up-local"}
+    assert await names(operation=Operation.TEXT_TO_IMAGE) == {"t2i-local", "t2i-runware", "video"}
+    assert await names(engine="runware") == {"t2i-runware"}
+    assert await names(engine="nope") == set()
+    assert await names(model="civitai:4384@128713") == {"t2i-runware"}
+    assert await names(model="runware:100@1") == {"t2i-local", "i2i-local", "video"}
+    assert await names(type="image", operation=Operation.TEXT_TO_IMAGE, engine="local") == {"t2i-local"}
+
+
+async def test_the_created_at_range_includes_from_and_excludes_to(repository: Any) -> None:
+    added = [await repository.add(make_generation(i, when=T0 + dt.timedelta(minutes=i))) for i in range(5)]
+    window = {"created_from": T0 + dt.timedelta(minutes=1), "created_to": T0 + dt.timedelta(minutes=3)}
+    page = await repository.list(HistoryQuery(**window))
+    assert [g.id for g in page.items] == [added[2].id, added[1].id]
+    assert page.total == 2
+    assert await ids(repository, created_from=T0 + dt.timedelta(minutes=4)) == [added[4].id]
+    assert await ids(repository, created_to=T0 + dt.timedelta(minutes=1)) == [added[0].id]
+    in_paris = dt.timezone(dt.timedelta(hours=1))
+    assert await ids(repository, created_from=(T0 + dt.timedelta(minutes=4)).astimezone(in_paris)) == [
+        added[4].id
+    ]
+
+
+async def test_search_finds_every_word_in_any_order_as_word_prefixes_ignoring_case(repository: Any) -> None:
+    sunset = await repository.add(
+        make_generation(1, prompt="Sunset over the MOUNTAINS, red sky", negative=None)
+    )
+    city = await repository.add(make_generation(2, prompt="a neon city at night", negative="blurry, red"))
+    hyphen = await repository.add(make_generation(3, prompt="text-to-image test of f/1.8 lens"))
+    await repository.add(make_generation(4, prompt="an ocean of stars"))
+
+    assert await ids(repository, q="red") == [city.id, sunset.id]
+    assert await ids(repository, q="SKY red") == [sunset.id]
+    assert await ids(repository, q="mount sun") == [sunset.id]
+    assert await ids(repository, q="Red blur") == [city.id]
+    assert await ids(repository, q="image") == [hyphen.id]
+    assert await ids(repository, q="f 1 8") == [hyphen.id]
+    assert await ids(repository, q="set") == []
+    assert await ids(repository, q="red ocean") == []
+    page = await repository.list(HistoryQuery(q="red", limit=1))
+    assert page.total == 2
+    assert [g.id for g in page.items] == [city.id]
+
+
+async def test_search_combines_with_the_other_filters(repository: Any) -> None:
+    await repository.add(make_generation(1, prompt="red fox", engine="local"))
+    runware = await repository.add(make_generation(2, prompt="red fox", engine="runware"))
+    await repository.add(make_generation(3, prompt="blue fox", engine="runware"))
+    page = await repository.list(HistoryQuery(q="fox red", engine="runware"))
+    assert [g.id for g in page.items] == [runware.id]
+    assert page.total == 1
+
+
+async def test_search_sees_deletes(repository: Any) -> None:
+    generation = await repository.add(make_generation(1, prompt="a lighthouse at dusk"))
+    await repository.delete(generation.id)
+    assert (await repository.list(HistoryQuery(q="lighthouse"))).total == 0
+
+
+@pytest.mark.parametrize("sort", list(HistorySort))
+async def test_cursor_pages_walk_everything_once_in_order(repository: Any, sort: HistorySort) -> None:
+    same_time = T0 + dt.timedelta(hours=1)
+    for i in range(7):
+        await repository.add(make_generation(i, when=same_time if i in (2, 3, 4) else None))
+    expected = await ids(repository, sort=sort)
+    seen: list[int] = []
+    cursor: HistoryCursor | None = None
+    while True:
+        page = await repository.list(HistoryQuery(limit=3, sort=sort, cursor=cursor))
+        assert page.total == 7
+        seen += [g.id for g in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = HistoryCursor.decode(page.next_cursor)
+    assert seen == expected
+
+
+async def test_cursor_pages_stay_stable_while_generations_arrive(repository: Any) -> None:
+    older = [await repository.add(make_generation(i)) for i in range(6)]
+    first = await repository.list(HistoryQuery(limit=3))
+    assert first.next_cursor is not None
+    for i in range(6, 9):
+        await repository.add(make_generation(i))
+    second = await repository.list(HistoryQuery(limit=3, cursor=HistoryCursor.decode(first.next_cursor)))
+    assert [g.id for g in second.items] == [older[2].id, older[1].id, older[0].id]
+    assert second.total == 9
+    assert second.next_cursor is None
+
+
+async def test_cursor_pages_keep_their_filter(repository: Any) -> None:
+    wanted = [await repository.add(make_generation(i, prompt=f"cat number {i}")) for i in range(0, 10, 2)]
+    for i in range(1, 10, 2):
+        await repository.add(make_generation(i, prompt=f"dog number {i}"))
+    page = await repository.list(HistoryQuery(q="cat", limit=2))
+    assert page.next_cursor is not None
+    rest = await repository.list(
+        HistoryQuery(q="cat", limit=10, cursor=HistoryCursor.decode(page.next_cursor))
+    )
+    assert [g.id for g in page.items + rest.items] == [g.id for g in reversed(wanted)]
+    assert rest.total == 5
+
+
 async def test_settings_start_at_defaults_and_patches_merge(settings_repository: Any) -> None:
     assert await settings_repository.get() == Settings()
     await settings_repository.update(SettingsPatch(default_width=768))
@@ -129,14 +288,21 @@ async def test_settings_start_at_defaults_and_patches_merge(settings_repository:
     assert await settings_repository.get() == merged
 
 
+async def test_an_invalid_patch_changes_nothing_anywhere(settings_repository: Any) -> None:
+    await settings_repository.update(SettingsPatch(default_width=768))
+    with pytest.raises(InvalidParameters):
+        await settings_repository.update(SettingsPatch(default_height=100))
+    assert await settings_repository.get() == Settings(default_width=768)
+
+
 async def test_settings_survive_a_new_connection(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'persist.db'}"
     db = SqlDatabase(url)
-    db.create_schema()
+    db.upgrade_schema()
     await SqlSettingsRepository(db).update(SettingsPatch(default_cfg_scale=12.5))
     db.dispose()
     reopened = SqlDatabase(url)
-    reopened.create_schema()
+    reopened.upgrade_schema()
     assert (await SqlSettingsRepository(reopened).get()).default_cfg_scale == 12.5
     reopened.dispose()
 
@@ -153,4 +319,14 @@ async def test_an_unreachable_database_is_database_unavailable(tmp_path: Path) -
     with pytest.raises(DatabaseUnavailable) as caught:
         await SqlGenerationRepository(db).get(1)
     assert caught.value.code == "DATABASE_ERROR"
+    db.dispose()
+
+
+async def test_an_unreachable_postgresql_is_database_unavailable() -> None:
+    db = SqlDatabase("postgresql://nobody@127.0.0.1:1/none")
+    assert db.url.startswith("postgresql+psycopg://")
+    with pytest.raises(DatabaseUnavailable):
+        await SqlGenerationRepository(db).get(1)
+    with pytest.raises(DatabaseUnavailable):
+        db.upgrade_schema()
     db.dispose()

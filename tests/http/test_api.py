@@ -156,60 +156,6 @@ def test_a_body_over_32_mib_is_413(client: Client) -> None:
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
 
 
-def test_history_lists_newest_first_with_total_and_filters(client: Client) -> None:
-    made = [generate(client, prompt=f"picture number {i}") for i in range(4)]
-    page = client.get("/api/history", params={"limit": 2, "offset": 1}).json()
-    assert page["success"] is True
-    assert page["total"] == 4
-    assert [item["id"] for item in page["data"]] == [made[2]["id"], made[1]["id"]]
-    assert page["data"][0] == made[2]
-    assert client.get("/api/history", params={"type": "video"}).json() == {
-        "success": True,
-        "data": [],
-        "total": 0,
-        "limit": 50,
-        "offset": 0,
-    }
-    assert client.get("/api/history", params={"type": "image"}).json()["total"] == 4
-
-
-@pytest.mark.parametrize(
-    ("params", "field"),
-    [
-        ({"limit": 0}, "limit"),
-        ({"limit": 501}, "limit"),
-        ({"limit": "ten"}, "limit"),
-        ({"offset": -1}, "offset"),
-        ({"type": "gif"}, "type"),
-    ],
-)
-def test_bad_history_queries_are_400(client: Client, params: dict[str, Any], field: str) -> None:
-    assert_error(client.get("/api/history", params=params), 400, "INVALID_PARAMETERS", field)
-
-
-def test_get_and_delete_a_generation(client: Client, data_dir: Path) -> None:
-    made = generate(client)
-    detail = client.get(f"/api/history/{made['id']}").json()
-    assert detail == {"success": True, "data": made}
-
-    deleted = client.delete(f"/api/history/{made['id']}")
-    assert deleted.status_code == 200
-    assert deleted.json() == {"success": True, "message": "Generation deleted"}
-    assert list((data_dir / "generated").rglob("*.jpg")) == []
-    assert_error(client.get(made["filePath"]), 404, "NOT_FOUND")
-
-    body = assert_error(client.delete(f"/api/history/{made['id']}"), 404, "NOT_FOUND")
-    assert body["error"] == "Generation not found"
-    assert_error(client.get(f"/api/history/{made['id']}"), 404, "NOT_FOUND")
-
-
-def test_ids_must_be_integers(client: Client) -> None:
-    assert_error(client.get("/api/history/abc"), 400, "INVALID_PARAMETERS", "id")
-    assert_error(client.delete("/api/history/1.5"), 400, "INVALID_PARAMETERS", "id")
-    assert_error(client.get("/api/history/99999999999999999999999"), 404, "NOT_FOUND")
-    assert_error(client.get("/api/history/-3"), 404, "NOT_FOUND")
-
-
 def test_settings_defaults_partial_update_and_persistence(client: Client, data_dir: Path) -> None:
     assert client.get("/api/settings").json() == {
         "success": True,

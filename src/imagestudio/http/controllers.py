@@ -219,22 +219,92 @@ class GenerateController(Controller):
         return await _generate(request, services.upscale, UpscaleBody, prefer, idempotency_key)
 
 
+_HISTORY_DESCRIPTION = """Filters combine (AND); `total` counts every generation the filter matches.
+
+Two ways to page: `limit` + `offset`, or keyset cursors: every answer carries `nextCursor`
+(`null` on the last page); pass it back as `cursor` for the next page. Cursor pages stay
+stable while new generations arrive and stay fast deep into a long history.
+"""
+
+
 class HistoryController(Controller):
     path = "/api/history"
     tags = ("history",)
 
-    @get("/", summary="List generations, newest first", responses=_errors(400, 500, 503))
+    @get(
+        "/",
+        summary="List generations, newest first: filters, full-text search, cursor pages",
+        description=_HISTORY_DESCRIPTION,
+        responses=_errors(400, 500, 503),
+    )
     async def list_history(
         self,
         request: Request[Any, Any, Any],
         services: ServicesDep,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size, 1 to 500")] = 50,
-        offset: Annotated[int, QueryParameter(ge=0, description="Items to skip")] = 0,
+        offset: Annotated[
+            int, QueryParameter(ge=0, description="Items to skip; not together with cursor")
+        ] = 0,
         type: Annotated[
             Literal["image", "video"] | None, QueryParameter(description="Only this type")
         ] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                description="The nextCursor of the previous page: the page after it, with the same"
+                " filters and sort (stable while generations are added). Opaque; a bad one is 400"
+            ),
+        ] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                description="Full-text search of prompt and negative prompt: every word must begin a"
+                " word of either, in any order, ignoring case (`red sun` finds `Sunset, red sky`)."
+                " At most 200 characters and 16 words"
+            ),
+        ] = None,
+        operation: Annotated[
+            Literal["text-to-image", "image-to-image", "upscale"] | None,
+            QueryParameter(description="Only this operation"),
+        ] = None,
+        engine: Annotated[
+            str | None, QueryParameter(description="Only images made by this engine (`local`, `runware`)")
+        ] = None,
+        model: Annotated[
+            str | None,
+            QueryParameter(description="Only images made with this model id, e.g. `runware:100@1`"),
+        ] = None,
+        created_from: Annotated[
+            str | None,
+            QueryParameter(
+                name="from",
+                description="Created at or after this instant (inclusive): ISO-8601 date or date-time,"
+                " e.g. `2026-01-02` or `2026-01-02T10:00:00Z`; without an offset it is UTC",
+            ),
+        ] = None,
+        created_to: Annotated[
+            str | None,
+            QueryParameter(name="to", description="Created before this instant (exclusive); as `from`"),
+        ] = None,
+        sort: Annotated[
+            Literal["newest", "oldest"],
+            QueryParameter(description="`newest` first (default) or `oldest` first; ties by id"),
+        ] = "newest",
     ) -> HistoryResponse:
-        page = await services.list_history(HistoryQuery(limit=limit, offset=offset, type=type))
+        query = HistoryQuery.parse(
+            limit=limit,
+            offset=offset,
+            type=type,
+            q=q,
+            operation=operation,
+            engine=engine,
+            model=model,
+            created_from=created_from,
+            created_to=created_to,
+            sort=sort,
+            cursor=cursor,
+        )
+        page = await services.list_history(query)
         return history_response(page, _base_url(request), limit, offset)
 
     @get("/{generation_id:str}", summary="One generation", responses=_errors(400, 404, 500, 503))

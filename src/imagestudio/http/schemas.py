@@ -203,11 +203,14 @@ class GenerationResponse(_Out, kw_only=True):
 
 
 class HistoryResponse(_Out, kw_only=True):
+    """A page of history; ``nextCursor`` continues after its last item (``null`` on the last page)."""
+
     success: Literal[True] = True
     data: list[GenerationOut]
     total: int
     limit: int
     offset: int
+    next_cursor: str | None
 
 
 class DeletedResponse(_Out, kw_only=True):
@@ -337,7 +340,11 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
 
 def history_response(page: HistoryPage, base_url: str, limit: int, offset: int) -> HistoryResponse:
     return HistoryResponse(
-        data=[generation_out(g, base_url) for g in page.items], total=page.total, limit=limit, offset=offset
+        data=[generation_out(g, base_url) for g in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+        next_cursor=page.next_cursor,
     )
 
 

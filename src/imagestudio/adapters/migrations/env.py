@@ -25,6 +25,7 @@ connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
     raise RuntimeError("imagestudio migrations run from code: use `imagestudio db upgrade`")
 
-context.configure(connection=connection, target_metadata=None)
+# The caller's transaction wraps every revision, on SQLite too (it opened it with BEGIN IMMEDIATE).
+context.configure(connection=connection, target_metadata=None, transactional_ddl=True)
 with context.begin_transaction():
     context.run_migrations()
