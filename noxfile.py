@@ -28,3 +28,13 @@ def lint(session: nox.Session) -> None:
 def slow(session: nox.Session) -> None:
     """The long-running suites (crash consistency, load): `pytest -m slow`. CI runs them too."""
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks of BENCHMARKS.md against real server processes; `-- --quick` for a smoke run.
+
+    Writes BENCHMARKS.md (and bench/last-run.json). Not a test: it never fails on a slow figure.
+    """
+    session.install("-e", ".[test,bench]")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,0 +1,244 @@
+"""Writes the measured part of ``BENCHMARKS.md``.
+
+Only the text between ``<!-- bench/run.py: results begin -->`` and ``<!-- bench/run.py: results
+end -->`` is ours to replace; everything else in the file (the method, the analysis, and the P3
+section that ``bench/history.py`` writes) is kept exactly as it is. A file without the markers
+gets them appended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness import median
+
+__all__ = ["BEGIN", "END", "render", "write"]
+
+BEGIN = "<!-- bench/run.py: results begin -->"
+END = "<!-- bench/run.py: results end -->"
+
+_SKELETON = f"""# Benchmarks
+
+Run with `nox -s bench` (about eight minutes on a 2-core machine; `nox -s bench -- --quick` is a
+smoke run of a minute or two whose figures are not measurements).
+
+{BEGIN}
+{END}
+"""
+
+
+def write(path: Path, results: dict[str, Any]) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else _SKELETON
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{render(results)}\n{END}{tail}", encoding="utf-8")
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+def _spread(values: list[float], unit: str = "", digits: int = 1) -> str:
+    """``median (min-max)`` of a list of figures."""
+    return f"{median(values):.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    machine = results.get("machine", {})
+    quick = results.get("quick")
+    lines.append("## Machine and run")
+    lines.append("")
+    if quick:
+        lines.append("**This was a `--quick` smoke run: too few rounds to be a measurement.**")
+        lines.append("")
+    lines.append("| | |")
+    lines.append("| --- | --- |")
+    for key in (
+        "date",
+        "cpu",
+        "cores",
+        "memory",
+        "os",
+        "python",
+        "sqlite",
+        "postgresql",
+        "litestar",
+        "uvicorn",
+    ):
+        if key in machine:
+            lines.append(f"| {key} | {machine[key]} |")
+    for key in ("numpy", "pillow"):
+        if key in machine:
+            lines.append(f"| {key} | {machine[key]} |")
+    lines.append(f"| rounds per figure | {results.get('rounds')} (each figure is the median over them) |")
+    if "elapsed_s" in results:
+        lines.append(f"| runner time | {results['elapsed_s']:.0f} s (without installing) |")
+    lines.append("")
+    lines.append("## Results against the targets")
+    lines.append("")
+    lines.append("Medians over the rounds; in brackets the lowest and highest round.")
+    lines.append("")
+    lines.append("| id | scenario | measured | side by side | target | verdict |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    lines.extend(_rows(results))
+    lines.append("")
+    lines.extend(_details(results))
+    return "\n".join(lines).rstrip("\n")
+
+
+def _rows(results: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    p1 = results.get("P1")
+    if p1:
+        latency = p1["latency"]
+        for level, figures in p1["levels"].items():
+            wall = median(figures["wall_s"])
+            ratio = wall / latency
+            direct = median(figures["direct_s"]) / latency
+            rows.append(
+                f"| P1 | {level} concurrent text-to-image {p1['size']}, provider latency {latency:g} s "
+                f"| {_spread(figures['wall_s'], ' s', 2)} = **{ratio:.2f}x** the latency "
+                f"| the same burst straight to the fake provider: {direct:.2f}x "
+                f"| at most 1.25x | {_verdict(ratio <= 1.25)} |"
+            )
+    p2 = results.get("P2")
+    if p2:
+        rounds = p2["rounds"]
+        own = median([r["own_by_log_p50"] for r in rounds])
+        strict = median([r["own_by_fake_p50"] for r in rounds])
+        rows.append(
+            "| P2 | one text-to-image at a time, latency 0, 1024x1024 JPEG "
+            f"| server's own time p50 **{_ms(own)}** "
+            f"(p90 {_ms(median([r['own_by_log_p90'] for r in rounds]))}) "
+            f"| total p50 {_ms(median([r['total_p50'] for r in rounds]))}, provider and download "
+            f"{_ms(median([r['provider_p50'] for r in rounds]))}; counting the HTTP client too: "
+            f"{_ms(strict)} | p50 under 10 ms | {_verdict(own < 10)} |"
+        )
+    p3 = results.get("P3")
+    if p3:
+        note = "see the P3 section below (written by `bench/history.py`)"
+        if not p3.get("ran"):
+            note = f"not run: {p3.get('why')}"
+        elif p3.get("exit"):
+            note = f"`bench/history.py` exited with {p3['exit']}; see the P3 section below"
+        rows.append(
+            f"| P3 | history on 1,000,000 rows, SQLite and PostgreSQL | {note} | | "
+            "first and cursor page p50 under 5 ms, `q` under 20 ms | see P3 |"
+        )
+    p4 = results.get("P4")
+    if p4:
+        rps = p4["rps"]
+        for name, label in (
+            ("health", "`GET /health`"),
+            ("history", f"`GET /api/history?limit=50` ({p4['history_items']} items)"),
+        ):
+            ratios = [a / b for a, b in zip(rps[name], rps["hello"], strict=True)]
+            ratio = median(ratios)
+            rows.append(
+                f"| P4 | requests/second of {label}, one worker "
+                f"| {_spread(rps[name], '', 0)} req/s = **{ratio:.2f}x** "
+                f"| bare Litestar hello world: {_spread(rps['hello'], '', 0)} req/s "
+                f"| at least 0.8x | {_verdict(ratio >= 0.8)} |"
+            )
+    p5 = results.get("P5")
+    if p5:
+        targets = {"512": 50.0, "1024": 150.0, "upscale": 150.0}
+        labels = {
+            "512": "local engine 512x512, 25 steps",
+            "1024": "local engine 1024x1024, 25 steps",
+            "upscale": "local 2x upscale of 1024x1024",
+        }
+        for key, target in targets.items():
+            server = median(p5["server_ms"][key])
+            engine = median(p5["engine_ms"][key])
+            rows.append(
+                f"| P5 | {labels[key]} | request through the server **{_ms(server)}** "
+                f"| the engine alone, in process: {_ms(engine)} | under {target:.0f} ms "
+                f"| {_verdict(server < target)} |"
+            )
+    if p1 and "64" in p1["levels"]:
+        peaks = p1["levels"]["64"]["peak_rss_mb"]
+        peak = median(peaks)
+        rows.append(
+            f"| P6 | peak RSS of the server during P1 at 64 concurrent 1024x1024 "
+            f"| **{peak:.0f} MB** ({min(peaks):.0f}-{max(peaks):.0f}) "
+            f"| idle after warm-up: {p1['rss_idle_mb']:.0f} MB | under 250 MB | {_verdict(peak < 250)} |"
+        )
+    p7 = results.get("P7")
+    if p7:
+        rounds = p7["rounds"]
+        own = median([r["own_ms"] for r in rounds])
+        growth = median([r["rss_growth_mb"] for r in rounds])
+        rows.append(
+            f"| P7 | image-to-image with a {p7['body_mb']:.1f} MB data-URI body ({p7['image']}) "
+            f"| server's own time **{_ms(own)}** | total {_ms(median([r['total_ms'] for r in rounds]))}, "
+            f"provider {_ms(median([r['provider_ms'] for r in rounds]))} | under 300 ms "
+            f"| {_verdict(own < 300)} |"
+        )
+        rows.append(
+            f"| P7 | the same, memory | peak RSS growth **{growth:.0f} MB** "
+            f"| RSS before the request: {median([r['rss_before_mb'] for r in rounds]):.0f} MB "
+            f"| under 150 MB | {_verdict(growth < 150)} |"
+        )
+    cold = results.get("cold")
+    if cold:
+        rows.append(
+            "| - | cold start of `imagestudio serve` to a healthy `/health` "
+            f"| {_spread(cold['seconds'], ' s', 2)} | | no target | |"
+        )
+    suite = results.get("suite")
+    if suite:
+        rows.append(
+            f"| - | the test suite, `python -m pytest -q` (run once) | {suite['seconds']:.0f} s "
+            f"| {suite['summary']} | no target | |"
+        )
+    return rows
+
+
+def _details(results: dict[str, Any]) -> list[str]:
+    lines = ["### Every round", ""]
+    p1 = results.get("P1")
+    if p1:
+        for level, figures in p1["levels"].items():
+            walls = ", ".join(f"{w:.2f}" for w in figures["wall_s"])
+            directs = ", ".join(f"{w:.2f}" for w in figures["direct_s"])
+            peaks = ", ".join(f"{p:.0f}" for p in figures["peak_rss_mb"])
+            lines.append(
+                f"- P1/P6 at {level}: wall {walls} s; straight to the fake {directs} s; peak RSS {peaks} MB; "
+                f"statuses {figures['statuses']}"
+            )
+    p2 = results.get("P2")
+    if p2:
+        for key in ("own_by_log_p50", "own_by_fake_p50", "total_p50"):
+            values = ", ".join(f"{r[key]:.1f}" for r in p2["rounds"])
+            lines.append(f"- P2 {key} ({p2['requests_per_round']} requests a round): {values} ms")
+    p4 = results.get("P4")
+    if p4:
+        for name, values in p4["rps"].items():
+            lines.append(f"- P4 {name}: {', '.join(f'{v:.0f}' for v in values)} req/s")
+        lines.append(
+            f"- P4 setup: {p4['connections']} keep-alive connections, {p4['seconds']:g} s a round after a "
+            f"warm-up; server and load generator pinned to separate CPUs: {p4['pinned']}; "
+            f"errors {p4['errors']}"
+        )
+    p5 = results.get("P5")
+    if p5:
+        for where in ("server_ms", "engine_ms"):
+            for key, values in p5[where].items():
+                lines.append(f"- P5 {where} {key}: {', '.join(f'{v:.1f}' for v in values)} ms")
+    p7 = results.get("P7")
+    if p7:
+        for key in ("own_ms", "total_ms", "provider_ms", "rss_growth_mb"):
+            lines.append(f"- P7 {key}: {', '.join(f'{r[key]:.1f}' for r in p7['rounds'])}")
+    cold = results.get("cold")
+    if cold:
+        lines.append(f"- cold start: {', '.join(f'{s:.2f}' for s in cold['seconds'])} s")
+    return lines
