@@ -24,6 +24,7 @@ from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.adapters.sql_tasks import SqlIdempotencyStore, SqlTaskRepository
 from imagestudio.config import Config
+from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
@@ -40,7 +41,7 @@ from imagestudio.domain.ports import (
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.tasks import TaskManager
 
-__all__ = ["Services", "SystemClock", "bootstrap", "build_services"]
+__all__ = ["Services", "SystemClock", "bootstrap", "build_services", "consistency_check"]
 
 log = structlog.get_logger(__name__)
 
@@ -179,6 +180,26 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             "services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url)
         )
         yield services
+
+
+@asynccontextmanager
+async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
+    """The consistency check of ``imagestudio doctor`` over the database and folders ``config`` names.
+
+    It opens only the database and the storage (no engine, no task queue, no restart recovery), so
+    it can run beside a live server.
+    """
+    db = SqlDatabase(config.database)
+    try:
+        await anyio.to_thread.run_sync(db.upgrade_schema)
+        yield CheckConsistency(
+            repository=SqlGenerationRepository(db),
+            storage=FilesystemImageStorage(config.data_dir),
+            settings=SqlSettingsRepository(db),
+            clock=SystemClock(),
+        )
+    finally:
+        db.dispose()
 
 
 def _safe_url(url: str) -> str:

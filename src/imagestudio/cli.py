@@ -1,14 +1,16 @@
-"""The ``imagestudio`` command: ``serve`` the API, ``generate`` an image in-process, or ``db`` to
-upgrade the database schema (``db upgrade``) and show where it stands (``db current``)."""
+"""The ``imagestudio`` command: ``serve`` the API, ``generate`` an image in-process, ``db`` to
+upgrade the database schema (``db upgrade``) and show where it stands (``db current``), or
+``doctor`` to check (and ``--repair``) that the history and the image files agree."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
@@ -17,6 +19,9 @@ from imagestudio.config import Config, ConfigError
 from imagestudio.domain.errors import StudioError
 from imagestudio.domain.model import TaskEvent, TaskStatus
 from imagestudio.log import configure_logging
+
+if TYPE_CHECKING:
+    from imagestudio.domain.doctor import ConsistencyReport
 
 __all__ = ["main"]
 
@@ -53,6 +58,32 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = db_commands.add_parser(name, help=text)
         command.add_argument("--data-dir", default=None, help="folder of the default SQLite database")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check that every history row has its image file and no leftover files remain",
+        description="Compare the history with the image files of every storage folder in use. Exit"
+        " status: 0 consistent, 1 problems remain, 2 the check could not run.",
+    )
+    doctor.add_argument(
+        "--data-dir", default=None, help="folder for the database and images (IMAGESTUDIO_DATA_DIR)"
+    )
+    doctor.add_argument(
+        "--repair", action="store_true", help="remove stale temporary files and image files no row names"
+    )
+    doctor.add_argument(
+        "--prune-missing",
+        action="store_true",
+        help="with --repair: also delete the history rows whose image file is gone",
+    )
+    doctor.add_argument(
+        "--min-age",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="judge only files older than this (default 120): a running server may still be recording"
+        " younger ones; 0 when no server uses the data",
+    )
     return parser
 
 
@@ -61,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "db":
             return _db(args)
         return anyio.run(_generate, args)
@@ -135,6 +168,91 @@ def _exists(url: str) -> bool:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return True
     return Path(parsed.database).exists()
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    if args.prune_missing and not args.repair:
+        print(
+            "imagestudio doctor: --prune-missing deletes history rows, so it needs --repair", file=sys.stderr
+        )
+        return 2
+    if not 0 <= args.min_age < 10**9:
+        print("imagestudio doctor: --min-age must be 0 or more seconds", file=sys.stderr)
+        return 2
+    config = Config.from_env(data_dir=args.data_dir)
+    configure_logging(fmt=config.log_format, level="warning", secrets=[])
+    if config.database_url is None and not (config.data_dir / "imagestudio.db").is_file():
+        print(f"imagestudio doctor: no database in {config.data_dir} (is --data-dir right?)", file=sys.stderr)
+        return 2
+    try:
+        report = anyio.run(_check_consistency, config, args.repair, args.prune_missing, args.min_age)
+    except StudioError as error:
+        print(f"imagestudio doctor: {error.code}: {error.message}", file=sys.stderr)
+        return 2
+    sys.stdout.write(doctor_report(report, min_age=args.min_age))
+    return 0 if report.consistent else 1
+
+
+async def _check_consistency(
+    config: Config, repair: bool, prune_missing: bool, min_age: float
+) -> ConsistencyReport:
+    from imagestudio.bootstrap import consistency_check
+
+    async with consistency_check(config) as check:
+        return await check(repair=repair, prune_missing=prune_missing, min_age=dt.timedelta(seconds=min_age))
+
+
+def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
+    """The readable text of a consistency report."""
+    from imagestudio.domain.doctor import Problem
+
+    labels = {
+        Problem.MISSING_FILE: "row without its file",
+        Problem.UNREFERENCED_FILE: "image no row names",
+        Problem.STALE_TEMPORARY: "stale temporary file",
+    }
+    folders = "folder" if len(report.roots) == 1 else "folders"
+    lines = [
+        f"Checked {report.rows} history rows and {report.files} image files in {len(report.roots)} {folders}:"
+    ]
+    lines += [
+        f"  {root}{'  (current storage folder)' if i == 0 else ''}" for i, root in enumerate(report.roots)
+    ]
+    if report.findings:
+        lines.append("Found:")
+    for finding in report.findings:
+        path = Path(finding.image.root) / finding.image.key
+        if finding.problem is Problem.MISSING_FILE:
+            what = f"row {finding.generation_id}: {path}"
+            done = "row deleted" if finding.repaired else ""
+        else:
+            what = f"{path} ({finding.size} bytes)"
+            done = "removed" if finding.repaired else ""
+        extra = "; ".join(text for text in (done, finding.note) if text)
+        lines.append(f"  {labels[finding.problem]:<21} {what}{f'  [{extra}]' if extra else ''}")
+    if report.recent:
+        lines.append(
+            f"{len(report.recent)} file(s) without a row are younger than {min_age:g} s and were not judged:"
+            " a running server may still be recording them (--min-age 0 judges them)."
+        )
+    remaining = report.remaining
+    if not remaining:
+        fixed = len(report.repaired)
+        lines.append(
+            f"OK: repaired {fixed} problem(s); the history and the files agree."
+            if fixed
+            else "OK: the history and the files agree."
+        )
+        return "\n".join(lines) + "\n"
+    lines.append(f"{len(remaining)} problem(s) remain.")
+    if any(f.problem is not Problem.MISSING_FILE for f in remaining):
+        lines.append("  --repair removes stale temporary files and image files no row names.")
+    if any(f.problem is Problem.MISSING_FILE for f in remaining):
+        lines.append(
+            "  --repair --prune-missing deletes the rows whose file is gone (put a moved file back instead"
+            " to keep its row)."
+        )
+    return "\n".join(lines) + "\n"
 
 
 class ProgressBar:
