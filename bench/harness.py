@@ -6,6 +6,7 @@ imported from the server's own code except to run it as ``python -m imagestudio`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -31,6 +33,7 @@ __all__ = [
     "free_port",
     "median",
     "percentile",
+    "raw_request",
     "running_fake",
     "running_server",
     "wait_healthy",
@@ -266,3 +269,41 @@ class RssSampler:
 
 def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
+
+
+async def raw_request(
+    method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on its own connection (``Connection: close``): status and body.
+
+    A deliberately thin client, so that concurrency scenarios measure the server and not the
+    client's connection pool (httpx's pool costs milliseconds per request at 64 connections).
+    """
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    try:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if body or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        payload = _dechunk(payload)
+    return status, payload
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while True:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += rest[:size]
+        data = rest[size + 2 :]

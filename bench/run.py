@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,17 +56,19 @@ class Mode:
 # --- the scenarios --------------------------------------------------------------------------------
 
 
-async def _burst(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], count: int
-) -> tuple[float, set[int]]:
+async def _burst(url: str, body: dict[str, Any], count: int) -> tuple[float, set[int]]:
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
     started = time.perf_counter()
-    answers = await asyncio.gather(*(client.post(url, json=body) for _ in range(count)))
-    return time.perf_counter() - started, {answer.status_code for answer in answers}
+    answers = await asyncio.gather(
+        *(harness.raw_request("POST", url, payload, headers) for _ in range(count))
+    )
+    return time.perf_counter() - started, {status for status, _ in answers}
 
 
-async def _direct_burst(client: httpx.AsyncClient, fake_url: str, count: int) -> float:
+async def _direct_burst(fake_url: str, count: int) -> float:
     """The floor: the same client asks the fake provider directly (task, then image download)."""
-    import uuid
+    headers = {"Authorization": f"Bearer {harness.API_KEY}", "Content-Type": "application/json"}
 
     async def one() -> None:
         task = {
@@ -78,12 +81,12 @@ async def _direct_burst(client: httpx.AsyncClient, fake_url: str, count: int) ->
             "seed": 7,
             "outputFormat": "JPG",
         }
-        answer = await client.post(
-            fake_url, json=[task], headers={"Authorization": f"Bearer {harness.API_KEY}"}
-        )
-        answer.raise_for_status()
-        image = await client.get(answer.json()["data"][0]["imageURL"])
-        image.raise_for_status()
+        status, answer = await harness.raw_request("POST", fake_url, json.dumps([task]).encode(), headers)
+        if status != 200:
+            raise RuntimeError(f"the fake answered {status}")
+        status, _ = await harness.raw_request("GET", json.loads(answer)["data"][0]["imageURL"])
+        if status != 200:
+            raise RuntimeError(f"the fake's image answered {status}")
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
@@ -102,25 +105,23 @@ def p1_p6_concurrency(mode: Mode) -> dict[str, Any]:
         url = f"{server.url}/api/generate/text-to-image"
 
         async def scenario() -> None:
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-            async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-                await _burst(client, url, body, 2)  # warm-up: connections, caches, the fake's render
-                result["rss_idle_mb"] = harness.rss(server.pid) / MB
-                for count in (16, 64):
-                    walls, directs, peaks, statuses = [], [], [], set()
-                    for _ in range(mode.rounds):
-                        directs.append(await _direct_burst(client, fake.url, count))
-                        with harness.RssSampler(server.pid) as sampler:
-                            wall, codes = await _burst(client, url, body, count)
-                        walls.append(wall)
-                        peaks.append(sampler.peak / MB)
-                        statuses |= codes
-                    result["levels"][str(count)] = {
-                        "wall_s": walls,
-                        "direct_s": directs,
-                        "peak_rss_mb": peaks,
-                        "statuses": sorted(statuses),
-                    }
+            await _burst(url, body, 2)  # warm-up: imports, caches, the fake's render
+            result["rss_idle_mb"] = harness.rss(server.pid) / MB
+            for count in (16, 64):
+                walls, directs, peaks, statuses = [], [], [], set()
+                for _ in range(mode.rounds):
+                    directs.append(await _direct_burst(fake.url, count))
+                    with harness.RssSampler(server.pid) as sampler:
+                        wall, codes = await _burst(url, body, count)
+                    walls.append(wall)
+                    peaks.append(sampler.peak / MB)
+                    statuses |= codes
+                result["levels"][str(count)] = {
+                    "wall_s": walls,
+                    "direct_s": directs,
+                    "peak_rss_mb": peaks,
+                    "statuses": sorted(statuses),
+                }
 
         asyncio.run(scenario())
     return result

@@ -113,8 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     from imagestudio.http.app import create_app
 
     config = Config.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
-    secrets = [config.runware_api_key.reveal()] if config.runware_api_key else []
-    configure_logging(fmt=config.log_format, level=config.log_level, secrets=secrets)
+    configure_logging(fmt=config.log_format, level=config.log_level, secrets=config.secrets)
     _upgrade_database(config)  # before the server: a refused database is one clean line, not a traceback
     uvicorn.run(
         create_app(config),
