@@ -186,9 +186,13 @@ class SqlDatabase:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     def _connect_args(self) -> dict[str, Any]:
+        """Driver options. The URL may set the waits: ``?timeout=SECONDS`` on SQLite (how long a write
+        waits for another connection's lock before the database counts as unavailable; default 15),
+        ``?connect_timeout=SECONDS`` on PostgreSQL (default 10)."""
+        query = make_url(self.url).query
         if self.is_sqlite:
-            return {"check_same_thread": False, "timeout": 15}
-        return {"connect_timeout": 10}
+            return {"check_same_thread": False, "timeout": _seconds(query.get("timeout"), 15.0)}
+        return {} if "connect_timeout" in query else {"connect_timeout": 10}
 
     def upgrade_schema(self) -> str:
         """Apply the migrations this code ships (blocking; call at startup); return the revision.
@@ -274,12 +278,24 @@ def _reason(error: DBAPIError) -> str:
     return text.splitlines()[0][:200] if text else type(error).__name__
 
 
+def _seconds(raw: Any, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw if isinstance(raw, str) else raw[-1])
+    except (TypeError, ValueError, IndexError):
+        value = -1.0
+    if not 0 <= value < 86400:
+        raise DatabaseError("timeout in IMAGESTUDIO_DATABASE_URL must be a number of seconds")
+    return value
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=15000")
+        # no busy_timeout pragma: the driver's ``timeout`` (see ``_connect_args``) already sets it
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()

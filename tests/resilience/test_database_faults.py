@@ -1,0 +1,216 @@
+"""A database that is locked or unreachable: 503 DATABASE_ERROR, nothing half-written, and the next
+request after it returns works, without a restart.
+
+The faults are real: another SQLite connection holding the write lock longer than the busy
+timeout (``?timeout=`` in the URL keeps the test quick); PostgreSQL behind a TCP relay that the
+test cuts and restores (the shared PostgreSQL server itself is never stopped); and a URL on which
+nothing listens at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy.engine import make_url
+
+from imagestudio.adapters.sql import SqlDatabase
+from imagestudio.config import Config
+from imagestudio.domain.errors import DatabaseError
+from imagestudio.http.app import create_app
+from tests.databases import PostgresServer
+from tests.e2e.conftest import free_port
+from tests.resilience.servers import image_files, start, stop_server, temporaries
+
+SMALL = {"prompt": "a small green circle", "width": 128, "height": 128, "steps": 1}
+BUSY_TIMEOUT = 0.5
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["code"] == "DATABASE_ERROR"
+    assert body["error"].startswith("The database is unavailable")
+
+
+@contextmanager
+def write_lock(db_path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's write lock (readers of a WAL database carry on)."""
+    with closing(sqlite3.connect(db_path, isolation_level=None, timeout=0)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+
+
+def test_a_database_locked_longer_than_the_busy_timeout_is_503_and_works_once_released(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    db_path = data_dir / "imagestudio.db"
+    config = Config(data_dir=data_dir, database_url=f"sqlite:///{db_path}?timeout={BUSY_TIMEOUT}")
+    with TestClient(create_app(config), base_url="http://127.0.0.1:8000") as client:
+        first = client.post("/api/generate/text-to-image", json=SMALL).json()["data"]
+        storage = data_dir / "generated"
+
+        with write_lock(db_path):
+            started = time.monotonic()
+            assert_unavailable(client.post("/api/generate/text-to-image", json=SMALL))
+            assert time.monotonic() - started < 10 * BUSY_TIMEOUT + 5
+            assert_unavailable(client.put("/api/settings", json={"defaultSteps": 9}))
+            assert_unavailable(client.delete(f"/api/history/{first['id']}"))
+            assert client.get(first["filePath"]).status_code == 200  # the row went nowhere, nor its file
+            assert client.get("/api/history").json()["total"] == 1  # reading a WAL database still works
+            assert len(image_files(storage)) == 1
+            assert temporaries(storage) == []
+
+        again = client.post("/api/generate/text-to-image", json=SMALL)
+        assert again.status_code == 200, again.text
+        assert client.put("/api/settings", json={"defaultSteps": 9}).json()["data"]["defaultSteps"] == 9
+        assert client.delete(f"/api/history/{first['id']}").status_code == 200
+        history = client.get("/api/history").json()
+        assert [g["id"] for g in history["data"]] == [again.json()["data"]["id"]]
+        assert len(image_files(storage)) == 1
+
+
+def test_a_busy_timeout_in_the_url_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match="must be a number of seconds"):
+        SqlDatabase(f"sqlite:///{tmp_path / 'x.db'}?timeout=soon")
+
+
+def test_a_server_whose_database_nobody_listens_on_stops_at_startup_with_one_readable_line(
+    tmp_path: Path,
+) -> None:
+    url = f"postgresql://imagestudio:s3cret-pw@127.0.0.1:{free_port()}/nothing?connect_timeout=3"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagestudio",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        env={"IMAGESTUDIO_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "DATABASE_ERROR" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "s3cret-pw" not in done.stdout + done.stderr
+
+
+class Relay:
+    """A TCP relay to PostgreSQL on a fixed loopback port that can be cut (nothing listens, every
+    connection through it is dropped) and restored, as if the database server stopped and came back."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                with contextlib.suppress(OSError):  # wakes the accepting thread; close() alone would not
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                self._listener.close()
+                self._listener = None
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.postgres
+def test_postgresql_going_away_is_503_and_the_server_recovers_when_it_returns(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    with postgres.schema() as url:
+        target = make_url(url)
+        relay = Relay(target.host or "127.0.0.1", target.port or 5432)
+        relay.restore()
+        relayed = target.set(host="127.0.0.1", port=relay.port).update_query_dict({"connect_timeout": "3"})
+        env = {"IMAGESTUDIO_DATABASE_URL": relayed.render_as_string(hide_password=False)}
+        server = start(tmp_path / "data", env)
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                first = client.post("/api/generate/text-to-image", json=SMALL)
+                assert first.status_code == 200, first.text
+
+                relay.cut()
+                for request in (
+                    lambda: client.get("/api/history"),
+                    lambda: client.post("/api/generate/text-to-image", json=SMALL),
+                    lambda: client.put("/api/settings", json={"defaultSteps": 7}),
+                ):
+                    assert_unavailable(request())
+                storage = tmp_path / "data" / "generated"
+                assert len(image_files(storage)) == 1
+                assert temporaries(storage) == []
+
+                relay.restore()
+                recovered = client.post("/api/generate/text-to-image", json=SMALL)
+                assert recovered.status_code == 200, recovered.text
+                assert client.get("/api/history").json()["total"] == 2
+                assert len(image_files(storage)) == 2
+        finally:
+            stop_server(server)
+            relay.cut()
