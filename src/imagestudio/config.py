@@ -5,17 +5,36 @@ A flag wins over its variable. Nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["DEFAULT_CORS_ORIGINS", "Config", "ConfigError", "Secret"]
+__all__ = [
+    "DEFAULT_CORS_ORIGINS",
+    "MIN_TOKEN_LENGTH",
+    "Config",
+    "ConfigError",
+    "RateLimit",
+    "Secret",
+    "is_loopback",
+    "parse_rate_limit",
+]
 
 DEFAULT_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
 DEFAULT_RUNWARE_URL = "https://api.runware.ai/v1"
 Engine = Literal["local", "runware"]
+MIN_TOKEN_LENGTH = 16
+# URL-safe characters only: the token can ride in a WebSocket query string without percent-encoding,
+# so the log redactor, which looks for its literal text, always recognises it.
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]+")
+_RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]*)\s*([a-z]+)\s*", re.IGNORECASE)
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_PERIODS |= {"d": 86400, "day": 86400}
 
 
 class ConfigError(ValueError):
@@ -45,6 +64,50 @@ class Secret:
         return hash(("Secret", self._value))
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``requests`` requests per ``period`` seconds from one client address."""
+
+    requests: int
+    period: float
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.period:g}s"
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """``100/minute``, ``10/second``, ``1000/hour``, ``5/10s``: a count per period; else ``ConfigError``."""
+    match = _RATE.fullmatch(text)
+    unit = match.group(3).lower() if match else ""
+    unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _PERIODS else unit
+    if match is None or unit not in _PERIODS:
+        raise ConfigError(
+            f"IMAGESTUDIO_RATE_LIMIT must look like 100/minute (second, minute, hour or day), not {text!r}"
+        )
+    requests = int(match.group(1))
+    multiple = int(match.group(2)) if match.group(2) else 1
+    if requests < 1 or multiple < 1 or requests > 10**9 or multiple > 10**6:
+        raise ConfigError(f"IMAGESTUDIO_RATE_LIMIT must allow at least one request per period, not {text!r}")
+    return RateLimit(requests=requests, period=float(multiple * _PERIODS[unit]))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only.
+
+    ``localhost`` and literal loopback addresses (``127.0.0.0/8``, ``::1``) are; anything else,
+    including ``0.0.0.0``, a LAN address or another host name, is not.
+    """
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything the composition root needs to build the server."""
@@ -67,6 +130,10 @@ class Config:
     """Generations that may wait for a free slot before new ones are refused (503 QUEUE_FULL)."""
     shutdown_grace: float = 10.0
     """Seconds running generations get to finish when the server stops."""
+    api_token: Secret | None = None
+    """When set, every ``/api`` route, ``/generated/`` image and the WebSocket require it."""
+    rate_limit: RateLimit | None = None
+    """Requests one client address may make (``None``: unlimited)."""
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "runware"):
@@ -81,6 +148,32 @@ class Config:
             raise ConfigError("IMAGESTUDIO_MAX_RUNNING must be at least 1")
         if self.max_queued < 0:
             raise ConfigError("IMAGESTUDIO_MAX_QUEUED must be 0 or more")
+        if self.api_token is not None:
+            token = self.api_token.reveal()
+            if len(token) < MIN_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+                raise ConfigError(
+                    f"IMAGESTUDIO_API_TOKEN must be at least {MIN_TOKEN_LENGTH} characters of letters,"
+                    " digits, '-', '_', '.' or '~' (e.g. python -c 'import secrets;"
+                    " print(secrets.token_urlsafe(32))')"
+                )
+        elif not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to listen on {self.host!r}, which other machines can reach, without"
+                " IMAGESTUDIO_API_TOKEN: set a token, or bind 127.0.0.1 (the default)"
+            )
+        if self.rate_limit is not None and not (
+            self.rate_limit.requests >= 1
+            and math.isfinite(self.rate_limit.period)
+            and self.rate_limit.period > 0
+        ):
+            raise ConfigError("IMAGESTUDIO_RATE_LIMIT must allow at least one request per positive period")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in force (for the log redactor): the Runware key and the API token."""
+        return tuple(
+            secret.reveal() for secret in (self.runware_api_key, self.api_token) if secret is not None
+        )
 
     @property
     def database(self) -> str:
@@ -94,6 +187,8 @@ class Config:
         """Read the environment; keyword ``overrides`` (the CLI's flags) win when not ``None``."""
         env = os.environ if env is None else env
         key = env.get("RUNWARE_API_KEY", "").strip()
+        token = env.get("IMAGESTUDIO_API_TOKEN", "").strip()
+        rate = env.get("IMAGESTUDIO_RATE_LIMIT", "").strip()
         values: dict[str, Any] = {
             "data_dir": Path(env.get("IMAGESTUDIO_DATA_DIR") or Path.cwd()),
             "database_url": env.get("IMAGESTUDIO_DATABASE_URL") or None,
@@ -106,6 +201,8 @@ class Config:
             "max_running": _integer(env, "IMAGESTUDIO_MAX_RUNNING"),
             "max_queued": _integer(env, "IMAGESTUDIO_MAX_QUEUED", 100),
             "shutdown_grace": _number(env, "IMAGESTUDIO_SHUTDOWN_GRACE", 10.0),
+            "api_token": Secret(token) if token else None,
+            "rate_limit": parse_rate_limit(rate) if rate else None,
         }
         engine = (env.get("IMAGESTUDIO_ENGINE") or "").strip().lower()
         values["engine"] = engine or ("runware" if key else "local")

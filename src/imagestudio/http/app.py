@@ -16,6 +16,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from imagestudio._version import __version__
 from imagestudio.bootstrap import Services, bootstrap
@@ -30,6 +31,7 @@ from imagestudio.http.controllers import (
     provide_services,
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.security import security_middleware
 from imagestudio.http.websocket import generation_socket
 
 __all__ = ["cors_config", "create_app"]
@@ -39,7 +41,22 @@ DESCRIPTION = """Local-first image studio backend.
 Every answer is an envelope: `{"success": true, "data": ...}` or
 `{"success": false, "error": "...", "code": "...", "details": {...}}`.
 Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task).
+
+State-changing requests (POST, PUT, and DELETE with a body) must send `Content-Type: application/json`
+(else 415 `UNSUPPORTED_MEDIA_TYPE`). With `IMAGESTUDIO_API_TOKEN` set, everything but `/health` and
+these docs needs `Authorization: Bearer <token>` or `X-API-Key: <token>` (else 401 `UNAUTHORIZED`);
+the WebSocket also takes `?token=`. With `IMAGESTUDIO_RATE_LIMIT` set, a client over its limit gets
+429 `RATE_LIMITED` with `Retry-After`.
 """
+
+_SECURITY_SCHEMES = {
+    "BearerToken": SecurityScheme(
+        type="http", scheme="bearer", description="`Authorization: Bearer <IMAGESTUDIO_API_TOKEN>`"
+    ),
+    "ApiKey": SecurityScheme(
+        type="apiKey", name="X-API-Key", security_scheme_in="header", description="The same token"
+    ),
+}
 
 
 class _DocsRouter(Router):
@@ -87,9 +104,12 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             app.state.services = built
             yield
 
-    return Litestar(
+    cors = cors_config(config.cors_origins)
+    token = config.api_token.reveal() if config.api_token else None
+    # everything but /health (and the docs) needs the token when one is set
+    protected = Router(
+        "/",
         route_handlers=[
-            HealthController,
             GenerateController,
             HistoryController,
             SettingsController,
@@ -97,10 +117,15 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             TasksController,
             generation_socket,
         ],
+        security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,
+    )
+    return Litestar(
+        route_handlers=[HealthController, protected],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        cors_config=cors_config(config.cors_origins),
+        cors_config=cors,
+        middleware=security_middleware(cors=cors, token=token, rate_limit=config.rate_limit),
         request_max_body_size=config.max_body_size,
         openapi_config=OpenAPIConfig(
             title="imagestudio",
@@ -109,6 +134,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             path="/",
             render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
             openapi_router=_DocsRouter("/", route_handlers=[], include_in_schema=False),
+            components=Components(security_schemes=dict(_SECURITY_SCHEMES)) if token else Components(),
         ),
         logging_config=None,  # logging is configured once, by imagestudio.log
         debug=False,

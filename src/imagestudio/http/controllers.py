@@ -12,7 +12,8 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, QueryParameter, SkipValidation
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
+from litestar.params import FromPath, HeaderParameter, PathParameter, QueryParameter, SkipValidation
 from litestar.response import File
 from msgspec import Struct
 
@@ -59,16 +60,21 @@ def provide_services(state: State) -> Services:
     return services
 
 
-def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]:
+    """The error answers a route documents; 401 and 429 go with every route that can give them."""
     descriptions = {
         400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath)",
+        401: "No valid API token, when IMAGESTUDIO_API_TOKEN is set (UNAUTHORIZED)",
         404: "Not found (NOT_FOUND)",
         409: "Conflict (CONFLICT: a reused taskId or Idempotency-Key, a finished task; CANCELLED)",
         413: "Request body over 32 MiB (PAYLOAD_TOO_LARGE)",
+        415: "The body is not `application/json` (UNSUPPORTED_MEDIA_TYPE)",
+        429: "Over IMAGESTUDIO_RATE_LIMIT for this client; `Retry-After` says when to retry (RATE_LIMITED)",
         500: "Generation, storage or database failure"
         " (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR, INTERNAL_ERROR)",
         503: "Provider, database or queue unavailable (API_ERROR, DATABASE_ERROR, QUEUE_FULL)",
     }
+    statuses = (*statuses, 401, 429) if needs_token else (*statuses, 429)
     return {
         status: ResponseSpec(
             data_container=ErrorResponse, description=descriptions[status], generate_examples=False
@@ -81,18 +87,22 @@ def _base_url(request: Request[Any, Any, Any]) -> str:
     return str(request.base_url).rstrip("/")
 
 
+_ID = re.compile(r"-?[0-9]{1,40}")
+_ID_DOCS = {"pattern": "^-?[0-9]+$"}
+
+
 def _parse_id(raw: str) -> int:
-    try:
-        return int(raw, 10)
-    except ValueError:
-        raise InvalidParameters("id must be an integer", field="id") from None
+    # ASCII digits only: int() alone would also take " 7", "1_0" and other scripts' digits
+    if not _ID.fullmatch(raw):
+        raise InvalidParameters("id must be an integer", field="id")
+    return int(raw, 10)
 
 
 class HealthController(Controller):
     path = "/health"
     tags = ("health",)
 
-    @get("/", summary="Is the server up, and which engine does it use?")
+    @get("/", summary="Is the server up, and which engine does it use?", responses=_errors(needs_token=False))
     async def health(self, services: ServicesDep) -> HealthOut:
         return HealthOut(status="ok", version=services.version, engine=services.engine)
 
@@ -131,6 +141,7 @@ IdempotencyHeader = Annotated[
         name="Idempotency-Key",
         required=False,
         description="Repeat a request safely: the same key and body give the same task for 24 hours",
+        schema_extra={"pattern": "^[\\x21-\\x7e]{1,255}$"},
     ),
 ]
 GenerateResult = Response[GenerationResponse | TaskResponse]
@@ -175,7 +186,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Generate an image from a text prompt",
         operation_class=documented_body(TextToImageBody),
-        responses=_errors(400, 409, 413, 500, 503) | _ACCEPTED,
+        responses=_errors(400, 409, 413, 415, 500, 503) | _ACCEPTED,
     )
     async def text_to_image(
         self,
@@ -191,7 +202,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Transform an image according to a text prompt",
         operation_class=documented_body(ImageToImageBody),
-        responses=_errors(400, 404, 409, 413, 500, 503) | _ACCEPTED,
+        responses=_errors(400, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
     )
     async def image_to_image(
         self,
@@ -207,7 +218,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Upscale an image by 2, 3 or 4",
         operation_class=documented_body(UpscaleBody),
-        responses=_errors(400, 404, 409, 413, 500, 503) | _ACCEPTED,
+        responses=_errors(400, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
     )
     async def upscale(
         self,
@@ -225,6 +236,17 @@ Two ways to page: `limit` + `offset`, or keyset cursors: every answer carries `n
 (`null` on the last page); pass it back as `cursor` for the next page. Cursor pages stay
 stable while new generations arrive and stay fast deep into a long history.
 """
+
+
+# What the domain checks, documented (its own messages stay): words are runs of letters and digits
+_SEARCH_PATTERN = r"^(\s*|[\W_]*[^\W_]+([\W_]+[^\W_]+){0,15}[\W_]*)$"
+_MODEL_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}$"
+_INSTANT = {
+    "any_of": [
+        Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE),
+        Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+    ]
+}
 
 
 class HistoryController(Controller):
@@ -260,7 +282,9 @@ class HistoryController(Controller):
             QueryParameter(
                 description="Full-text search of prompt and negative prompt: every word must begin a"
                 " word of either, in any order, ignoring case (`red sun` finds `Sunset, red sky`)."
-                " At most 200 characters and 16 words"
+                " At most 200 characters and 16 words",
+                max_length=200,
+                schema_extra={"pattern": _SEARCH_PATTERN},
             ),
         ] = None,
         operation: Annotated[
@@ -268,11 +292,18 @@ class HistoryController(Controller):
             QueryParameter(description="Only this operation"),
         ] = None,
         engine: Annotated[
-            str | None, QueryParameter(description="Only images made by this engine (`local`, `runware`)")
+            str | None,
+            QueryParameter(
+                description="Only images made by this engine (`local`, `runware`)",
+                schema_extra={"pattern": "^[A-Za-z0-9_.-]{1,32}$"},
+            ),
         ] = None,
         model: Annotated[
             str | None,
-            QueryParameter(description="Only images made with this model id, e.g. `runware:100@1`"),
+            QueryParameter(
+                description="Only images made with this model id, e.g. `runware:100@1`",
+                schema_extra={"pattern": _MODEL_PATTERN},
+            ),
         ] = None,
         created_from: Annotated[
             str | None,
@@ -280,11 +311,16 @@ class HistoryController(Controller):
                 name="from",
                 description="Created at or after this instant (inclusive): ISO-8601 date or date-time,"
                 " e.g. `2026-01-02` or `2026-01-02T10:00:00Z`; without an offset it is UTC",
+                schema_extra=_INSTANT,
             ),
         ] = None,
         created_to: Annotated[
             str | None,
-            QueryParameter(name="to", description="Created before this instant (exclusive); as `from`"),
+            QueryParameter(
+                name="to",
+                description="Created before this instant (exclusive), not before `from`; as `from`",
+                schema_extra=_INSTANT,
+            ),
         ] = None,
         sort: Annotated[
             Literal["newest", "oldest"],
@@ -309,7 +345,10 @@ class HistoryController(Controller):
 
     @get("/{generation_id:str}", summary="One generation", responses=_errors(400, 404, 500, 503))
     async def get_generation(
-        self, request: Request[Any, Any, Any], services: ServicesDep, generation_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        generation_id: Annotated[str, PathParameter(schema_extra=_ID_DOCS)],
     ) -> GenerationResponse:
         generation = await services.get_generation(_parse_id(generation_id))
         return GenerationResponse(data=generation_out(generation, _base_url(request)))
@@ -318,9 +357,11 @@ class HistoryController(Controller):
         "/{generation_id:str}",
         status_code=200,
         summary="Delete a generation and its image file",
-        responses=_errors(400, 404, 500, 503),
+        responses=_errors(400, 404, 415, 500, 503),
     )
-    async def delete_generation(self, services: ServicesDep, generation_id: FromPath[str]) -> DeletedResponse:
+    async def delete_generation(
+        self, services: ServicesDep, generation_id: Annotated[str, PathParameter(schema_extra=_ID_DOCS)]
+    ) -> DeletedResponse:
         await services.delete_generation(_parse_id(generation_id))
         return DeletedResponse()
 
@@ -337,7 +378,7 @@ class SettingsController(Controller):
         "/",
         summary="Change some settings (all-or-nothing)",
         operation_class=documented_body(SettingsBody),
-        responses=_errors(400, 413, 500, 503),
+        responses=_errors(400, 413, 415, 500, 503),
     )
     async def update_settings(
         self, request: Request[Any, Any, Any], services: ServicesDep
@@ -376,7 +417,11 @@ class TasksController(Controller):
     path = "/api/tasks"
     tags = ("tasks",)
 
-    @get("/", summary="Active tasks (running, then queued in order) and recent finished ones")
+    @get(
+        "/",
+        summary="Active tasks (running, then queued in order) and recent finished ones",
+        responses=_errors(400, 500, 503),
+    )
     async def list_tasks(
         self,
         services: ServicesDep,
@@ -387,7 +432,7 @@ class TasksController(Controller):
     @get(
         "/{task_id:str}",
         summary="One task: status, progress, position, result or error",
-        responses=_errors(404),
+        responses=_errors(404, 500, 503),
     )
     async def get_task(
         self, request: Request[Any, Any, Any], services: ServicesDep, task_id: FromPath[str]
@@ -406,7 +451,7 @@ class TasksController(Controller):
         "/{task_id:str}",
         status_code=200,
         summary="Cancel a queued or running task",
-        responses=_errors(404, 409),
+        responses=_errors(404, 409, 415, 500, 503),
     )
     async def cancel_task(self, services: ServicesDep, task_id: FromPath[str]) -> TaskResponse:
         return TaskResponse(data=task_out(await services.tasks.cancel(task_id)))

@@ -54,19 +54,51 @@ Steps = Annotated[int, Meta(ge=1, le=100, description="Inference steps, 1 to 100
 CfgScale = Annotated[float, Meta(ge=0, le=50, description="Guidance scale, 0 to 50")]
 Seed = Annotated[int, Meta(ge=1, le=MAX_SEED, description="1 to 2^53-1; random when absent")]
 Strength = Annotated[float, Meta(ge=0, le=1, description="0 keeps the source, 1 replaces it")]
-ModelId = Annotated[str, Meta(max_length=200, description="Runware model id (AIR), e.g. runware:100@1")]
+# Limits the domain checks itself, with its own messages, are documented here but not enforced by
+# msgspec (``extra_json_schema``), so a client reads them in the OpenAPI and gets the domain's error.
+ModelId = Annotated[
+    str,
+    Meta(
+        max_length=200,
+        description="Runware model id (AIR), e.g. runware:100@1",
+        extra_json_schema={"pattern": r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}$"},
+    ),
+]
 TaskId = Annotated[
     str,
     Meta(
         pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Client-chosen task id for progress over the WebSocket"
     ),
 ]
-Prompt = Annotated[str, Meta(description="2 to 3000 characters after trimming")]
+Prompt = Annotated[
+    str,
+    Meta(
+        description="2 to 3000 characters after trimming",
+        extra_json_schema={"pattern": r"^\s*\S[\s\S]{0,2998}\S\s*$"},
+    ),
+]
+NegativePrompt = Annotated[
+    str,
+    Meta(
+        description="Empty or whitespace means none; else 2 to 3000 characters after trimming",
+        extra_json_schema={"pattern": r"^(\s*|\s*\S[\s\S]{0,2998}\S\s*)$"},
+    ),
+]
 ImageRef = Annotated[
     str,
     Meta(
         description="A /generated/... filePath, a path inside the storage folder,"
-        " or a data:image/...;base64, URI"
+        " or a data:image/...;base64, URI",
+        extra_json_schema={"pattern": r"^[^\u0000]*\S[^\u0000]*$"},
+    ),
+]
+StoragePath = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=1024,
+        description="A folder; relative paths resolve against the data dir",
+        extra_json_schema={"pattern": r"^[^\u0000]*\S[^\u0000]*$"},
     ),
 ]
 
@@ -77,7 +109,7 @@ class _Body(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
 
 class TextToImageBody(_Body):
     prompt: Prompt
-    negative_prompt: str | None = None
+    negative_prompt: NegativePrompt | None = None
     width: Side | None = None
     height: Side | None = None
     steps: Steps | None = None
@@ -103,7 +135,7 @@ class TextToImageBody(_Body):
 class ImageToImageBody(_Body):
     seed_image: ImageRef
     prompt: Prompt
-    negative_prompt: str | None = None
+    negative_prompt: NegativePrompt | None = None
     strength: Strength | None = None
     width: Side | None = None
     height: Side | None = None
@@ -140,7 +172,7 @@ class UpscaleBody(_Body):
 
 
 class SettingsBody(_Body):
-    storage_path: Annotated[str, Meta(min_length=1, max_length=1024)] | UnsetType = UNSET
+    storage_path: StoragePath | UnsetType = UNSET
     default_width: Side | UnsetType = UNSET
     default_height: Side | UnsetType = UNSET
     default_steps: Steps | UnsetType = UNSET
@@ -373,7 +405,8 @@ def decode_body(raw: bytes, body_type: type[B]) -> B:
     if not raw.strip():
         raise InvalidParameters("Request body must be a JSON object")
     try:
-        return msgspec.json.decode(raw, type=body_type, strict=True)
+        # JSON has one number type: 512.0 is the integer 512 (as JSON Schema says), 512.5 and "512" are not
+        return msgspec.convert(_integral(msgspec.json.decode(raw)), type=body_type, strict=True)
     except msgspec.ValidationError as error:
         text = str(error)
         at = _AT_PATH.search(text)
@@ -389,3 +422,14 @@ def decode_body(raw: bytes, body_type: type[B]) -> B:
         raise InvalidParameters(message, field=field) from error
     except msgspec.DecodeError as error:
         raise InvalidParameters(f"Malformed JSON: {error}") from error
+
+
+def _integral(value: Any) -> Any:
+    """``value`` with every float that is a whole number made an ``int`` (in lists and objects too)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
