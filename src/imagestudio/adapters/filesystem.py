@@ -50,7 +50,12 @@ class FilesystemImageStorage:
 
     def root_for(self, storage_path: str) -> Path:
         """The absolute folder that ``storage_path`` names."""
-        path = Path(storage_path).expanduser()
+        try:
+            path = Path(storage_path).expanduser()
+        except RuntimeError as error:  # "~someone" for a user this machine does not have
+            raise InvalidStoragePath(
+                "storagePath names the home folder of an unknown user", details={"field": "storagePath"}
+            ) from error
         if not path.is_absolute():
             path = self.data_dir / path
         return Path(os.path.normpath(path))
@@ -118,25 +123,45 @@ class FilesystemImageStorage:
             raise StorageError("A stored image points outside its storage folder")
         return path
 
-    def _read_stored_sync(self, image: StoredImage) -> bytes:
+    def _real_file_of(self, image: StoredImage) -> Path:
+        """The file behind a stored image after following links; it must still lie in its folder.
+
+        A link planted in storage in place of an image (or of a day folder) that leads elsewhere
+        makes the image missing: nothing outside the storage folder is ever read or served.
+        """
         path = self._path_of(image)
         try:
-            return path.read_bytes()
+            real = path.resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError, RuntimeError) as error:  # RuntimeError: a loop
+            raise NotFound("Image not found") from error
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise NotFound("Image not found") from error
+            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+        if not _is_inside(real, Path(image.root).resolve()) or not real.is_file():
+            raise NotFound("Image not found")
+        return real
+
+    def _read_stored_sync(self, image: StoredImage) -> bytes:
+        real = self._real_file_of(image)
+        try:
+            # O_NOFOLLOW: if the file was swapped for a link since it was resolved, refuse it
+            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read()
         except FileNotFoundError as error:
             raise NotFound("Image not found") from error
         except OSError as error:
             raise StorageError(f"Could not read the image: {_describe(error)}") from error
 
     def _locate_sync(self, image: StoredImage) -> str:
-        path = self._path_of(image)
-        if not path.is_file():
-            raise NotFound("Image not found")
-        return str(path)
+        return str(self._real_file_of(image))
 
     def _read_reference_sync(self, reference: str, root: Path) -> bytes:
         if not reference or len(reference) > _MAX_REFERENCE or "\x00" in reference:
             raise InvalidParameters("Image path is not valid")
-        candidate = Path(reference.replace("\\", "/")).expanduser()
+        # no "~" expansion: a client names files in storage, not in this machine's home folders
+        candidate = Path(reference.replace("\\", "/"))
         if ".." in candidate.parts:
             raise InvalidParameters("Image path must not contain '..'")
         if not candidate.is_absolute():

@@ -265,7 +265,7 @@ class HistoryController(Controller):
         services: ServicesDep,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size, 1 to 500")] = 50,
         offset: Annotated[
-            int, QueryParameter(ge=0, description="Items to skip; not together with cursor")
+            int, QueryParameter(ge=0, le=2**62, description="Items to skip; not together with cursor")
         ] = 0,
         type: Annotated[
             Literal["image", "video"] | None, QueryParameter(description="Only this type")
