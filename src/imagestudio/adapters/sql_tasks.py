@@ -11,8 +11,9 @@ import datetime as dt
 import os
 import socket
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Index, delete
+from sqlalchemy import Index, Table, bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -68,30 +69,45 @@ class IdempotencyRow(SQLModel, table=True):
     created_at: dt.datetime = Field(index=True)
 
 
+_TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
+# Every transition of every task is written, so these two statements are built once and sent
+# through the connection: the ORM's unit of work (``merge`` loads the row, diffs and flushes)
+# cost about 2 ms of CPU per write, most of the server's own time per generation (BENCHMARKS.md).
+_INSERT_TASK = insert(_TASKS)
+_UPDATE_TASK = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("task_id"))
+    .values({column.name: bindparam(column.name) for column in _TASKS.columns if column.name != "id"})
+)
+
+
 class SqlTaskRepository:
-    """``TaskRepository`` on SQLModel."""
+    """``TaskRepository`` on SQLModel; task writes are single prebuilt statements."""
 
     def __init__(self, db: SqlDatabase, owner: str | None = None) -> None:
         self._db = db
         self.owner = owner or process_owner()
 
     async def create(self, task: Task) -> None:
-        row = _to_row(task, self.owner)
+        values = _values(task, self.owner)
 
         def work(session: Session) -> None:
-            session.add(row)
             try:
-                session.flush()
+                session.connection().execute(_INSERT_TASK, values)
             except IntegrityError as error:
                 raise Conflict(f"Task {task.id} already exists", details={"field": "taskId"}) from error
 
         await self._db.run(work)
 
     async def update(self, task: Task) -> None:
-        row = _to_row(task, self.owner)
+        """Write the task's current state (inserting it if it was never created)."""
+        values = _values(task, self.owner)
+        changes = {"task_id": task.id, **{k: v for k, v in values.items() if k != "id"}}
 
         def work(session: Session) -> None:
-            session.merge(row)
+            connection = session.connection()
+            if connection.execute(_UPDATE_TASK, changes).rowcount == 0:
+                connection.execute(_INSERT_TASK, values)
 
         await self._db.run(work)
 
@@ -211,23 +227,24 @@ class SqlIdempotencyStore:
         await self._db.run(work)
 
 
-def _to_row(task: Task, owner: str) -> TaskRow:
-    return TaskRow(
-        id=task.id,
-        operation=task.operation.value,
-        status=task.status.value,
-        progress=task.progress,
-        created_at=task.created_at,
-        started_at=task.started_at,
-        finished_at=task.finished_at,
-        updated_at=task.finished_at or task.started_at or task.created_at,
-        generation_id=task.generation_id,
-        error_code=task.error_code,
-        error_message=task.error_message,
-        image_key=task.image.key if task.image else None,
-        image_root=task.image.root if task.image else None,
-        owner=owner,
-    )
+def _values(task: Task, owner: str) -> dict[str, Any]:
+    """A task as the column values of its row."""
+    return {
+        "id": task.id,
+        "operation": task.operation.value,
+        "status": task.status.value,
+        "progress": task.progress,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "updated_at": task.finished_at or task.started_at or task.created_at,
+        "generation_id": task.generation_id,
+        "error_code": task.error_code,
+        "error_message": task.error_message,
+        "image_key": task.image.key if task.image else None,
+        "image_root": task.image.root if task.image else None,
+        "owner": owner,
+    }
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
