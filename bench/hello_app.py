@@ -2,7 +2,7 @@
 
 ``python bench/hello_app.py --port N`` runs it with the same ``uvicorn.run`` call as
 ``imagestudio.cli._serve`` (one worker, the same loop and HTTP implementation uvicorn picks in
-this environment, ``log_config=None``, log level ``info``), so that the only difference measured
+this environment, ``log_config=None``, log level ``info``, no access log), so that the only difference measured
 is the application.
 """
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         port=options.port,
         log_config=None,
         log_level="info",
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
 

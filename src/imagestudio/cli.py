@@ -121,6 +121,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=config.port,
         log_config=None,
         log_level=config.log_level,
+        # One line per request costs about a third of a small request's time (BENCHMARKS.md, P4);
+        # generations log their own events, so the access log is kept for debugging.
+        access_log=config.log_level == "debug",
         timeout_graceful_shutdown=10,
     )
     return 0
