@@ -201,7 +201,7 @@ class SqlDatabase:
         """
 
         def work() -> str:
-            with self._migration_transaction() as connection:
+            with self.migration_transaction() as connection:
                 return migrations.upgrade(connection, database=self.safe_url)
 
         return self._guard(work)
@@ -219,8 +219,8 @@ class SqlDatabase:
         return self._guard(work)
 
     @contextmanager
-    def _migration_transaction(self) -> Iterator[Connection]:
-        """A transaction that only one migrating process at a time can hold."""
+    def migration_transaction(self) -> Iterator[Connection]:
+        """A transaction that only one migrating process at a time can hold (blocking)."""
         if not self.is_sqlite:
             with self.engine.begin() as connection:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})

@@ -31,6 +31,7 @@ from imagestudio.domain.errors import DatabaseError, IncompatibleDatabase
 __all__ = [
     "FOUNDATION_REVISION",
     "SchemaState",
+    "downgrade",
     "head_revision",
     "inspect_schema",
     "script_directory",
@@ -114,6 +115,22 @@ def inspect_schema(connection: Connection) -> SchemaState:
     )
 
 
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_HERE))
+    config.attributes["connection"] = connection
+    return config
+
+
+def downgrade(connection: Connection, revision: str) -> None:
+    """Take the database back to ``revision`` (``base``: nothing left), inside the caller's locked
+    transaction. For tests and for going back to an older release by hand."""
+    try:
+        command.downgrade(_config(connection), revision)
+    except CommandError as error:
+        raise DatabaseError(f"The database schema could not be downgraded: {error}") from error
+
+
 def upgrade(connection: Connection, *, database: str) -> str:
     """Bring the database to the newest revision and return it.
 
@@ -129,9 +146,7 @@ def upgrade(connection: Connection, *, database: str) -> str:
         )
     if state.up_to_date:
         return state.head
-    config = Config()
-    config.set_main_option("script_location", str(_HERE))
-    config.attributes["connection"] = connection
+    config = _config(connection)
     try:
         if state.foundation:
             command.stamp(config, FOUNDATION_REVISION)

@@ -1,0 +1,234 @@
+"""Migrations: new databases match the models, foundation databases keep every row, databases a
+newer imagestudio upgraded are refused, and servers starting together migrate once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+import imagestudio.adapters.sql_tasks  # noqa: F401 - its tables belong to the compared metadata
+from imagestudio.adapters import migrations
+from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
+from imagestudio.cli import main
+from imagestudio.domain.errors import IncompatibleDatabase
+from imagestudio.domain.model import HistoryQuery, Operation, Settings
+from tests.databases import PostgresServer
+
+pytestmark = pytest.mark.anyio
+
+FOUNDATION_DUMP = Path(__file__).parent / "data" / "foundation.sql"
+
+# The foundation's create_all() on PostgreSQL, as SQLAlchemy emitted it for the models of commit 2fb09d3.
+FOUNDATION_POSTGRESQL = """
+CREATE TABLE generations (
+    id SERIAL NOT NULL, type VARCHAR(16) NOT NULL, operation VARCHAR(32) NOT NULL,
+    prompt VARCHAR NOT NULL, negative_prompt VARCHAR, parameters JSON NOT NULL, seed BIGINT,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, file_key VARCHAR(255) NOT NULL,
+    storage_root VARCHAR NOT NULL, remote_url VARCHAR, task_id VARCHAR(64) NOT NULL,
+    engine VARCHAR(32) NOT NULL, model VARCHAR(200), cost FLOAT,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (id), UNIQUE (file_key)
+);
+CREATE INDEX ix_generations_created_at ON generations (created_at);
+CREATE INDEX ix_generations_created_id ON generations (created_at, id);
+CREATE INDEX ix_generations_task_id ON generations (task_id);
+CREATE INDEX ix_generations_type_created ON generations (type, created_at, id);
+CREATE TABLE settings (key VARCHAR(64) NOT NULL, value JSON NOT NULL, PRIMARY KEY (key));
+"""
+
+# Tables, columns and indexes the migrations add outside the models, on purpose (see migration 0002).
+_UNMODELLED = ("generations_fts", "alembic_version", "search", "ix_generations_search")
+
+
+def _foundation_rows(url: str, kind: str, request: pytest.FixtureRequest) -> None:
+    """Fill a database with the foundation schema and its rows (from the real foundation's dump)."""
+    dump = FOUNDATION_DUMP.read_text()
+    if kind == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.executescript(dump)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    inserts = [line for line in dump.splitlines() if line.startswith('INSERT INTO "generations"')]
+    settings = """INSERT INTO settings VALUES
+        ('storage_path', '"./my-images"'), ('default_width', '768'), ('default_cfg_scale', '9.5');"""
+    statements = [FOUNDATION_POSTGRESQL, *inserts, settings, "SELECT setval('generations_id_seq', 6)"]
+    server.execute(url, "\n".join(statements))
+
+
+def _rows(db: SqlDatabase, table: str) -> list[dict[str, Any]]:
+    with db.engine.connect() as connection:
+        columns = (
+            "id, type, operation, prompt, negative_prompt, seed, width, height, file_key, task_id, engine"
+        )
+        order = "id" if table == "generations" else "key"
+        selected = columns if table == "generations" else "key"
+        rows = connection.execute(text(f"SELECT {selected} FROM {table} ORDER BY {order}"))  # noqa: S608 - constants
+        return [dict(row._mapping) for row in rows]
+
+
+def _include(name: str | None, type_: str, *_: Any) -> bool:
+    return not (name or "").startswith(_UNMODELLED)
+
+
+@pytest.fixture
+def database(sql_url: str) -> Iterator[SqlDatabase]:
+    db = SqlDatabase(sql_url)
+    yield db
+    db.dispose()
+
+
+def test_the_revisions_form_one_chain_with_one_head() -> None:
+    script = migrations.script_directory()
+    assert script.get_heads() == [migrations.head_revision()]
+    chain = [revision.revision for revision in script.walk_revisions("base", "heads")]
+    assert chain[-1] == migrations.FOUNDATION_REVISION
+    assert len(chain) == len(set(chain))
+
+
+def test_a_new_database_is_migrated_to_exactly_what_the_models_say(database: SqlDatabase) -> None:
+    assert database.upgrade_schema() == migrations.head_revision()
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"include_name": _include, "compare_type": True}
+        )
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []
+    assert database.schema_state().up_to_date
+
+
+def test_upgrading_twice_changes_nothing_and_downgrading_to_base_removes_everything(
+    database: SqlDatabase,
+) -> None:
+    database.upgrade_schema()
+    assert database.upgrade_schema() == migrations.head_revision()
+    with database.migration_transaction() as connection:
+        migrations.downgrade(connection, "base")
+    with database.engine.connect() as connection:
+        assert set(inspect(connection).get_table_names()) <= {"alembic_version", "sqlite_sequence"}
+    assert database.upgrade_schema() == migrations.head_revision()
+
+
+async def test_a_foundation_database_is_adopted_and_keeps_every_row(
+    sql_url: str, request: pytest.FixtureRequest
+) -> None:
+    _foundation_rows(sql_url, "sqlite" if sql_url.startswith("sqlite") else "postgresql", request)
+    db = SqlDatabase(sql_url)
+    try:
+        before = _rows(db, "generations"), _rows(db, "settings")
+        assert db.schema_state().foundation
+        assert db.upgrade_schema() == migrations.head_revision()
+        assert (_rows(db, "generations"), _rows(db, "settings")) == before
+
+        repository = SqlGenerationRepository(db)
+        page = await repository.list(HistoryQuery())
+        assert [g.id for g in page.items] == [5, 4, 3, 2, 1]
+        assert page.total == 5
+        first = await repository.get(1)
+        assert first is not None
+        assert first.created_at == dt.datetime(2026, 1, 2, 10, 1, 0, 123456, tzinfo=dt.UTC)
+        assert first.negative_prompt == "blurry, low quality"
+        assert (await repository.list(HistoryQuery(type="video"))).total == 1
+        assert [g.id for g in (await repository.list(HistoryQuery(q="sunset red"))).items] == [4, 3, 1]
+        assert [g.id for g in (await repository.list(HistoryQuery(q="cafe"))).items] == []
+        assert [g.id for g in (await repository.list(HistoryQuery(q="café NEÓN"))).items] == [2]
+        assert [g.id for g in (await repository.list(HistoryQuery(operation=Operation.UPSCALE))).items] == [4]
+        assert (await SqlSettingsRepository(db).get()) == Settings(
+            storage_path="./my-images", default_width=768, default_cfg_scale=9.5
+        )
+        newest = page.items[0]
+        copy = replace(newest, id=None, image=replace(newest.image, key="2026-01-03/new.jpg"), task_id="new")
+        added = await repository.add(copy)
+        assert added.id is not None
+        assert added.id > 5  # after the newest row; SQLite's foundation schema forgot its deleted 6
+    finally:
+        db.dispose()
+
+
+def test_a_database_a_newer_imagestudio_upgraded_is_refused(database: SqlDatabase) -> None:
+    database.upgrade_schema()
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    state = database.schema_state()
+    assert state.unknown == ("9999",)
+    assert "newer" in state.describe()
+    with pytest.raises(IncompatibleDatabase) as caught:
+        database.upgrade_schema()
+    assert "9999" in caught.value.message
+    assert "Upgrade imagestudio" in caught.value.message
+    assert caught.value.code == "DATABASE_ERROR"
+
+
+def test_a_generations_table_imagestudio_did_not_make_is_refused(database: SqlDatabase) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE generations (name VARCHAR(10))"))
+    with pytest.raises(IncompatibleDatabase):
+        database.upgrade_schema()
+
+
+def test_servers_starting_together_migrate_once(sql_url: str) -> None:
+    databases = [SqlDatabase(sql_url) for _ in range(4)]
+    results: list[object] = []
+    start = threading.Barrier(len(databases))
+
+    def upgrade(db: SqlDatabase) -> None:
+        start.wait()
+        try:
+            results.append(db.upgrade_schema())
+        except Exception as error:  # collected, then asserted on
+            results.append(error)
+
+    threads = [threading.Thread(target=upgrade, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [migrations.head_revision()] * len(databases)
+    with databases[0].engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+    for db in databases:
+        db.dispose()
+
+
+def test_the_cli_upgrades_shows_the_revision_and_refuses_a_newer_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("IMAGESTUDIO_DATABASE_URL", raising=False)
+    data = tmp_path / "data"
+    assert main(["db", "current", "--data-dir", str(data)]) == 0
+    assert "no database yet" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--data-dir", str(data)]) == 0
+    assert f"at revision {migrations.head_revision()}" in capsys.readouterr().out
+    assert main(["db", "current", "--data-dir", str(data)]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+    with sqlite3.connect(data / "imagestudio.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    assert main(["db", "upgrade", "--data-dir", str(data)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("imagestudio: DATABASE_ERROR: ")
+    assert "9999" in error
+    assert "Traceback" not in error
+    assert main(["serve", "--data-dir", str(data), "--port", "0"]) == 1
+    assert "9999" in capsys.readouterr().err
+
+
+def test_the_cli_adopts_a_foundation_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGESTUDIO_DATABASE_URL", f"sqlite:///{tmp_path / 'old.db'}")
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        connection.executescript(FOUNDATION_DUMP.read_text())
+    assert main(["db", "upgrade", "--data-dir", str(tmp_path)]) == 0
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        assert connection.execute("SELECT count(*) FROM generations").fetchone() == (5,)
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (
+            migrations.head_revision(),
+        )
