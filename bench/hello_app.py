@@ -2,8 +2,8 @@
 
 ``python bench/hello_app.py --port N`` runs it with the same ``uvicorn.run`` call as
 ``imagestudio.cli._serve`` (one worker, the same loop and HTTP implementation uvicorn picks in
-this environment, ``log_config=None``, log level ``info``, no access log), so that the only difference measured
-is the application.
+this environment, ``log_config=None``, log level ``info``, no access log), so that the only
+difference measured is the application.
 """
 
 from __future__ import annotations

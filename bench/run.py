@@ -370,13 +370,13 @@ def time_test_suite() -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "exit": finished.returncode, "summary": tail[0]}
 
 
-def p3_history(mode: Mode) -> dict[str, Any]:
+def p3_history(mode: Mode, out: Path) -> dict[str, Any]:
     """P3 belongs to ``bench/history.py``; run it if it is there (it writes its own section)."""
     script = BENCH / "history.py"
     if not script.exists():
         return {"ran": False, "why": "bench/history.py is not in this checkout"}
     started = time.perf_counter()
-    command = [sys.executable, str(script)] + (["--quick"] if mode.quick else [])
+    command = [sys.executable, str(script), "--out", str(out)] + (["--quick"] if mode.quick else [])
     finished = subprocess.run(command, cwd=ROOT, check=False)  # noqa: S603 - our own script
     return {"ran": True, "exit": finished.returncode, "seconds": time.perf_counter() - started}
 
@@ -384,7 +384,7 @@ def p3_history(mode: Mode) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[Mode], dict[str, Any]]] = {
     "P1": p1_p6_concurrency,
     "P2": p2_overhead,
-    "P3": p3_history,
+    "P3": lambda mode: {},  # run by main(), which knows where the report goes
     "P4": p4_throughput,
     "P5": p5_local_engine,
     "P7": p7_big_body,
@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [s.strip() for s in options.only.split(",") if s.strip()] or [*SCENARIOS, "suite"]
     if options.skip_suite or options.quick:
         wanted = [s for s in wanted if s != "suite"]
-    raw = BENCH / "last-run.json"
+    out = Path(options.out).resolve()
+    raw = BENCH / "last-run.json" if out == ROOT / "BENCHMARKS.md" else out.with_suffix(".json")
     results: dict[str, Any] = {}
     if options.only and raw.exists():  # a partial run updates the figures of the last full one
         results = json.loads(raw.read_text())
@@ -486,14 +487,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in wanted:
         started = time.perf_counter()
         print(f"bench: {name} ...", flush=True)
-        results[name] = time_test_suite() if name == "suite" else SCENARIOS[name](mode)
+        if name == "suite":
+            results[name] = time_test_suite()
+        elif name == "P3":
+            results[name] = p3_history(mode, out)
+        else:
+            results[name] = SCENARIOS[name](mode)
         results[name]["measured"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", flush=True)
     results["elapsed_s"] = time.perf_counter() - began
     import report
 
     raw.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    report.write(Path(options.out), results)
+    report.write(out, results)
     print(f"bench: wrote {options.out} in {results['elapsed_s']:.0f} s", flush=True)
     return 0
 
