@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageCms, ImageOps
 
+from imagestudio.adapters.images import ACCEPTED_FORMATS
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.ports import ProgressCallback
@@ -1221,17 +1222,32 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _load_rgb(data: bytes, field_name: str, fit: tuple[int, int] | None = None) -> Image.Image:
-    """Decode an input image (its first frame) to RGB; ``fit`` lets JPEG decode at a smaller scale."""
+def _shrink(image: Image.Image, side: int) -> Image.Image:
+    """Reduce a decoded image by a whole factor while both its sides stay at least ``side``.
+
+    Done before any conversion, so a 64-million-pixel palette or 1-bit input is never expanded to
+    full-size RGB just to be scaled down afterwards.
+    """
+    factor = min(image.size) // side
+    if factor < 2:
+        return image
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            if fit is not None and opened.format == "JPEG":
-                # decode at a reduced scale when the file is much larger than needed; either
-                # side may end up as the width once the EXIF orientation is applied
-                side = max(fit)
-                opened.draft(None, (side, side))
+        return image.reduce(factor)
+    except ValueError:  # modes reduce() does not take ("1", "P"): nearest neighbour keeps them exact
+        return image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
+
+
+def _load_rgb(data: bytes, field_name: str, fit: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an input image (its first frame) to RGB; ``fit`` lets a large one shrink first."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
+            # either side may end up as the width once the EXIF orientation is applied
+            side = max(fit) if fit is not None else 0
+            if side and opened.format in ("JPEG", "MPO"):
+                opened.draft(None, (side, side))  # decode at a reduced scale when much larger
             opened.load()
-            return _to_rgb(opened)  # always a new image, so closing the file is safe
+            image: Image.Image = _shrink(opened, side) if side else opened
+            return _to_rgb(image)  # always a new image, so closing the file is safe
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise InvalidParameters(f"{field_name} could not be decoded as an image", field=field_name) from error
 
