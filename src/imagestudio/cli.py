@@ -212,6 +212,7 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         Problem.MISSING_FILE: "row without its file",
         Problem.UNREFERENCED_FILE: "image no row names",
         Problem.STALE_TEMPORARY: "stale temporary file",
+        Problem.UNREADABLE_FILE: "row with unreadable file",
     }
     folders = "folder" if len(report.roots) == 1 else "folders"
     lines = [
@@ -224,14 +225,14 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         lines.append("Found:")
     for finding in report.findings:
         path = Path(finding.image.root) / finding.image.key
-        if finding.problem is Problem.MISSING_FILE:
+        if finding.generation_id is not None:
             what = f"row {finding.generation_id}: {path}"
             done = "row deleted" if finding.repaired else ""
         else:
             what = f"{path} ({finding.size} bytes)"
             done = "removed" if finding.repaired else ""
         extra = "; ".join(text for text in (done, finding.note) if text)
-        lines.append(f"  {labels[finding.problem]:<21} {what}{f'  [{extra}]' if extra else ''}")
+        lines.append(f"  {labels[finding.problem]:<24} {what}{f'  [{extra}]' if extra else ''}")
     if report.recent:
         lines.append(
             f"{len(report.recent)} file(s) without a row are younger than {min_age:g} s and were not judged:"
@@ -247,13 +248,16 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         )
         return "\n".join(lines) + "\n"
     lines.append(f"{len(remaining)} problem(s) remain.")
-    if any(f.problem is not Problem.MISSING_FILE for f in remaining):
+    kinds = {f.problem for f in remaining}
+    if kinds & {Problem.STALE_TEMPORARY, Problem.UNREFERENCED_FILE}:
         lines.append("  --repair removes stale temporary files and image files no row names.")
-    if any(f.problem is Problem.MISSING_FILE for f in remaining):
+    if Problem.MISSING_FILE in kinds:
         lines.append(
             "  --repair --prune-missing deletes the rows whose file is gone (put a moved file back instead"
             " to keep its row)."
         )
+    if Problem.UNREADABLE_FILE in kinds:
+        lines.append("  an unreadable file is never repaired: check its permissions and the disk.")
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from imagestudio.domain.doctor import CheckConsistency, Problem
+from imagestudio.domain.errors import StorageError
 from imagestudio.domain.model import SettingsPatch, StoredImage, TextToImage
 from imagestudio.domain.ports import StoredFile
 from tests.domain.world import World
@@ -180,3 +181,36 @@ async def test_an_image_recorded_while_the_check_runs_is_not_called_unreferenced
     report = await doctor(world)(repair=True)
     assert report.consistent
     assert (ROOT, late.key) in storage.files
+
+
+class UnreadableStorage(InMemoryImageStorage):
+    """Storage in which the files of ``unreadable`` keys exist but cannot be read, and are not
+    listed by a scan (as with names from an older layout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreadable: set[str] = set()
+
+    async def scan(self, root: str) -> list[StoredFile]:
+        return [f for f in await super().scan(root) if f.image.key not in self.unreadable]
+
+    async def locate(self, image: StoredImage) -> str:
+        if image.key in self.unreadable:
+            raise StorageError("Could not read the image: permission denied")
+        return await super().locate(image)
+
+
+async def test_a_row_whose_file_cannot_be_read_is_reported_and_never_pruned() -> None:
+    storage = UnreadableStorage()
+    world = World(storage=storage)
+    [locked, _] = await make(world, 2)
+    storage.unreadable.add(world.repository.rows[locked].image.key)
+
+    report = await doctor(world)(repair=True, prune_missing=True)
+    [finding] = report.findings
+    assert finding.problem is Problem.UNREADABLE_FILE
+    assert finding.generation_id == locked
+    assert finding.note == "Could not read the image: permission denied"
+    assert not finding.repaired
+    assert not report.consistent
+    assert locked in world.repository.rows

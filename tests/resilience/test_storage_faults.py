@@ -116,6 +116,33 @@ def test_a_storage_folder_without_write_permission_is_a_storage_error_until_it_i
         stop_server(server)
 
 
+def test_an_image_that_cannot_be_read_is_a_storage_error_not_a_broken_response(tmp_path: Path) -> None:
+    wrap = drop_file_permission_override()
+    if wrap is None:
+        pytest.skip("running as root without setpriv: root would ignore the file's permissions")
+    data_dir = tmp_path / "data"
+    server = start(data_dir, wrap=wrap)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            made = client.post("/api/generate/text-to-image", json=SMALL).json()["data"]
+            [image] = image_files(data_dir / "generated")
+            image.chmod(0)
+            try:
+                for response in (
+                    client.get(made["filePath"]),
+                    client.post("/api/generate/upscale", json={"imagePath": made["filePath"]}),
+                ):
+                    assert response.status_code == 500, response.text
+                    assert response.json()["code"] == "STORAGE_ERROR"
+                    assert response.json()["error"] == "Could not read the image: permission denied"
+            finally:
+                image.chmod(0o644)
+            assert client.get(made["filePath"]).status_code == 200
+            assert client.get("/api/history").json()["total"] == 1
+    finally:
+        stop_server(server)
+
+
 needs_private_mounts = pytest.mark.skipif(
     private_mounts() is None, reason="unshare cannot give the server a private mount namespace here"
 )

@@ -155,7 +155,16 @@ class FilesystemImageStorage:
             raise StorageError(f"Could not read the image: {_describe(error)}") from error
 
     def _locate_sync(self, image: StoredImage) -> str:
-        return str(self._real_file_of(image))
+        real = self._real_file_of(image)
+        try:
+            # Open it once, so that an image which is there but cannot be read is a storage error
+            # now, rather than a response that breaks off after its headers have gone out.
+            os.close(os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)))
+        except FileNotFoundError as error:
+            raise NotFound("Image not found") from error
+        except OSError as error:
+            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+        return str(real)
 
     def _read_reference_sync(self, reference: str, root: Path) -> bytes:
         if not reference or len(reference) > _MAX_REFERENCE or "\x00" in reference:

@@ -6,7 +6,8 @@ The history and the files can disagree only in ways a crash or an outside hand l
 - a finished image that no row names: the process died between renaming the image into place and
   committing its row, or between deleting a row and deleting its file;
 - a row whose file is gone: someone removed or moved the file. The generation pipeline never leaves
-  this itself, because an image is written before its row and removed only after it.
+  this itself, because an image is written before its row and removed only after it;
+- a row whose file is there but cannot be read (permissions, a disk error): reported, never repaired.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Problem(StrEnum):
     """A finished image that no row names."""
     STALE_TEMPORARY = "stale-temporary"
     """A temporary file of a write that never finished."""
+    UNREADABLE_FILE = "unreadable-file"
+    """A row whose file exists but cannot be read; only a person can tell what to do with it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,7 +50,7 @@ class Finding:
     problem: Problem
     image: StoredImage
     generation_id: int | None = None
-    """The row, for ``missing-file``."""
+    """The row, for ``missing-file`` and ``unreadable-file``."""
     size: int | None = None
     """The file's size in bytes, for the file problems."""
     repaired: bool = False
@@ -104,7 +107,8 @@ class CheckConsistency:
       mistaken for a problem;
     - ``repair`` removes stale temporaries and unreferenced images;
     - ``prune_missing`` deletes the rows whose file is gone, after checking once more that it
-      still is, and never a row whose file exists under another root.
+      still is, and never a row whose file exists under another root;
+    - a row whose file is there but unreadable is reported and never pruned.
     """
 
     repository: GenerationRepository
@@ -166,31 +170,37 @@ class CheckConsistency:
                 return list(rows.values())
             cursor = HistoryCursor.after(page.items[-1], HistorySort.OLDEST)
 
-    async def _file_exists(self, image: StoredImage) -> bool:
+    async def _file_problem(self, image: StoredImage) -> tuple[Problem, str | None] | None:
+        """``None`` when the image's file is there and readable, else what is wrong with it."""
         try:
             await self.storage.locate(image)
         except NotFound:
-            return False
-        except StorageError:  # a row whose key leaves its root names no file this storage serves
-            return False
-        return True
+            return Problem.MISSING_FILE, None
+        except StorageError as error:
+            return Problem.UNREADABLE_FILE, error.message
+        return None
 
     async def _missing(self, generation: Generation, elsewhere: str | None, prune: bool) -> Finding | None:
         assert generation.id is not None
-        if await self._file_exists(generation.image):
+        found = await self._file_problem(generation.image)
+        if found is None:
             return None  # a name the scan does not list (an older layout), but the file is there
         if await self.repository.get(generation.id) is None:
             return None  # deleted meanwhile, file and all
+        problem, reason = found
+        if problem is Problem.UNREADABLE_FILE:
+            return Finding(problem=problem, image=generation.image, generation_id=generation.id, note=reason)
         note = None if elsewhere is None else f"a file of this name is in {elsewhere}"
-        finding = Finding(
-            problem=Problem.MISSING_FILE, image=generation.image, generation_id=generation.id, note=note
-        )
+        finding = Finding(problem=problem, image=generation.image, generation_id=generation.id, note=note)
         if not prune:
             return finding
         if elsewhere is not None:
             return replace(finding, note=f"{note}; row kept (move the file back, or delete the row)")
-        if await self._file_exists(generation.image):
-            return None
+        again = await self._file_problem(generation.image)
+        if again is None:
+            return None  # put back meanwhile
+        if again[0] is not Problem.MISSING_FILE:
+            return finding
         await self.repository.delete(generation.id)
         return replace(finding, repaired=True)
 
