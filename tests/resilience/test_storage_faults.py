@@ -4,13 +4,16 @@
 Every fault is a real condition the kernel reports, not a patched function: a file where the day
 folder belongs (any user), a folder without write permission (root drops CAP_DAC_OVERRIDE for the
 server with ``setpriv``), a read-only bind mount and a full tmpfs (both in a private mount
-namespace of the server process; they skip where ``unshare`` may not mount).
+namespace of the server process; they skip where ``unshare`` may not mount), a file size limit
+(RLIMIT_FSIZE, with the database on PostgreSQL so that only images grow), and an image file
+that cannot be read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from litestar.testing import TestClient
 
 from imagestudio.config import Config
 from imagestudio.http.app import create_app
+from tests.databases import PostgresServer
 from tests.resilience.servers import (
     all_rows,
     drop_file_permission_override,
@@ -200,3 +204,31 @@ def test_a_full_disk_is_a_storage_error_and_frees_what_the_failed_write_took(tmp
     finally:
         stop_server(server)
     assert not os.listdir(storage)  # the tmpfs was the server's alone; nothing leaked to the real disk
+
+
+@pytest.mark.postgres
+def test_a_file_size_limit_is_a_storage_error_and_smaller_images_still_work(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """RLIMIT_FSIZE (``prlimit --fsize``) makes the kernel refuse to grow any file past 64 KiB (EFBIG).
+    The database is PostgreSQL, so the images are the only files the server writes that grow."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    data_dir = tmp_path / "data"
+    with postgres.schema() as url:
+        env = {"IMAGESTUDIO_DATABASE_URL": url, "IMAGESTUDIO_LOG_LEVEL": "warning"}
+        server = start(data_dir, env, wrap=["prlimit", "--fsize=65536:65536", "--"])
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                large = {**SMALL, "width": 512, "height": 512}  # about 88 KB as JPEG
+                failed = client.post("/api/generate/text-to-image", json=large)
+                assert_storage_error(
+                    failed, "the file is larger than the file system or a file size limit allows", tmp_path
+                )
+                assert client.post("/api/generate/text-to-image", json=SMALL).status_code == 200
+                assert len(all_rows(client)) == 1
+        finally:
+            stop_server(server)
+    storage = data_dir / "generated"
+    assert temporaries(storage) == []
+    assert len(image_files(storage)) == 1
