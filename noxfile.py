@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s bench``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff, mypy (strict, src/) and the import rule (domain imports no adapter, http or framework)."""
     session.install("-e", ".[dev]")
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py")
     session.run("mypy")
     session.run("lint-imports")
 
