@@ -54,7 +54,20 @@ WORDS = [
     "café",
     "Été",
 ]
-SEARCHES = ["red", "sun", "SUN red", "cit", "neon city", "image text", "4K", "f 1", "caf", "été", "ÉT", "zzz"]
+SEARCHES = [
+    "red",
+    "sun",
+    "SUNSET red",
+    "city",
+    "neon city",
+    "image text",
+    "4K",
+    "f 1",
+    "caf",
+    "café",
+    "ÉTÉ",
+    "zzz",
+]
 MODELS = ["runware:100@1", "civitai:4384@128713", None]
 
 prompts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)

@@ -117,11 +117,11 @@ def test_search_terms_are_runs_of_letters_and_digits_lower_cased() -> None:
     assert HistoryQuery(q="Sun sun SUN red").terms == ("sun", "red")
 
 
-def test_a_query_matches_word_prefixes_in_prompt_or_negative_prompt_in_any_order() -> None:
+def test_a_query_matches_whole_words_of_prompt_or_negative_prompt_in_any_order() -> None:
     generation = make_generation(1, prompt="Sunset over mountains", negative="blurry, grey")
-    assert HistoryQuery(q="mount SUN").matches(generation)
+    assert HistoryQuery(q="MOUNTAINS sunset").matches(generation)
     assert HistoryQuery(q="grey sunset").matches(generation)
-    assert not HistoryQuery(q="set").matches(generation)
+    assert not HistoryQuery(q="sun").matches(generation)
     assert not HistoryQuery(q="sunset ocean").matches(generation)
     assert HistoryQuery(operation=Operation.TEXT_TO_IMAGE, engine="local", model="runware:100@1").matches(
         generation

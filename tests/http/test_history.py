@@ -111,7 +111,8 @@ def test_search_operation_model_and_dates_filter_and_combine(client: Client) -> 
         "data"
     ]
 
-    assert ids(client, q="MOUNTAIN sun") == [sunset["id"]]
+    assert ids(client, q="MOUNTAINS sunset") == [sunset["id"]]
+    assert ids(client, q="mountain") == []
     assert ids(client, q="grey") == [sunset["id"]]
     assert ids(client, q="city") == [bigger["id"], city["id"]]
     assert ids(client, q="city", operation="upscale") == [bigger["id"]]

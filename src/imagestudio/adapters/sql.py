@@ -13,7 +13,7 @@ How the history listing (``HistoryQuery``) is answered:
 - order and keyset pagination ride on ``(created_at, id)`` indexes: a plain one, and one behind
   each equality filter (``type``, ``operation``, ``engine``, ``model``); a cursor is a row-value
   comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
-- ``q`` is full-text, one prefix query per word: an FTS5 table on SQLite, a generated
+- ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
   ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
 - ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter, and
   counts the matching rows otherwise.
@@ -27,6 +27,7 @@ the generation only to the one caller whose statement removed the row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -40,7 +41,9 @@ from sqlalchemy import (
     ColumnElement,
     Index,
     Integer,
+    Select,
     Table,
+    bindparam,
     column,
     delete,
     event,
@@ -351,19 +354,16 @@ class SqlGenerationRepository:
         return await self._db.run(work)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
+        page_statement, total_statement = _statements(_shape(query, sqlite=self._db.is_sqlite))
+        filters = _parameters(query)
+
         def work(session: Session) -> HistoryPage:
             connection = session.connection()
-            where = _filters(query, sqlite=self._db.is_sqlite)
-            page = (
-                select(GENERATIONS)
-                .where(*where, *_after_cursor(query))
-                .order_by(*_order(query))
-                .offset(query.offset)
-                .limit(query.limit + 1)
-            )
-            rows = connection.execute(page).all()
-            total = _total(connection, query, where)
-            return query.page([_from_record(row._mapping) for row in rows], total)
+            rows = connection.execute(
+                page_statement, {**filters, "limit": query.limit + 1, "offset": query.offset}
+            ).all()
+            total = connection.execute(total_statement, filters).scalar_one()
+            return query.page([_from_record(row._mapping) for row in rows], int(total))
 
         return await self._db.run(work)
 
@@ -381,62 +381,92 @@ class SqlGenerationRepository:
         return await self._db.run(work)
 
 
-def _filters(query: HistoryQuery, *, sqlite: bool) -> list[ColumnElement[bool]]:
+# The statements of a listing depend only on which filters are set (its "shape"): they are built
+# once per shape, with bound parameters for the values, since building SQLAlchemy expressions
+# costs more than running these queries.
+_Shape = tuple[bool, frozenset[str], HistorySort, bool, bool]
+
+
+def _shape(query: HistoryQuery, *, sqlite: bool) -> _Shape:
+    present = {
+        "type": query.type,
+        "operation": query.operation,
+        "engine": query.engine,
+        "model": query.model,
+        "created_from": query.created_from,
+        "created_to": query.created_to,
+        "search": query.terms or None,
+    }
+    names = frozenset(name for name, value in present.items() if value is not None)
+    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type
+
+
+def _parameters(query: HistoryQuery) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "type": query.type,
+        "operation": query.operation.value if query.operation else None,
+        "engine": query.engine,
+        "model": query.model,
+        "created_from": query.created_from,
+        "created_to": query.created_to,
+    }
+    if query.terms:
+        values["fts_query"] = " AND ".join(f'"{term}"' for term in query.terms)
+        values["ts_query"] = " & ".join(query.terms)
+    if query.cursor is not None:
+        values["cursor_at"] = query.cursor.created_at
+        values["cursor_id"] = query.cursor.id
+    return {name: value for name, value in values.items() if value is not None}
+
+
+@functools.lru_cache(maxsize=512)
+def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
+    """The page query and the total query of one shape of listing."""
+    sqlite, names, sort, has_cursor, kept_count = shape
     g = GENERATIONS.c
     where: list[ColumnElement[bool]] = []
-    if query.type is not None:
-        where.append(g.type == query.type)
-    if query.operation is not None:
-        where.append(g.operation == query.operation.value)
-    if query.engine is not None:
-        where.append(g.engine == query.engine)
-    if query.model is not None:
-        where.append(g.model == query.model)
-    if query.created_from is not None:
-        where.append(g.created_at >= query.created_from)
-    if query.created_to is not None:
-        where.append(g.created_at < query.created_to)
-    if query.terms:
-        where.append(_search(query.terms, sqlite=sqlite))
-    return where
+    for name, column_ in (
+        ("type", g.type),
+        ("operation", g.operation),
+        ("engine", g.engine),
+        ("model", g.model),
+    ):
+        if name in names:
+            where.append(column_ == bindparam(name))
+    if "created_from" in names:
+        where.append(g.created_at >= bindparam("created_from"))
+    if "created_to" in names:
+        where.append(g.created_at < bindparam("created_to"))
+    if "search" in names:
+        where.append(_search(sqlite=sqlite))
+
+    key = tuple_(g.created_at, g.id)
+    mark = tuple_(bindparam("cursor_at", type_=g.created_at.type), bindparam("cursor_id", type_=Integer))
+    after = [key < mark if sort is HistorySort.NEWEST else key > mark] if has_cursor else []
+    order = (g.created_at.desc(), g.id.desc()) if sort is HistorySort.NEWEST else (g.created_at, g.id)
+    page = (
+        select(GENERATIONS)
+        .where(*where, *after)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    if kept_count:
+        total = select(func.coalesce(func.sum(COUNTS.c.total), 0))
+        if "type" in names:
+            total = total.where(COUNTS.c.type == bindparam("type"))
+    else:
+        total = select(func.count()).select_from(GENERATIONS).where(*where)
+    return page, total
 
 
-def _search(terms: tuple[str, ...], *, sqlite: bool) -> ColumnElement[bool]:
-    """Every term begins a word of the prompt or negative prompt (terms are letters and digits)."""
+def _search(*, sqlite: bool) -> ColumnElement[bool]:
+    """Every term is a word of the prompt or negative prompt (terms are letters and digits):
+    ``"red" AND "sun"`` for FTS5, ``red & sun`` for ``to_tsquery``."""
     if sqlite:
         matching = text("SELECT rowid FROM generations_fts WHERE generations_fts MATCH :fts_query")
-        fts_query = " AND ".join(f'"{term}"*' for term in terms)
-        ids = matching.bindparams(fts_query=fts_query).columns(column("rowid", Integer))
-        return GENERATIONS.c.id.in_(ids)
-    ts_query = " & ".join(f"{term}:*" for term in terms)
-    condition = text("generations.search @@ to_tsquery('simple', :ts_query)").bindparams(ts_query=ts_query)
-    return condition  # type: ignore[return-value]
-
-
-def _total(connection: Connection, query: HistoryQuery, where: list[ColumnElement[bool]]) -> int:
-    if query.filters_only_by_type:
-        kept = select(func.coalesce(func.sum(COUNTS.c.total), 0))
-        if query.type is not None:
-            kept = kept.where(COUNTS.c.type == query.type)
-        return int(connection.execute(kept).scalar_one())
-    counted = select(func.count()).select_from(GENERATIONS).where(*where)
-    return int(connection.execute(counted).scalar_one())
-
-
-def _order(query: HistoryQuery) -> tuple[ColumnElement[Any], ...]:
-    g = GENERATIONS.c
-    if query.sort is HistorySort.NEWEST:
-        return g.created_at.desc(), g.id.desc()
-    return g.created_at.asc(), g.id.asc()
-
-
-def _after_cursor(query: HistoryQuery) -> list[ColumnElement[bool]]:
-    cursor = query.cursor
-    if cursor is None:
-        return []
-    key = tuple_(GENERATIONS.c.created_at, GENERATIONS.c.id)
-    mark = (cursor.created_at, cursor.id)
-    return [key < mark] if query.sort is HistorySort.NEWEST else [key > mark]
+        return GENERATIONS.c.id.in_(matching.columns(column("rowid", Integer)))
+    return text("generations.search @@ to_tsquery('simple', :ts_query)")  # type: ignore[return-value]
 
 
 # --- the settings ---------------------------------------------------------------------------

@@ -481,8 +481,9 @@ class HistoryQuery:
       ascending for ``oldest``;
     - filters combine with AND: ``type``, ``operation``, ``engine`` and ``model`` match exactly;
       ``created_from`` is inclusive, ``created_to`` exclusive;
-    - ``q``: every word of it (see :func:`search_terms`) begins a word of the prompt or of the
-      negative prompt, in any order, ignoring case; ``"red sun"`` finds "Sunset, red sky";
+    - ``q``: every word of it (see :func:`search_terms`) is a word of the prompt or of the
+      negative prompt, in any order, ignoring case: ``"SKY red"`` finds "Sunset, red sky". Whole
+      words: ``sun`` does not find "Sunset" (full-text search, without stemming);
     - ``cursor`` continues after the item it names (keyset pagination): pages stay stable while
       generations are added; it carries its sort order and cannot be combined with ``offset``;
     - ``total`` counts everything the filter matches, wherever the page is.
@@ -610,7 +611,7 @@ class HistoryQuery:
             return False
         if self.terms:
             words = search_terms(g.prompt) + search_terms(g.negative_prompt or "")
-            return all(any(word.startswith(term) for word in words) for term in self.terms)
+            return set(self.terms) <= set(words)
         return True
 
     def sort_key(self, generation: Generation) -> tuple[datetime, int]:

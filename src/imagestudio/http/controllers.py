@@ -280,9 +280,9 @@ class HistoryController(Controller):
         q: Annotated[
             str | None,
             QueryParameter(
-                description="Full-text search of prompt and negative prompt: every word must begin a"
-                " word of either, in any order, ignoring case (`red sun` finds `Sunset, red sky`)."
-                " At most 200 characters and 16 words",
+                description="Full-text search of prompt and negative prompt: every word must be a word"
+                " of either, in any order, ignoring case (`SKY red` finds `Sunset, red sky`; whole words:"
+                " `sun` does not find `Sunset`). At most 200 characters and 16 words",
                 max_length=200,
                 schema_extra={"pattern": _SEARCH_PATTERN},
             ),

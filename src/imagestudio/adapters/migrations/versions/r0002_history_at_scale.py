@@ -5,7 +5,7 @@
   which makes the foundation's ``created_at``-only index redundant.
 - Search of prompt and negative prompt: SQLite gets an FTS5 table with external content (the
   rows stay in ``generations``; triggers keep the index in step; ``detail=none`` because only
-  word-prefix matches are asked of it); PostgreSQL gets a generated ``tsvector`` column
+  whole-word matches are asked of it, never phrases); PostgreSQL gets a generated ``tsvector`` column
   (``simple`` configuration: no stemming or stop words, the same words as SQLite) over the
   text with punctuation turned to spaces, behind a GIN index.
 - ``generation_counts`` holds the number of rows per ``type``, kept by triggers, so an
