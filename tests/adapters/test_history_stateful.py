@@ -251,10 +251,11 @@ def test_sqlite_follows_the_model(tmp_path: Path) -> None:
 
     @contextmanager
     def sqlite() -> Iterator[SqlGenerationRepository]:
-        db = SqlDatabase(f"sqlite:///{tmp_path / f'machine-{next(numbers)}.db'}")
+        number = next(numbers)
+        db = SqlDatabase(f"sqlite:///{tmp_path / f'machine-{number}.db'}")
         db.upgrade_schema()
-        try:
-            yield SqlGenerationRepository(db)
+        try:  # every other database takes the search plan of large histories from 3 matches on
+            yield SqlGenerationRepository(db, sort_matches_up_to=3 if number % 2 else None)
         finally:
             db.dispose()
 

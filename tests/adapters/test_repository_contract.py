@@ -80,13 +80,15 @@ def database(tmp_path: Path) -> Iterator[SqlDatabase]:
     db.dispose()
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=[*KINDS, "sqlite-walking"])
 def repository(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``sqlite-walking``: SQLite with the search plan of large histories from the first match on."""
     if request.param == "memory":
         yield InMemoryGenerationRepository()
         return
-    with sql_database(request.param, request, tmp_path) as db:
-        yield SqlGenerationRepository(db)
+    kind, _, plan = request.param.partition("-")
+    with sql_database(kind, request, tmp_path) as db:
+        yield SqlGenerationRepository(db, sort_matches_up_to=0 if plan else None)
 
 
 @pytest.fixture(params=KINDS)

@@ -316,10 +316,15 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
 
 
 class SqlGenerationRepository:
-    """``GenerationRepository`` on SQLite or PostgreSQL."""
+    """``GenerationRepository`` on SQLite or PostgreSQL.
 
-    def __init__(self, db: SqlDatabase) -> None:
+    ``sort_matches_up_to``: the SQLite search plan switch (see ``_SORT_MATCHES_UP_TO``); tests
+    lower it to run both plans on small histories.
+    """
+
+    def __init__(self, db: SqlDatabase, *, sort_matches_up_to: int | None = None) -> None:
         self._db = db
+        self._sort_matches_up_to = _SORT_MATCHES_UP_TO if sort_matches_up_to is None else sort_matches_up_to
 
     async def add(self, generation: Generation) -> Generation:
         values = _to_values(generation)
@@ -354,16 +359,33 @@ class SqlGenerationRepository:
         return await self._db.run(work)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
-        page_statement, total_statement = _statements(_shape(query, sqlite=self._db.is_sqlite))
+        sqlite = self._db.is_sqlite
         filters = _parameters(query)
+        only_search = bool(query.terms) and not any(
+            (query.type, query.operation, query.engine, query.model, query.created_from, query.created_to)
+        )
 
         def work(session: Session) -> HistoryPage:
             connection = session.connection()
+            matches: int | None = None
+            if sqlite and query.terms:
+                # The full-text index alone counts its matches fast; how many there are decides the
+                # plan: sort the few, or walk the date index past the many.
+                matches = int(
+                    connection.execute(_FTS_COUNT, {"fts_query": filters["fts_query"]}).scalar_one()
+                )
+                if matches == 0:
+                    return query.page([], 0)
+            walk = matches is not None and matches > self._sort_matches_up_to
+            page_statement, total_statement = _statements(_shape(query, sqlite=sqlite, walk=walk))
             rows = connection.execute(
                 page_statement, {**filters, "limit": query.limit + 1, "offset": query.offset}
             ).all()
-            total = connection.execute(total_statement, filters).scalar_one()
-            return query.page([_from_record(row._mapping) for row in rows], int(total))
+            if matches is not None and only_search:
+                total = matches
+            else:
+                total = int(connection.execute(total_statement, filters).scalar_one())
+            return query.page([_from_record(row._mapping) for row in rows], total)
 
         return await self._db.run(work)
 
@@ -384,10 +406,17 @@ class SqlGenerationRepository:
 # The statements of a listing depend only on which filters are set (its "shape"): they are built
 # once per shape, with bound parameters for the values, since building SQLAlchemy expressions
 # costs more than running these queries.
-_Shape = tuple[bool, frozenset[str], HistorySort, bool, bool]
+_Shape = tuple[bool, frozenset[str], HistorySort, bool, bool, bool]
+
+_SORT_MATCHES_UP_TO = 2000
+"""SQLite search: up to this many matches, the page sorts them (a row lookup each); beyond, it
+walks the ``(created_at, id)`` index from the top and keeps the rows whose id is among them,
+which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
+
+_FTS_COUNT = text("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH :fts_query")
 
 
-def _shape(query: HistoryQuery, *, sqlite: bool) -> _Shape:
+def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False) -> _Shape:
     present = {
         "type": query.type,
         "operation": query.operation,
@@ -398,7 +427,7 @@ def _shape(query: HistoryQuery, *, sqlite: bool) -> _Shape:
         "search": query.terms or None,
     }
     names = frozenset(name for name, value in present.items() if value is not None)
-    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type
+    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk
 
 
 def _parameters(query: HistoryQuery) -> dict[str, Any]:
@@ -422,7 +451,7 @@ def _parameters(query: HistoryQuery) -> dict[str, Any]:
 @functools.lru_cache(maxsize=512)
 def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
     """The page query and the total query of one shape of listing."""
-    sqlite, names, sort, has_cursor, kept_count = shape
+    sqlite, names, sort, has_cursor, kept_count, walk = shape
     g = GENERATIONS.c
     where: list[ColumnElement[bool]] = []
     for name, column_ in (
@@ -437,8 +466,10 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
         where.append(g.created_at >= bindparam("created_from"))
     if "created_to" in names:
         where.append(g.created_at < bindparam("created_to"))
+    counted = list(where)
     if "search" in names:
-        where.append(_search(sqlite=sqlite))
+        where.append(_search(sqlite=sqlite, walk=walk))
+        counted.append(_search(sqlite=sqlite, walk=False))
 
     key = tuple_(g.created_at, g.id)
     mark = tuple_(bindparam("cursor_at", type_=g.created_at.type), bindparam("cursor_id", type_=Integer))
@@ -456,16 +487,21 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
         if "type" in names:
             total = total.where(COUNTS.c.type == bindparam("type"))
     else:
-        total = select(func.count()).select_from(GENERATIONS).where(*where)
+        total = select(func.count()).select_from(GENERATIONS).where(*counted)
     return page, total
 
 
-def _search(*, sqlite: bool) -> ColumnElement[bool]:
+def _search(*, sqlite: bool, walk: bool) -> ColumnElement[bool]:
     """Every term is a word of the prompt or negative prompt (terms are letters and digits):
-    ``"red" AND "sun"`` for FTS5, ``red & sun`` for ``to_tsquery``."""
+    ``"red" AND "sun"`` for FTS5, ``red & sun`` for ``to_tsquery``.
+
+    ``walk`` (SQLite): the unary ``+`` keeps SQLite from driving the query by the matching ids,
+    so that it walks the index of the ORDER BY and tests each row against them instead."""
     if sqlite:
-        matching = text("SELECT rowid FROM generations_fts WHERE generations_fts MATCH :fts_query")
-        return GENERATIONS.c.id.in_(matching.columns(column("rowid", Integer)))
+        matching = "SELECT rowid FROM generations_fts WHERE generations_fts MATCH :fts_query"
+        if walk:
+            return text(f"+generations.id IN ({matching})")  # type: ignore[return-value]
+        return GENERATIONS.c.id.in_(text(matching).columns(column("rowid", Integer)))
     return text("generations.search @@ to_tsquery('simple', :ts_query)")  # type: ignore[return-value]
 
 
