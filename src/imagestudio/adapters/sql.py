@@ -259,6 +259,23 @@ class SqlDatabase:
 
         return self._guard(transaction)
 
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run read-only ``work`` on a connection in autocommit mode, in a worker thread.
+
+        No transaction to open and commit: on PostgreSQL that saves two round trips per read,
+        a good part of a 50-item page. Each statement sees the data committed when it starts.
+        """
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max_threads)
+        return await anyio.to_thread.run_sync(self._read_sync, work, limiter=self._limiter)
+
+    def _read_sync(self, work: Callable[[Connection], T]) -> T:
+        def autocommit() -> T:
+            with self.engine.connect() as connection:
+                return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
+
+        return self._guard(autocommit)
+
     @staticmethod
     def _guard(work: Callable[[], T]) -> T:
         try:
@@ -339,24 +356,18 @@ class SqlGenerationRepository:
         return generation.with_id(new_id)
 
     async def get(self, generation_id: int) -> Generation | None:
-        def work(session: Session) -> Generation | None:
-            row = (
-                session.connection()
-                .execute(select(GENERATIONS).where(GENERATIONS.c.id == generation_id))
-                .first()
-            )
+        def work(connection: Connection) -> Generation | None:
+            row = connection.execute(_BY_ID, {"id": generation_id}).first()
             return _from_record(row._mapping) if row else None
 
-        return await self._db.run(work)
+        return await self._db.read(work)
 
     async def get_by_key(self, key: str) -> Generation | None:
-        def work(session: Session) -> Generation | None:
-            row = (
-                session.connection().execute(select(GENERATIONS).where(GENERATIONS.c.file_key == key)).first()
-            )
+        def work(connection: Connection) -> Generation | None:
+            row = connection.execute(_BY_KEY, {"key": key}).first()
             return _from_record(row._mapping) if row else None
 
-        return await self._db.run(work)
+        return await self._db.read(work)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
         sqlite = self._db.is_sqlite
@@ -365,8 +376,7 @@ class SqlGenerationRepository:
             (query.type, query.operation, query.engine, query.model, query.created_from, query.created_to)
         )
 
-        def work(session: Session) -> HistoryPage:
-            connection = session.connection()
+        def work(connection: Connection) -> HistoryPage:
             matches: int | None = None
             if sqlite and query.terms:
                 # The full-text index alone counts its matches fast; how many there are decides the
@@ -387,7 +397,7 @@ class SqlGenerationRepository:
                 total = int(connection.execute(total_statement, filters).scalar_one())
             return query.page([_from_record(row._mapping) for row in rows], total)
 
-        return await self._db.run(work)
+        return await self._db.read(work)
 
     async def delete(self, generation_id: int) -> Generation | None:
         def work(session: Session) -> Generation | None:
@@ -413,6 +423,8 @@ _SORT_MATCHES_UP_TO = 2000
 walks the ``(created_at, id)`` index from the top and keeps the rows whose id is among them,
 which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
 
+_BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id"))
+_BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
 _FTS_COUNT = text("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH :fts_query")
 
 
