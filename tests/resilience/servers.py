@@ -29,6 +29,7 @@ __all__ = [
     "image_files",
     "in_private_mounts",
     "kill",
+    "log_problems",
     "private_mounts",
     "start",
     "stop_server",
@@ -73,6 +74,16 @@ def kill(server: Server) -> None:
     """SIGKILL: no shutdown, no clean-up, no flushing."""
     server.process.kill()
     server.process.wait()
+
+
+def log_problems(server: Server, last: int = 20) -> str:
+    """The server log's last warnings and errors (to explain a failed assertion)."""
+    log_path = server.data_dir.parent / f"server-{server.port}.log"
+    lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    problems = [
+        line[:600] for line in lines if '"level": "info"' not in line and '"level": "debug"' not in line
+    ]
+    return "\n".join(problems[-last:])
 
 
 def all_rows(client: httpx.Client) -> list[dict[str, Any]]:

@@ -81,7 +81,7 @@ async def _work_until_killed(server: Server, after: float, seed: int) -> int:
     """``CLIENTS`` clients generate, upscale and delete until the server is SIGKILLed ``after``
     seconds in; returns how many requests completed."""
     completed = 0
-    limits = httpx.Limits(max_connections=CLIENTS)
+    limits = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=2.0)  # below uvicorn's 5 s
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
         known: list[dict[str, Any]] = (await client.get("/api/history", params={"limit": 50})).json()["data"]
 

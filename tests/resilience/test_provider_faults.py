@@ -97,7 +97,7 @@ def test_concurrent_generations_while_runware_fails_give_only_contract_answers_a
 
 
 async def _load(url: str) -> list[str]:
-    limits = httpx.Limits(max_connections=CONCURRENCY)
+    limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=2.0)  # below uvicorn's 5 s
     async with httpx.AsyncClient(base_url=url, timeout=RUNWARE_TIMEOUT * 4, limits=limits) as client:
 
         async def one(index: int) -> str:
