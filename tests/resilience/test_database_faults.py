@@ -2,7 +2,8 @@
 request after it returns works, without a restart.
 
 The faults are real: another SQLite connection holding the write lock longer than the busy
-timeout (``?timeout=`` in the URL keeps the test quick); PostgreSQL behind a TCP relay that the
+timeout (``?timeout=`` in the URL keeps the test quick), before a request or while its image is
+being made; PostgreSQL behind a TCP relay that the
 test cuts and restores (the shared PostgreSQL server itself is never stopped); and a URL on which
 nothing listens at all.
 """
@@ -26,15 +27,17 @@ from litestar.testing import TestClient
 from sqlalchemy.engine import make_url
 
 from imagestudio.adapters.sql import SqlDatabase
-from imagestudio.config import Config
+from imagestudio.config import Config, Secret
 from imagestudio.domain.errors import DatabaseError
 from imagestudio.http.app import create_app
+from imagestudio.testing.fake_runware import FakeRunware
 from tests.databases import PostgresServer
 from tests.e2e.conftest import free_port
 from tests.resilience.servers import image_files, start, stop_server, temporaries
 
 SMALL = {"prompt": "a small green circle", "width": 128, "height": 128, "steps": 1}
 BUSY_TIMEOUT = 0.5
+RUNWARE_KEY = "rw-db-fault-key-0123456789"
 
 
 def assert_unavailable(response: httpx.Response) -> None:
@@ -84,6 +87,49 @@ def test_a_database_locked_longer_than_the_busy_timeout_is_503_and_works_once_re
         history = client.get("/api/history").json()
         assert [g["id"] for g in history["data"]] == [again.json()["data"]["id"]]
         assert len(image_files(storage)) == 1
+
+
+def test_a_lock_taken_while_an_image_is_made_fails_that_generation_with_503_and_removes_its_file(
+    tmp_path: Path,
+) -> None:
+    """The engine (the fake Runware, 1.5 s per image) is working when the lock is taken: the image
+    is written, its task cannot be recorded, and the file is removed again."""
+    data_dir = tmp_path / "data"
+    db_path = data_dir / "imagestudio.db"
+    with FakeRunware.running(api_key=RUNWARE_KEY, latency=1.5) as fake:
+        config = Config(
+            data_dir=data_dir,
+            database_url=f"sqlite:///{db_path}?timeout={BUSY_TIMEOUT}",
+            engine="runware",
+            runware_api_key=Secret(RUNWARE_KEY),
+            runware_api_url=fake.url,
+            runware_timeout=20,
+        )
+        with TestClient(create_app(config), base_url="http://127.0.0.1:8000") as client:
+            answers: list[httpx.Response] = []
+            body = {**SMALL, "taskId": "mid-lock"}
+            post = threading.Thread(
+                target=lambda: answers.append(client.post("/api/generate/text-to-image", json=body))
+            )
+            post.start()
+            deadline = time.monotonic() + 20
+            while client.get("/api/tasks/mid-lock").json().get("data", {}).get("status") != "generating":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            with write_lock(db_path):
+                post.join(timeout=30)
+                [answer] = answers
+                assert_unavailable(answer)
+                task = client.get("/api/tasks/mid-lock").json()["data"]
+                assert (task["status"], task["error"]["code"]) == ("failed", "DATABASE_ERROR")
+            storage = data_dir / "generated"
+            assert image_files(storage) == []
+            assert temporaries(storage) == []
+            assert client.get("/api/history").json()["total"] == 0
+
+            again = client.post("/api/generate/text-to-image", json=SMALL)
+            assert again.status_code == 200, again.text
+            assert len(image_files(storage)) == 1
 
 
 def test_a_busy_timeout_in_the_url_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
