@@ -72,7 +72,7 @@ references = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=80
 ).filter(str.strip)
 strengths = st.floats(min_value=0, max_value=1)
-FAST = settings(max_examples=150, deadline=None, database=None)
+FAST = settings(max_examples=100, deadline=None, database=None)
 
 
 def _body(kwargs: dict[str, Any], **renames: str) -> bytes:
