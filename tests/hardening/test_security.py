@@ -339,6 +339,29 @@ def test_a_delete_needs_no_body_but_a_body_must_be_json(client: Client) -> None:
     assert client.delete(f"/api/history/{made['id']}").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://evil.example:8000", "http://localhost.evil.example:5173"]
+)
+def test_a_state_change_from_a_foreign_origin_is_403_even_as_json(client: Client, origin: str) -> None:
+    """A page whose host name was rebound to 127.0.0.1 sends JSON "same-origin": its Origin gives it away."""
+    body = {"prompt": "a cat", "width": 128, "height": 128, "steps": 1}
+    posted = client.post("/api/generate/text-to-image", json=body, headers={"Origin": origin})
+    assert_error(posted, 403, "FORBIDDEN")
+    before = client.get("/api/settings").json()
+    changed = client.put("/api/settings", json={"defaultSteps": 5}, headers={"Origin": origin})
+    assert_error(changed, 403, "FORBIDDEN")
+    assert client.get("/api/settings").json() == before
+    assert client.get("/api/history").json()["total"] == 0
+    assert client.get("/api/history", headers={"Origin": origin}).status_code == 200  # reading is CORS's job
+
+
+@pytest.mark.parametrize("headers", [{}, {"Origin": LOCAL_ORIGIN}, {"Origin": "null"}])
+def test_a_state_change_from_an_allowed_origin_or_a_program_goes_through(
+    client: Client, headers: dict[str, str]
+) -> None:
+    _generate(client, headers)
+
+
 # --- WebSocket origins ------------------------------------------------------------------------
 
 

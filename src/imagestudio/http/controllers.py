@@ -65,6 +65,7 @@ def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]
     descriptions = {
         400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath)",
         401: "No valid API token, when IMAGESTUDIO_API_TOKEN is set (UNAUTHORIZED)",
+        403: "Sent from a web page whose origin is not allowed (FORBIDDEN)",
         404: "Not found (NOT_FOUND)",
         409: "Conflict (CONFLICT: a reused taskId or Idempotency-Key, a finished task; CANCELLED)",
         413: "Request body over 32 MiB (PAYLOAD_TOO_LARGE)",
@@ -186,7 +187,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Generate an image from a text prompt",
         operation_class=documented_body(TextToImageBody),
-        responses=_errors(400, 409, 413, 415, 500, 503) | _ACCEPTED,
+        responses=_errors(400, 403, 409, 413, 415, 500, 503) | _ACCEPTED,
     )
     async def text_to_image(
         self,
@@ -202,7 +203,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Transform an image according to a text prompt",
         operation_class=documented_body(ImageToImageBody),
-        responses=_errors(400, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
+        responses=_errors(400, 403, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
     )
     async def image_to_image(
         self,
@@ -218,7 +219,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Upscale an image by 2, 3 or 4",
         operation_class=documented_body(UpscaleBody),
-        responses=_errors(400, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
+        responses=_errors(400, 403, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
     )
     async def upscale(
         self,
@@ -357,7 +358,7 @@ class HistoryController(Controller):
         "/{generation_id:str}",
         status_code=200,
         summary="Delete a generation and its image file",
-        responses=_errors(400, 404, 415, 500, 503),
+        responses=_errors(400, 403, 404, 415, 500, 503),
     )
     async def delete_generation(
         self, services: ServicesDep, generation_id: Annotated[str, PathParameter(schema_extra=_ID_DOCS)]
@@ -378,7 +379,7 @@ class SettingsController(Controller):
         "/",
         summary="Change some settings (all-or-nothing)",
         operation_class=documented_body(SettingsBody),
-        responses=_errors(400, 413, 415, 500, 503),
+        responses=_errors(400, 403, 413, 415, 500, 503),
     )
     async def update_settings(
         self, request: Request[Any, Any, Any], services: ServicesDep
@@ -451,7 +452,7 @@ class TasksController(Controller):
         "/{task_id:str}",
         status_code=200,
         summary="Cancel a queued or running task",
-        responses=_errors(404, 409, 415, 500, 503),
+        responses=_errors(403, 404, 409, 415, 500, 503),
     )
     async def cancel_task(self, services: ServicesDep, task_id: FromPath[str]) -> TaskResponse:
         return TaskResponse(data=task_out(await services.tasks.cancel(task_id)))

@@ -59,6 +59,7 @@ ERROR_STATUS: tuple[tuple[type[StudioError], int], ...] = (
 _FRAMEWORK_CODES = {
     400: ("INVALID_PARAMETERS", "Invalid request"),
     401: ("UNAUTHORIZED", "Authentication required"),
+    403: ("FORBIDDEN", "Forbidden"),
     404: ("NOT_FOUND", "Resource not found"),
     405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
     409: ("CONFLICT", "Conflict"),

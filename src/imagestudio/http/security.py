@@ -5,7 +5,8 @@ each protection below switches on with its setting (``IMAGESTUDIO_API_TOKEN``,
 ``IMAGESTUDIO_RATE_LIMIT``), except the two that cost a well-behaved client nothing and stop a
 web page the user merely visited from acting for them: state-changing requests must carry JSON
 (a cross-site HTML form cannot send ``application/json`` without a CORS preflight, which the
-allowed origins refuse), and a WebSocket opened from a foreign ``Origin`` is refused.
+allowed origins refuse) and must not come from a foreign ``Origin``, and a WebSocket opened from
+a foreign ``Origin`` is refused.
 
 HTTP refusals raise the framework's exceptions, so ``http/errors.py`` writes them in the spec's
 error shape and the CORS layer (outside every middleware) adds its headers. WebSocket refusals
@@ -26,7 +27,12 @@ from urllib.parse import parse_qsl
 import msgspec
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException, NotAuthorizedException, TooManyRequestsException
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+)
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
@@ -34,7 +40,7 @@ from imagestudio.config import RateLimit
 
 __all__ = [
     "OPEN_PATHS",
-    "JsonBodyMiddleware",
+    "CrossSiteMiddleware",
     "RateLimitMiddleware",
     "RateLimiter",
     "TokenAuthMiddleware",
@@ -203,18 +209,33 @@ class TokenAuthMiddleware(ASGIMiddleware):
         raise NotAuthorizedException(detail=message, headers={"WWW-Authenticate": challenge})
 
 
-class JsonBodyMiddleware(ASGIMiddleware):
-    """POST, PUT and PATCH carry ``application/json``; a DELETE may carry nothing or JSON.
+class CrossSiteMiddleware(ASGIMiddleware):
+    """State-changing requests (POST, PUT, PATCH, DELETE) from a web page the user merely visited
+    are refused.
 
-    Anything else is 415 ``UNSUPPORTED_MEDIA_TYPE``: HTML forms (``application/x-www-form-urlencoded``,
-    ``multipart/form-data``, ``text/plain``) are what a cross-site page can send without a preflight.
+    - An ``Origin`` that is not an allowed CORS origin is 403 ``FORBIDDEN``. Browsers send
+      ``Origin`` with every such request, including "same-origin" ones from a page whose host name
+      was rebound to 127.0.0.1 (DNS rebinding), which CORS alone would let through; programs send
+      none and are not affected.
+    - POST, PUT and PATCH carry ``application/json``, a DELETE nothing or JSON; anything else is
+      415 ``UNSUPPORTED_MEDIA_TYPE``: HTML forms (``application/x-www-form-urlencoded``,
+      ``multipart/form-data``, ``text/plain``) are what a cross-site page can send without a preflight.
     """
 
     scopes = (ScopeType.HTTP,)
 
+    def __init__(self, cors: CORSConfig) -> None:
+        self.cors = cors
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         method = cast("HTTPScope", scope)["method"]
         if method in _STATE_CHANGING:
+            origin = _header(scope, b"origin")
+            if origin is not None and not self.cors.is_origin_allowed(origin):
+                raise PermissionDeniedException(
+                    detail=f"{method} requests from a page at another origin are not allowed"
+                    " (IMAGESTUDIO_CORS_ORIGINS lists the allowed ones)"
+                )
             content_type = _header(scope, b"content-type")
             media_type = (content_type or "").split(";", 1)[0].strip().lower()
             length = (_header(scope, b"content-length") or "").strip()
@@ -258,7 +279,7 @@ def security_middleware(
     rate_limit: RateLimit | None,
     clock: Callable[[], float] | None = None,
 ) -> list[Any]:
-    """The middleware stack, outermost first: rate limit, origin, token, JSON bodies.
+    """The middleware stack, outermost first: rate limit, WebSocket origin, token, cross-site checks.
 
     The rate limit comes first so that failed token guesses count too.
     """
@@ -268,5 +289,5 @@ def security_middleware(
     stack.append(WebSocketOriginMiddleware(cors))
     if token is not None:
         stack.append(TokenAuthMiddleware(token))
-    stack.append(JsonBodyMiddleware())
+    stack.append(CrossSiteMiddleware(cors))
     return stack
