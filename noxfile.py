@@ -35,6 +35,7 @@ def bench(session: nox.Session) -> None:
     """The benchmarks of BENCHMARKS.md against real server processes; `-- --quick` for a smoke run.
 
     Writes BENCHMARKS.md (and bench/last-run.json). Not a test: it never fails on a slow figure.
+    `-- --with-suite` also times the test suite; `-- --only P1,P4` re-measures some scenarios.
     """
     session.install("-e", ".[test,bench]")
     session.run("python", "bench/run.py", *session.posargs)

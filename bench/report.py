@@ -63,6 +63,7 @@ def render(results: dict[str, Any]) -> str:
     lines.append("| --- | --- |")
     for key in (
         "date",
+        "load",
         "cpu",
         "cores",
         "memory",
@@ -72,10 +73,9 @@ def render(results: dict[str, Any]) -> str:
         "postgresql",
         "litestar",
         "uvicorn",
+        "numpy",
+        "pillow",
     ):
-        if key in machine:
-            lines.append(f"| {key} | {machine[key]} |")
-    for key in ("numpy", "pillow"):
         if key in machine:
             lines.append(f"| {key} | {machine[key]} |")
     lines.append(f"| rounds per figure | {results.get('rounds')} (each figure is the median over them) |")
@@ -197,8 +197,8 @@ def _rows(results: dict[str, Any]) -> list[str]:
     suite = results.get("suite")
     if suite:
         rows.append(
-            f"| - | the test suite, `python -m pytest -q` (run once) | {suite['seconds']:.0f} s "
-            f"| {suite['summary']} | no target | |"
+            f"| - | the test suite, `python -m pytest -q` (run once, {suite.get('measured', '?')}) "
+            f"| {suite['seconds']:.0f} s | {suite['summary']} | no target | |"
         )
     return rows
 

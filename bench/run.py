@@ -1,4 +1,4 @@
-"""The benchmark runner: ``python bench/run.py [--quick] [--only P1,P4] [--skip-suite]``.
+"""The benchmark runner: ``python bench/run.py [--quick] [--only P1,P4] [--with-suite]``.
 
 Runs the scenarios of issue 7 against real processes on loopback (``imagestudio serve``, the fake
 Runware, a bare Litestar app, a separate load-generator process), takes the median of repeated
@@ -46,11 +46,14 @@ class Mode:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
         self.rounds = 2 if quick else 5
-        self.p2_requests = 15 if quick else 60
-        self.p4_seconds = 1.0 if quick else 3.0
-        self.p4_warmup = 0.5 if quick else 1.0
+        self.p2_requests = 15 if quick else 30
+        self.p4_seconds = 1.0 if quick else 2.0
+        self.p4_warmup = 0.5
         self.p5_requests = 2 if quick else 4
-        self.cold_rounds = 2 if quick else 5
+        self.cold_rounds = 2 if quick else 3
+        # bench/history.py repeats each P3 query 200 times by default; filling a million rows
+        # already takes minutes, so the whole run keeps within ten minutes with 30 repeats
+        self.p3_repeat = 30
 
 
 # --- the scenarios --------------------------------------------------------------------------------
@@ -376,7 +379,8 @@ def p3_history(mode: Mode, out: Path) -> dict[str, Any]:
     if not script.exists():
         return {"ran": False, "why": "bench/history.py is not in this checkout"}
     started = time.perf_counter()
-    command = [sys.executable, str(script), "--out", str(out)] + (["--quick"] if mode.quick else [])
+    command = [sys.executable, str(script), "--out", str(out)]
+    command += ["--quick"] if mode.quick else ["--repeat", str(mode.p3_repeat)]
     finished = subprocess.run(command, cwd=ROOT, check=False)  # noqa: S603 - our own script
     return {"ran": True, "exit": finished.returncode, "seconds": time.perf_counter() - started}
 
@@ -443,6 +447,7 @@ def machine() -> dict[str, str]:
         pass
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": _load(),
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
         "memory": memory,
@@ -455,6 +460,14 @@ def machine() -> dict[str, str]:
         "numpy": np.__version__,
         "pillow": Image.__version__,
     }
+
+
+def _load() -> str:
+    """The 1-minute load average: how busy the (shared) machine was, our own processes included."""
+    try:
+        return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        return "unknown"
 
 
 def _dist_version(name: str) -> str:
@@ -470,18 +483,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run, not a measurement")
     parser.add_argument("--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,cold,suite)")
-    parser.add_argument("--skip-suite", action="store_true", help="do not time the test suite")
+    parser.add_argument(
+        "--with-suite",
+        action="store_true",
+        help="also time the test suite (minutes; otherwise the last measured time is carried over)",
+    )
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     options = parser.parse_args(argv)
     mode = Mode(options.quick)
-    wanted = [s.strip() for s in options.only.split(",") if s.strip()] or [*SCENARIOS, "suite"]
-    if options.skip_suite or options.quick:
-        wanted = [s for s in wanted if s != "suite"]
+    wanted = [s.strip() for s in options.only.split(",") if s.strip()] or [*SCENARIOS]
+    if options.with_suite and "suite" not in wanted:
+        wanted.append("suite")
     out = Path(options.out).resolve()
     raw = BENCH / "last-run.json" if out == ROOT / "BENCHMARKS.md" else out.with_suffix(".json")
     results: dict[str, Any] = {}
-    if options.only and raw.exists():  # a partial run updates the figures of the last full one
-        results = json.loads(raw.read_text())
+    previous = json.loads(raw.read_text()) if raw.exists() else {}
+    if options.only:  # a partial run updates the figures of the last full one
+        results = previous
+    elif "suite" in previous and "suite" not in wanted:  # its date says when it was measured
+        results["suite"] = previous["suite"]
     results |= {"quick": mode.quick, "machine": machine(), "rounds": mode.rounds}
     began = time.perf_counter()
     for name in wanted:
@@ -496,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name]["measured"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", flush=True)
     results["elapsed_s"] = time.perf_counter() - began
+    results["machine"]["load"] += f" at the start, {_load()} at the end"
     import report
 
     raw.write_text(json.dumps(results, indent=2, default=str) + "\n")
