@@ -1,0 +1,479 @@
+"""P3: the history at a million generations, on SQLite and PostgreSQL (a measurement, not a test).
+
+    python bench/history.py                  # 1,000,000 rows on both databases; writes BENCHMARKS.md
+    python bench/history.py --rows 100000    # fewer rows (the section says how many)
+    python bench/history.py --quick          # 20,000 rows, few repeats: a smoke run, prints only
+    python bench/history.py --only sqlite    # one database
+
+Each database is made by the real migrations, then filled in bulk without the API, as an import
+would: secondary indexes (and on SQLite the triggers) off, rows in (SQLite ``executemany`` in one
+transaction, PostgreSQL ``COPY``), then indexes, triggers, the FTS index and the counts made again
+from the rows; PostgreSQL then gets ``VACUUM ANALYZE`` (as autovacuum would) and a ``CHECKPOINT``.
+Every figure is the time of one ``SqlGenerationRepository.list`` call as the server makes it
+(worker thread, connection, page query, total, mapping to domain objects), measured in-process,
+repeated, warm cache.
+
+PostgreSQL: ``IMAGESTUDIO_BENCH_POSTGRES_URL``, else ``IMAGESTUDIO_TEST_POSTGRES_URL``, else the
+local server (``postgres@127.0.0.1:5432/test``); a database ``imagestudio_bench_<pid>`` is made
+there and dropped at the end. The P3 section of ``BENCHMARKS.md`` (between its markers) is this
+script's; the rest of the file is left as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, database_url  # noqa: E402
+from imagestudio.domain.model import HistoryCursor, HistoryQuery, HistorySort, Operation  # noqa: E402
+
+BEGIN = "<!-- bench/history.py: P3 begin -->"
+END = "<!-- bench/history.py: P3 end -->"
+START = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
+COLUMNS = (
+    "type, operation, prompt, negative_prompt, parameters, seed, width, height, file_key, storage_root,"
+    " remote_url, task_id, engine, model, cost, created_at"
+)
+
+SUBJECTS = [
+    *("castle", "lighthouse", "city", "forest", "mountain", "ocean", "desert", "village", "harbor"),
+    *("temple", "garden", "river", "bridge", "robot", "dragon", "astronaut", "cat", "fox", "owl"),
+    *("wolf", "horse", "whale", "ship", "train", "tower", "cathedral", "market", "island", "volcano"),
+    *("canyon", "glacier", "meadow"),
+]
+ADJECTIVES = [
+    *("red", "blue", "golden", "silver", "ancient", "futuristic", "misty", "quiet", "stormy", "frozen"),
+    *("glowing", "dark", "bright", "tiny", "giant", "ruined", "floating", "hidden", "peaceful"),
+    *("vibrant", "lonely", "crowded", "sunlit", "moonlit", "rainy", "snowy", "dusty", "neon"),
+    *("emerald", "crimson"),
+]
+STYLES = [
+    *("oil painting", "watercolor", "photograph", "35mm film", "digital art", "concept art"),
+    *("pencil sketch", "isometric", "ukiyo-e", "art nouveau", "cyberpunk", "steampunk", "baroque"),
+    *("minimalist", "low poly", "pixel art", "studio lighting", "cinematic", "volumetric light"),
+    *("golden hour", "4k", "8k", "highly detailed", "bokeh", "wide angle", "macro"),
+]
+PLACES = [
+    "at dawn",
+    "at dusk",
+    "at night",
+    "in winter",
+    "in autumn",
+    "under the stars",
+    "in the rain",
+    "in fog",
+]
+NEGATIVES = ["blurry", "low quality", "watermark", "text", "deformed", "extra fingers", "oversaturated"]
+MODELS = [f"runware:{n}@1" for n in (100, 101, 97, 5, 2)] + ["civitai:4384@128713", "civitai:133005@782002"]
+OPERATIONS = ["text-to-image"] * 40 + ["image-to-image"] * 7 + ["upscale"] * 3
+
+
+def rows(count: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
+    """``count`` generations in creation order, spread over three years, a few at the same instant.
+
+    Prompts: "a [adjective] adjective subject place, 1 to 4 styles"; 40% have a negative prompt;
+    80% text-to-image, 14% image-to-image, 6% upscale; half local, half Runware; seven models.
+    """
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    pick = rng.choice
+    step = dt.timedelta(days=3 * 365) / count
+    for index in range(count):
+        created = START + step * (index if rng.random() > 0.02 else index - 1)
+        operation = pick(OPERATIONS)
+        engine = "runware" if rng.random() < 0.5 else "local"
+        model = None if operation == "upscale" else pick(MODELS)
+        side = pick((512, 768, 1024))
+        seed_value = rng.getrandbits(52) + 1
+        extra = rng.random()
+        prompt = f"a {pick(ADJECTIVES)} {pick(SUBJECTS)} {pick(PLACES)}, {pick(STYLES)}"
+        if extra < 0.5:
+            prompt = f"a {pick(ADJECTIVES)} {prompt[2:]}, {pick(STYLES)}"
+        if extra < 0.2:
+            prompt += f", {pick(STYLES)}, {pick(STYLES)}"
+        negative = f"{pick(NEGATIVES)}, {pick(NEGATIVES)}" if rng.random() < 0.4 else None
+        upscale = operation == "upscale"
+        parameters = (
+            f'{{"width": {side}, "height": {side}, "steps": {"null" if upscale else 4 + index % 47},'
+            f' "cfgScale": {"null" if upscale else 7.5}, "seed": {seed_value},'
+            f' "model": {json.dumps(model)}, "engine": "{engine}",'
+            f' "strength": {0.7 if operation == "image-to-image" else "null"},'
+            f' "scale": {2 if upscale else "null"}, "sourceId": null}}'
+        )
+        yield (
+            "image",
+            operation,
+            prompt,
+            negative,
+            parameters,
+            seed_value,
+            side,
+            side,
+            f"{index // 3000:04d}/{index:032x}.jpg",
+            "/data/generated",
+            f"https://im.runware.ai/image/{index:x}.jpg" if engine == "runware" else None,
+            f"task-{index:x}",
+            engine,
+            model,
+            0.0013 if engine == "runware" else None,
+            created,
+        )
+
+
+# --- filling ------------------------------------------------------------------------------------
+
+
+def fill_sqlite(path: Path, data: list[tuple[Any, ...]]) -> float:
+    """Bulk load as an import would: secondary indexes and triggers off, rows in, then indexes, the
+    triggers, the FTS index (``rebuild``) and the counts made again from the rows."""
+    db = SqlDatabase(f"sqlite:///{path}")
+    db.upgrade_schema()
+    db.dispose()
+    started = time.perf_counter()
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA synchronous=OFF")
+    connection.execute("PRAGMA cache_size=-262144")
+    schema = connection.execute(
+        "SELECT type, name, sql FROM sqlite_master"
+        " WHERE tbl_name = 'generations' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+    ).fetchall()
+    marks = ", ".join("?" * 16)
+    connection.execute("BEGIN")
+    for kind, name, _ in schema:
+        connection.execute(f"DROP {kind} {name}")
+    for start in range(0, len(data), 50_000):
+        batch = [
+            (*row[:-1], row[-1].strftime("%Y-%m-%d %H:%M:%S.%f")) for row in data[start : start + 50_000]
+        ]
+        connection.executemany(f"INSERT INTO generations ({COLUMNS}) VALUES ({marks})", batch)  # noqa: S608
+    for _, _, ddl in schema:
+        connection.execute(ddl)
+    connection.execute("INSERT INTO generations_fts (generations_fts) VALUES ('rebuild')")
+    connection.execute("DELETE FROM generation_counts")
+    connection.execute("INSERT INTO generation_counts SELECT type, count(*) FROM generations GROUP BY type")
+    connection.execute("COMMIT")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return time.perf_counter() - started
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def fill_postgresql(url: str, data: list[tuple[Any, ...]]) -> float:
+    """Bulk load as an import would: secondary indexes off, ``COPY`` (the statement trigger keeps the
+    counts), indexes made again, then ``VACUUM ANALYZE`` as autovacuum would."""
+    db = SqlDatabase(url)
+    db.upgrade_schema()
+    db.dispose()
+    started = time.perf_counter()
+    with psycopg.connect(_libpq(url)) as connection:
+        indexes = connection.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'generations'"
+            " AND indexname NOT IN ('generations_pkey', 'generations_file_key_key')"
+        ).fetchall()
+        for name, _ in indexes:
+            connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        with connection.cursor() as cursor, cursor.copy(f"COPY generations ({COLUMNS}) FROM STDIN") as copy:
+            for row in data:
+                copy.write_row(row)
+        connection.execute("SET maintenance_work_mem = '1GB'")
+        for _, ddl in indexes:
+            connection.execute(ddl.encode())
+        connection.commit()
+        connection.autocommit = True
+        connection.execute("VACUUM ANALYZE generations")
+        connection.execute("CHECKPOINT")  # write the load out now, not while measuring
+    return time.perf_counter() - started
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    raw = (
+        os.environ.get("IMAGESTUDIO_BENCH_POSTGRES_URL")
+        or os.environ.get("IMAGESTUDIO_TEST_POSTGRES_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    admin = database_url(raw)
+    name = f"imagestudio_bench_{os.getpid()}"
+    with psycopg.connect(_libpq(admin), autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_libpq(admin), autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+Scenario = tuple[str, str, float | None, Callable[[], HistoryQuery], int]
+
+
+def scenarios(db: SqlDatabase, count: int, repeat: int) -> list[Scenario]:
+    """(key, what, target ms for p50, query, repetitions)."""
+    deep = _cursor_at(db, int(count * 0.9))
+    deep_filtered = _cursor_at(db, int(count * 0.45), engine="runware")
+    middle = START + dt.timedelta(days=365)
+    window = {"created_from": middle, "created_to": middle + dt.timedelta(days=180)}
+    return [
+        ("first", "first page of 50, newest first", 5.0, lambda: HistoryQuery(limit=50), repeat),
+        (
+            "cursor",
+            "page of 50 by cursor, 90% deep",
+            5.0,
+            lambda: HistoryQuery(limit=50, cursor=deep),
+            repeat,
+        ),
+        (
+            "cursor_filter",
+            "page of 50 by cursor, `engine=runware`, 90% deep",
+            None,
+            lambda: HistoryQuery(limit=50, engine="runware", cursor=deep_filtered),
+            repeat,
+        ),
+        (
+            "oldest",
+            "first page of 50, `sort=oldest`",
+            None,
+            lambda: HistoryQuery(limit=50, sort=HistorySort.OLDEST),
+            repeat,
+        ),
+        (
+            "q2",
+            "`q=castle golden` (two words, 0.4% of rows)",
+            20.0,
+            lambda: HistoryQuery(q="castle golden"),
+            repeat,
+        ),
+        ("q1", "`q=castle` (one word, 3% of rows)", 20.0, lambda: HistoryQuery(q="castle"), repeat),
+        (
+            "qrare",
+            "`q=lighthouse emerald watercolor` (134 rows)",
+            20.0,
+            lambda: HistoryQuery(q="lighthouse emerald watercolor"),
+            repeat,
+        ),
+        (
+            "qfilter",
+            "`q=castle golden&engine=runware` (search and a filter)",
+            None,
+            lambda: HistoryQuery(q="castle golden", engine="runware"),
+            max(10, repeat // 4),
+        ),
+        (
+            "count",
+            "filtered count: `operation=upscale&engine=local` + 6 months (total and first page)",
+            None,
+            lambda: HistoryQuery(limit=50, operation=Operation.UPSCALE, engine="local", **window),
+            max(10, repeat // 4),
+        ),
+        (
+            "count_model",
+            "filtered count: `model=runware:100@1` (total and first page)",
+            None,
+            lambda: HistoryQuery(limit=50, model="runware:100@1"),
+            max(10, repeat // 4),
+        ),
+        (
+            "offset",
+            "page of 50 by `offset`, 90% deep (for contrast)",
+            None,
+            lambda: HistoryQuery(limit=50, offset=int(count * 0.9)),
+            5,
+        ),
+    ]
+
+
+def _cursor_at(db: SqlDatabase, position: int, **filters: Any) -> HistoryCursor:
+    async def find() -> HistoryCursor:
+        page = await SqlGenerationRepository(db).list(HistoryQuery(limit=1, offset=position, **filters))
+        return HistoryCursor.after(page.items[0], HistorySort.NEWEST)
+
+    return anyio.run(find)
+
+
+def measure(db: SqlDatabase, count: int, repeat: int) -> dict[str, dict[str, Any]]:
+    repository = SqlGenerationRepository(db)
+    results: dict[str, dict[str, Any]] = {}
+    planned = scenarios(db, count, repeat)
+
+    async def run() -> None:
+        for key, what, target, make, times in planned:
+            query = make()
+            page = await repository.list(query)  # warm-up
+            samples = []
+            for _ in range(times):
+                started = time.perf_counter()
+                await repository.list(query)
+                samples.append((time.perf_counter() - started) * 1000)
+            samples.sort()
+            results[key] = {
+                "what": what,
+                "target": target,
+                "p50": statistics.median(samples),
+                "p99": samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))],
+                "runs": times,
+                "total": page.total,
+                "items": len(page.items),
+            }
+            result = results[key]
+            print(f"  {key:<13} p50 {result['p50']:8.2f} ms  p99 {result['p99']:8.2f} ms  total {page.total}")
+
+    anyio.run(run)
+    return results
+
+
+# --- the machine and the report -----------------------------------------------------------------
+
+
+def machine(pg_url: str | None) -> dict[str, str]:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor() or "unknown",
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    facts = {
+        "CPU": f"{cpu}, {os.cpu_count()} cores",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "SQLite": sqlite3.sqlite_version,
+        "load average at the end": " ".join(f"{load:.1f}" for load in os.getloadavg()),
+    }
+    if pg_url:
+        with psycopg.connect(_libpq(pg_url)) as connection:
+            row = connection.execute("SHOW server_version").fetchone()
+            facts["PostgreSQL"] = str(row[0]) if row else "unknown"
+    return facts
+
+
+def _cell(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "not run"
+    text = f"{result['p50']:.2f} ms (p99 {result['p99']:.2f})"
+    if result["target"] is not None:
+        text += " ✅" if result["p50"] < result["target"] else " ❌"
+    return text
+
+
+def render(
+    results: dict[str, dict[str, dict[str, Any]]], facts: dict[str, str], count: int, fills: dict[str, float]
+) -> str:
+    keys = list(next(iter(results.values())).keys())
+    lines = [
+        BEGIN,
+        "## P3 history",
+        "",
+        f"{count:,} generations (three years of prompts from a vocabulary of about 110 words;"
+        " 80% text-to-image, half local and half Runware, seven models), schema by the real migrations,"
+        " filled in bulk (indexes and triggers made again afterwards, as an import would):"
+        + ", ".join(f" {kind} in {seconds:.0f} s" for kind, seconds in fills.items())
+        + ". Each figure is one `SqlGenerationRepository.list` call as the server makes it (worker thread,"
+        " session, page query, `total`, mapping 50 items to domain objects), warm cache, median and 99th"
+        " percentile of repeated runs. Run with `python bench/history.py` (or `nox -s bench`).",
+        "",
+        "| scenario | target (p50) | SQLite | PostgreSQL |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key in keys:
+        first = next(r[key] for r in results.values())
+        target = f"< {first['target']:.0f} ms" if first["target"] is not None else "(none)"
+        lines.append(
+            f"| {first['what']} | {target} | {_cell(results.get('sqlite', {}).get(key))}"
+            f" | {_cell(results.get('postgresql', {}).get(key))} |"
+        )
+    lines += ["", "Machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()) + ".", "", END]
+    return "\n".join(lines)
+
+
+def write(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=200, help="runs per page scenario")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows, 20 runs; prints, writes nothing")
+    parser.add_argument("--only", choices=("sqlite", "postgresql"), default=None)
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    count, repeat = (20_000, 20) if args.quick else (args.rows, args.repeat)
+
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    fills: dict[str, float] = {}
+    pg_url: str | None = None
+    print(f"making {count:,} generations ...", flush=True)
+    data = list(rows(count))
+    with tempfile.TemporaryDirectory(prefix="imagestudio-bench-") as folder:
+        if args.only in (None, "sqlite"):
+            path = Path(folder) / "history.db"
+            print(f"SQLite: filling {count:,} rows ...", flush=True)
+            fills["SQLite"] = fill_sqlite(path, data)
+            print(f"  filled in {fills['SQLite']:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)")
+            db = SqlDatabase(f"sqlite:///{path}")
+            results["sqlite"] = measure(db, count, repeat)
+            db.dispose()
+    if args.only in (None, "postgresql"):
+        with postgres_database() as url:
+            pg_url = url
+            print(f"PostgreSQL: filling {count:,} rows ...", flush=True)
+            fills["PostgreSQL"] = fill_postgresql(url, data)
+            print(f"  filled in {fills['PostgreSQL']:.1f} s")
+            db = SqlDatabase(url)
+            results["postgresql"] = measure(db, count, repeat)
+            facts = machine(url)
+            db.dispose()
+    else:
+        facts = machine(None)
+    section = render(results, facts, count, fills)
+    print(section)
+    if args.quick:
+        print("(--quick: a smoke run; BENCHMARKS.md left as it is)")
+    else:
+        write(Path(args.out), section)
+        print(f"wrote the P3 section of {args.out}")
+    del pg_url
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
