@@ -33,6 +33,8 @@ DEFAULT_MIN_AGE = timedelta(minutes=2)
 
 
 class Problem(StrEnum):
+    """The kinds of disagreement between the history and the files."""
+
     MISSING_FILE = "missing-file"
     """A row whose image file is gone."""
     UNREFERENCED_FILE = "unreferenced-file"
@@ -85,9 +87,6 @@ class ConsistencyReport:
     def consistent(self) -> bool:
         """True when no problem remains."""
         return not self.remaining
-
-    def of(self, problem: Problem) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.problem is problem)
 
 
 @dataclass(frozen=True, kw_only=True)
