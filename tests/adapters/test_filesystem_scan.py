@@ -1,4 +1,5 @@
-"""The filesystem storage's scan (what ``imagestudio doctor`` sees) and its write failures."""
+"""What ``imagestudio doctor`` sees of storage (``scan``, on the filesystem and, as a contract, on the
+fake too) and the filesystem storage's write failures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from imagestudio.adapters.filesystem import TEMP_PREFIX, FilesystemImageStorage
 from imagestudio.domain.errors import StorageError
 from imagestudio.domain.model import StoredImage
+from imagestudio.domain.ports import ImageStorage
+from tests.fakes import InMemoryImageStorage
 
 pytestmark = pytest.mark.anyio
 HEX = "0123456789abcdef0123456789abcdef"
@@ -123,3 +126,26 @@ async def test_delete_of_a_scanned_temporary_removes_only_that_file(tmp_path: Pa
 def _today_and_tomorrow() -> list[str]:
     today = dt.datetime.now(dt.UTC).date()
     return [str(today), str(today + dt.timedelta(days=1))]
+
+
+@pytest.fixture(params=["in-memory", "filesystem"])
+def any_storage(request: pytest.FixtureRequest, tmp_path: Path) -> ImageStorage:
+    if request.param == "in-memory":
+        return InMemoryImageStorage()
+    return FilesystemImageStorage(tmp_path)
+
+
+async def test_every_storage_scans_what_it_saved_under_the_root_of_the_storage_path(
+    any_storage: ImageStorage,
+) -> None:
+    saved = [await any_storage.save(b"image %d" % i, "png", "pictures") for i in range(3)]
+    root = await any_storage.root_of("pictures")
+    assert {s.root for s in saved} == {root}
+
+    found = await any_storage.scan(root)
+    assert {f.image for f in found} == set(saved)
+    assert all(not f.temporary and f.size == len(b"image 0") for f in found)
+
+    await any_storage.delete(saved[0])
+    assert {f.image for f in await any_storage.scan(root)} == set(saved[1:])
+    assert await any_storage.scan(await any_storage.root_of("never-used")) == []
