@@ -34,6 +34,7 @@ from imagestudio.domain.errors import (
 )
 from imagestudio.domain.model import (
     Generation,
+    HistoryCursor,
     HistoryPage,
     HistoryQuery,
     ImageToImage,
@@ -129,9 +130,20 @@ class Studio:
         return await self.services.upscale(Upscale(source=source, scale=scale, task_id=task_id))
 
     async def history(
-        self, limit: int = 50, offset: int = 0, type: Literal["image", "video"] | None = None
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        type: Literal["image", "video"] | None = None,
+        **filters: Any,
     ) -> HistoryPage:
-        return await self.services.list_history(HistoryQuery(limit=limit, offset=offset, type=type))
+        """A page of the history; ``filters`` are the other :class:`HistoryQuery` fields (``q``,
+        ``operation``, ``engine``, ``model``, ``created_from``, ``created_to``, ``sort``, and
+        ``cursor``, which also takes the text of a page's ``next_cursor``)."""
+        cursor = filters.get("cursor")
+        if isinstance(cursor, str):
+            filters["cursor"] = HistoryCursor.decode(cursor) if cursor else None
+        query = HistoryQuery(limit=limit, offset=offset, type=type, **filters)
+        return await self.services.list_history(query)
 
     async def get(self, generation_id: int) -> Generation:
         return await self.services.get_generation(generation_id)
