@@ -515,6 +515,28 @@ def test_latency_delays_every_answer(fake: FakeRunware) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+def test_service_times_record_each_task_call_and_image_download(fake: FakeRunware) -> None:
+    fake.latency = 0.2
+    answer = post(fake, [inference(seed=5)])
+    httpx.get(answer.json()["data"][0]["imageURL"], timeout=10).raise_for_status()
+
+    times = fake.service_times
+    assert len(times["task"]) == 1
+    assert times["task"][0] >= 0.2
+    assert len(times["image"]) == 1
+    assert times["image"][0] >= 0
+    assert httpx.get(f"{fake.base_url}/_fake/timings", timeout=10).json() == times
+    fake.reset()
+    assert fake.service_times == {"task": [], "image": []}
+
+
+def test_a_repeated_picture_has_the_same_bytes(fake: FakeRunware) -> None:
+    first, second = (post(fake, [inference(seed=9)]).json()["data"][0]["imageURL"] for _ in range(2))
+
+    assert first != second
+    assert httpx.get(first, timeout=10).content == httpx.get(second, timeout=10).content
+
+
 @pytest.mark.anyio
 async def test_slow_requests_are_served_concurrently(fake: FakeRunware) -> None:
     fake.latency = 0.5
