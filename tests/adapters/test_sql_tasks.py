@@ -1,0 +1,63 @@
+"""The SQL task repository keeps every transition of a task, as the restart recovery reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from imagestudio.adapters.sql import SqlDatabase
+from imagestudio.adapters.sql_tasks import SqlTaskRepository
+from imagestudio.domain.errors import Conflict
+from imagestudio.domain.model import Operation, StoredImage, TaskStatus
+from imagestudio.domain.tasks import TaskState
+
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> SqlTaskRepository:
+    db = SqlDatabase(f"sqlite:///{tmp_path / 'tasks.db'}")
+    db.create_schema()
+    return SqlTaskRepository(db, owner="host:1")
+
+
+async def test_each_transition_is_read_back_as_written(repository: SqlTaskRepository) -> None:
+    state = TaskState("t-1", Operation.TEXT_TO_IMAGE, NOW)
+    await repository.create(state.task)
+    state.start(NOW + dt.timedelta(seconds=1))
+    state.stored(StoredImage(key="2026-01-02/a.jpg", root="/data/generated"))
+    await repository.update(state.task)
+
+    running = await repository.get("t-1")
+    assert running == state.task
+
+    state.complete(7, NOW + dt.timedelta(seconds=2))
+    await repository.update(state.task)
+
+    done = await repository.get("t-1")
+    assert done == state.task
+    assert done is not None
+    assert done.status is TaskStatus.COMPLETED
+    assert done.image is None
+    assert await repository.recent(10) == [state.task]
+
+
+async def test_creating_a_task_twice_is_a_conflict(repository: SqlTaskRepository) -> None:
+    state = TaskState("t-2", Operation.UPSCALE, NOW)
+    await repository.create(state.task)
+
+    with pytest.raises(Conflict):
+        await repository.create(state.task)
+
+
+async def test_updating_a_task_that_was_never_created_records_it(repository: SqlTaskRepository) -> None:
+    state = TaskState("t-3", Operation.IMAGE_TO_IMAGE, NOW)
+    state.fail("API_ERROR", "Generation failed", NOW)
+
+    await repository.update(state.task)
+
+    assert await repository.get("t-3") == state.task
