@@ -96,6 +96,10 @@ def render(results: dict[str, Any]) -> str:
 
 def _rows(results: dict[str, Any]) -> list[str]:
     rows: list[str] = []
+    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "cold", "suite"):
+        if "error" in results.get(name, {}):
+            rows.append(f"| {name} | failed in this run | {results[name]['error']} | | | **not measured** |")
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
     p1 = results.get("P1")
     if p1:
         latency = p1["latency"]
@@ -205,6 +209,7 @@ def _rows(results: dict[str, Any]) -> list[str]:
 
 def _details(results: dict[str, Any]) -> list[str]:
     lines = ["### Every round", ""]
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
     p1 = results.get("P1")
     if p1:
         for level, figures in p1["levels"].items():

@@ -507,12 +507,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in wanted:
         started = time.perf_counter()
         print(f"bench: {name} ...", flush=True)
-        if name == "suite":
-            results[name] = time_test_suite()
-        elif name == "P3":
-            results[name] = p3_history(mode, out)
-        else:
-            results[name] = SCENARIOS[name](mode)
+        try:
+            if name == "suite":
+                results[name] = time_test_suite()
+            elif name == "P3":
+                results[name] = p3_history(mode, out)
+            else:
+                results[name] = SCENARIOS[name](mode)
+        except Exception as error:  # one broken scenario must not cost the others' figures
+            print(f"bench: {name} failed: {error!r}", flush=True)
+            results[name] = {"error": f"{type(error).__name__}: {error}"[:300]}
         results[name]["measured"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", flush=True)
     results["elapsed_s"] = time.perf_counter() - began
