@@ -17,7 +17,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from imagestudio.domain.errors import NotFound, StorageError
-from imagestudio.domain.model import Generation, HistoryCursor, HistoryQuery, HistorySort, StoredImage
+from imagestudio.domain.model import HistoryCursor, HistoryQuery, HistorySort, StoredImage
 from imagestudio.domain.ports import Clock, GenerationRepository, ImageStorage, SettingsRepository, StoredFile
 
 __all__ = [
@@ -122,20 +122,20 @@ class CheckConsistency:
         rows = await self._rows()
         settings = await self.settings.get()
         current = await self.storage.root_of(settings.storage_path)
-        roots = (current, *sorted({g.image.root for g in rows} - {current}))
+        roots = (current, *sorted({image.root for image in rows.values()} - {current}))
         files = [found for root in roots for found in await self.storage.scan(root)]
         images = [f for f in files if not f.temporary]
 
         findings: list[Finding] = []
         present = {(f.image.root, f.image.key) for f in images}
         found_in = {f.image.key: f.image.root for f in images}
-        for generation in rows:
-            if (generation.image.root, generation.image.key) not in present:
-                finding = await self._missing(generation, found_in.get(generation.image.key), prune_missing)
+        for generation_id, image in rows.items():
+            if (image.root, image.key) not in present:
+                finding = await self._missing(generation_id, image, found_in.get(image.key), prune_missing)
                 if finding is not None:
                     findings.append(finding)
 
-        named = {g.image.key for g in rows}
+        named = {image.key for image in rows.values()}
         cutoff = self.clock.now() - min_age
         recent: list[StoredFile] = []
         for found in files:
@@ -156,17 +156,18 @@ class CheckConsistency:
             recent=tuple(recent),
         )
 
-    async def _rows(self) -> list[Generation]:
-        """Every row, oldest first, by keyset pages (stable while rows are added or deleted)."""
-        rows: dict[int, Generation] = {}
+    async def _rows(self) -> dict[int, StoredImage]:
+        """The image of every row by id, read oldest first in keyset pages (stable while rows are
+        added or deleted); only ids and images are kept, so a large history fits in memory."""
+        rows: dict[int, StoredImage] = {}
         cursor: HistoryCursor | None = None
         while True:
             page = await self.repository.list(
                 HistoryQuery(limit=self.page_size, sort=HistorySort.OLDEST, cursor=cursor)
             )
-            rows.update((g.id, g) for g in page.items if g.id is not None)
+            rows.update((g.id, g.image) for g in page.items if g.id is not None)
             if page.next_cursor is None or not page.items:
-                return list(rows.values())
+                return rows
             cursor = HistoryCursor.after(page.items[-1], HistorySort.OLDEST)
 
     async def _file_problem(self, image: StoredImage) -> tuple[Problem, str | None] | None:
@@ -179,28 +180,29 @@ class CheckConsistency:
             return Problem.UNREADABLE_FILE, error.message
         return None
 
-    async def _missing(self, generation: Generation, elsewhere: str | None, prune: bool) -> Finding | None:
-        assert generation.id is not None
-        found = await self._file_problem(generation.image)
+    async def _missing(
+        self, generation_id: int, image: StoredImage, elsewhere: str | None, prune: bool
+    ) -> Finding | None:
+        found = await self._file_problem(image)
         if found is None:
             return None  # a name the scan does not list (an older layout), but the file is there
-        if await self.repository.get(generation.id) is None:
+        if await self.repository.get(generation_id) is None:
             return None  # deleted meanwhile, file and all
         problem, reason = found
         if problem is Problem.UNREADABLE_FILE:
-            return Finding(problem=problem, image=generation.image, generation_id=generation.id, note=reason)
+            return Finding(problem=problem, image=image, generation_id=generation_id, note=reason)
         note = None if elsewhere is None else f"a file of this name is in {elsewhere}"
-        finding = Finding(problem=problem, image=generation.image, generation_id=generation.id, note=note)
+        finding = Finding(problem=problem, image=image, generation_id=generation_id, note=note)
         if not prune:
             return finding
         if elsewhere is not None:
             return replace(finding, note=f"{note}; row kept (move the file back, or delete the row)")
-        again = await self._file_problem(generation.image)
+        again = await self._file_problem(image)
         if again is None:
             return None  # put back meanwhile
         if again[0] is not Problem.MISSING_FILE:
             return finding
-        await self.repository.delete(generation.id)
+        await self.repository.delete(generation_id)
         return replace(finding, repaired=True)
 
     async def _leftover(self, found: StoredFile, repair: bool) -> Finding | None:
