@@ -502,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         results = previous
     elif "suite" in previous and "suite" not in wanted:  # its date says when it was measured
         results["suite"] = previous["suite"]
-    results |= {"quick": mode.quick, "machine": machine(), "rounds": mode.rounds}
+    partial = bool(options.only and results)
+    if not partial:  # a partial run keeps the full run's machine table; its scenarios carry dates
+        results |= {"quick": mode.quick, "machine": machine(), "rounds": mode.rounds}
     began = time.perf_counter()
     for name in wanted:
         started = time.perf_counter()
@@ -519,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {"error": f"{type(error).__name__}: {error}"[:300]}
         results[name]["measured"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", flush=True)
-    results["elapsed_s"] = time.perf_counter() - began
-    results["machine"]["load"] += f" at the start, {_load()} at the end"
+    if not partial:
+        results["elapsed_s"] = time.perf_counter() - began
+        results["machine"]["load"] += f" at the start, {_load()} at the end"
     import report
 
     raw.write_text(json.dumps(results, indent=2, default=str) + "\n")
