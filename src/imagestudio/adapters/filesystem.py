@@ -143,16 +143,7 @@ class FilesystemImageStorage:
         return real
 
     def _read_stored_sync(self, image: StoredImage) -> bytes:
-        real = self._real_file_of(image)
-        try:
-            # O_NOFOLLOW: if the file was swapped for a link since it was resolved, refuse it
-            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError as error:
-            raise NotFound("Image not found") from error
-        except OSError as error:
-            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+        return _read_resolved(self._real_file_of(image))
 
     def _locate_sync(self, image: StoredImage) -> str:
         real = self._real_file_of(image)
@@ -188,15 +179,7 @@ class FilesystemImageStorage:
             raise InvalidParameters("Image path must be inside the storage folder")
         if not real.is_file():
             raise NotFound("Image not found")
-        try:
-            # O_NOFOLLOW: if the last component was swapped for a symlink since resolve(), refuse it.
-            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError as error:
-            raise NotFound("Image not found") from error
-        except OSError as error:
-            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+        return _read_resolved(real)
 
     def _delete_sync(self, image: StoredImage) -> None:
         path = self._path_of(image)
@@ -264,6 +247,19 @@ def _add_file(
             modified_at=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
         )
     )
+
+
+def _read_resolved(real: Path) -> bytes:
+    """Read a file whose real path was checked to be inside storage."""
+    try:
+        # O_NOFOLLOW: if the last component was swapped for a link since it was resolved, refuse it
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as error:
+        raise NotFound("Image not found") from error
+    except OSError as error:
+        raise StorageError(f"Could not read the image: {_describe(error)}") from error
 
 
 def _is_inside(path: Path, root: Path) -> bool:
