@@ -18,19 +18,6 @@ TOKEN = "test-token-5f1c2a9e7b3d4c6a"  # noqa: S105 - a made-up token for tests
 BASE_URL = "http://127.0.0.1:8000"
 
 
-def assert_error(response: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    """``response`` is the spec's error shape with this status and code."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    if field is not None:
-        assert body["details"]["field"] == field
-    return body  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

@@ -25,7 +25,8 @@ from PIL import Image
 from imagestudio.config import Config
 from imagestudio.domain.model import nearest_valid_side
 from imagestudio.http.app import create_app
-from tests.hardening.conftest import BASE_URL, assert_error
+from tests.assertions import assert_error
+from tests.hardening.conftest import BASE_URL
 
 Client = TestClient  # type: ignore[type-arg]
 MiB = 1024 * 1024

@@ -26,7 +26,8 @@ from PIL import Image
 
 from imagestudio.config import Config
 from imagestudio.http.app import create_app
-from tests.hardening.conftest import BASE_URL, assert_error
+from tests.assertions import assert_error
+from tests.hardening.conftest import BASE_URL
 
 Client = TestClient  # type: ignore[type-arg]
 SYSTEM_FILES = ("/etc/passwd", "/etc/shadow", "/etc/hostname", "/proc/self/environ")

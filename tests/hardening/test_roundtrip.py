@@ -44,7 +44,8 @@ from imagestudio.http.schemas import (
     generation_out,
     settings_out,
 )
-from tests.hardening.conftest import BASE_URL, assert_error
+from tests.assertions import assert_error
+from tests.hardening.conftest import BASE_URL
 from tests.strategies import (
     bad_values,
     cfg,

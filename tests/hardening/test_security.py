@@ -21,7 +21,8 @@ from PIL import Image
 from imagestudio.cli import main
 from imagestudio.config import Config, ConfigError, RateLimit, Secret, is_loopback, parse_rate_limit
 from imagestudio.http.security import RateLimiter
-from tests.hardening.conftest import TOKEN, Client, assert_error
+from tests.assertions import assert_error
+from tests.hardening.conftest import TOKEN, Client
 
 OpenClient = Callable[..., AbstractContextManager[Client]]
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -12,6 +12,8 @@ import pytest
 from litestar.testing import TestClient
 from PIL import Image
 
+from tests.assertions import assert_error
+
 Client = TestClient  # type: ignore[type-arg]
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -26,18 +28,6 @@ def generate(client: Client, **body: Any) -> dict[str, Any]:
     payload = response.json()
     assert payload["success"] is True
     return payload["data"]  # type: ignore[no-any-return]
-
-
-def assert_error(response: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    if field is not None:
-        assert body["details"]["field"] == field
-    return body  # type: ignore[no-any-return]
 
 
 def test_health_reports_version_and_engine(client: Client) -> None:

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 
 from imagestudio.config import Config
 from imagestudio.http.app import create_app
+from tests.assertions import assert_error
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -35,17 +36,6 @@ def generate(client: Client, **body: Any) -> dict[str, Any]:
     response = client.post("/api/generate/text-to-image", json=body)
     assert response.status_code == 200, response.text
     return response.json()["data"]  # type: ignore[no-any-return]
-
-
-def assert_error(response: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert body["error"]
-    if field is not None:
-        assert body["details"]["field"] == field
-    return body  # type: ignore[no-any-return]
 
 
 def listed(client: Client, **params: Any) -> dict[str, Any]:
