@@ -4,6 +4,7 @@
     python bench/history.py --rows 100000    # fewer rows (the section says how many)
     python bench/history.py --quick          # 20,000 rows, few repeats: a smoke run, prints only
     python bench/history.py --only sqlite    # one database
+    python bench/history.py --keep /tmp/hist # keep the filled databases and reuse them next time
 
 Each database is made by the real migrations, then filled in bulk without the API, as an import
 would: secondary indexes (and on SQLite the triggers) off, rows in (SQLite ``executemany`` in one
@@ -209,23 +210,39 @@ def fill_postgresql(url: str, data: list[tuple[Any, ...]]) -> float:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(kept: str | None = None) -> Iterator[tuple[str, bool]]:
+    """A database to fill (its URL, and whether it is a kept one already filled): a new one dropped at
+    the end, or with ``kept`` the database of that name, made if missing and left in place."""
     raw = (
         os.environ.get("IMAGESTUDIO_BENCH_POSTGRES_URL")
         or os.environ.get("IMAGESTUDIO_TEST_POSTGRES_URL")
         or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
     admin = database_url(raw)
-    name = f"imagestudio_bench_{os.getpid()}"
+    name = kept or f"imagestudio_bench_{os.getpid()}"
     with psycopg.connect(_libpq(admin), autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    filled = bool(exists) and _pg_filled(url)
     try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+        yield url, filled
     finally:
-        with psycopg.connect(_libpq(admin), autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        if kept is None:
+            with psycopg.connect(_libpq(admin), autocommit=True) as connection:
+                connection.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def _pg_filled(url: str) -> bool:
+    with psycopg.connect(_libpq(url)) as connection:
+        made = connection.execute("SELECT to_regclass('generations') IS NOT NULL").fetchone()
+        if not made or not made[0]:
+            return False
+        row = connection.execute("SELECT EXISTS (SELECT 1 FROM generations)").fetchone()
+        return bool(row and row[0])
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -428,6 +445,14 @@ def write(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _timed_upgrade(url: str) -> None:
+    db = SqlDatabase(url)
+    started = time.perf_counter()
+    revision = db.upgrade_schema()
+    db.dispose()
+    print(f"  at revision {revision} after {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -435,29 +460,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 rows, 20 runs; prints, writes nothing")
     parser.add_argument("--only", choices=("sqlite", "postgresql"), default=None)
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        default=None,
+        help="keep the filled databases (SQLite in DIR, PostgreSQL database imagestudio_bench_keep_ROWS)"
+        " and reuse them when they exist: the code's migrations are applied, the rows are not made again",
+    )
     args = parser.parse_args(argv)
     count, repeat = (20_000, 20) if args.quick else (args.rows, args.repeat)
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     fills: dict[str, float] = {}
     pg_url: str | None = None
-    print(f"making {count:,} generations ...", flush=True)
-    data = list(rows(count))
+    made: list[tuple[Any, ...]] = []
+
+    def data() -> list[tuple[Any, ...]]:
+        if not made:
+            print(f"making {count:,} generations ...", flush=True)
+            made.extend(rows(count))
+        return made
+
     with tempfile.TemporaryDirectory(prefix="imagestudio-bench-") as folder:
         if args.only in (None, "sqlite"):
-            path = Path(folder) / "history.db"
-            print(f"SQLite: filling {count:,} rows ...", flush=True)
-            fills["SQLite"] = fill_sqlite(path, data)
-            print(f"  filled in {fills['SQLite']:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)")
+            path = Path(args.keep or folder) / f"history-{count}.db"
+            if args.keep and path.exists():
+                print(f"SQLite: reusing {path} (migrating if needed) ...", flush=True)
+                _timed_upgrade(f"sqlite:///{path}")
+            else:
+                print(f"SQLite: filling {count:,} rows ...", flush=True)
+                fills["SQLite"] = fill_sqlite(path, data())
+                print(f"  filled in {fills['SQLite']:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)")
             db = SqlDatabase(f"sqlite:///{path}")
             results["sqlite"] = measure(db, count, repeat)
             db.dispose()
     if args.only in (None, "postgresql"):
-        with postgres_database() as url:
+        kept = f"imagestudio_bench_keep_{count}" if args.keep else None
+        with postgres_database(kept) as (url, filled):
             pg_url = url
-            print(f"PostgreSQL: filling {count:,} rows ...", flush=True)
-            fills["PostgreSQL"] = fill_postgresql(url, data)
-            print(f"  filled in {fills['PostgreSQL']:.1f} s")
+            if filled:
+                print(f"PostgreSQL: reusing {kept} (migrating if needed) ...", flush=True)
+                _timed_upgrade(url)
+            else:
+                print(f"PostgreSQL: filling {count:,} rows ...", flush=True)
+                fills["PostgreSQL"] = fill_postgresql(url, data())
+                print(f"  filled in {fills['PostgreSQL']:.1f} s")
             db = SqlDatabase(url)
             results["postgresql"] = measure(db, count, repeat)
             facts = machine(url)

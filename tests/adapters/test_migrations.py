@@ -22,7 +22,8 @@ from imagestudio.adapters import migrations
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.cli import main
 from imagestudio.domain.errors import IncompatibleDatabase
-from imagestudio.domain.model import HistoryQuery, Operation, Settings
+from imagestudio.domain.model import HistoryQuery, Operation, Settings, search_terms
+from tests.adapters.test_repository_contract import make_generation
 from tests.databases import PostgresServer
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +48,13 @@ CREATE TABLE settings (key VARCHAR(64) NOT NULL, value JSON NOT NULL, PRIMARY KE
 """
 
 # Tables, columns and indexes the migrations add outside the models, on purpose (see migration 0002).
-_UNMODELLED = ("generations_fts", "alembic_version", "search", "ix_generations_search")
+_UNMODELLED = (
+    "generations_fts",
+    "alembic_version",
+    "search",
+    "ix_generations_search",
+    "generation_words",  # PostgreSQL only (migration 0004)
+)
 
 
 def _foundation_rows(url: str, kind: str, request: pytest.FixtureRequest) -> None:
@@ -232,3 +239,104 @@ def test_the_cli_adopts_a_foundation_file(tmp_path: Path, monkeypatch: pytest.Mo
         assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (
             migrations.head_revision(),
         )
+
+
+_SEARCH_PROMPTS = [
+    ("a red castle at dusk", "blurry, red"),
+    ("Castle of glass, 4K", None),
+    ("a quiet café in the rain", "text"),
+    ("text-to-image of a golden castle", None),
+    ("RED red red", "castle"),
+    ("a lighthouse, watercolor", "low quality"),
+]
+
+
+def _word_counts(db: SqlDatabase) -> dict[str, int]:
+    """``generation_words`` without its zeros (PostgreSQL)."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT word, total FROM generation_words WHERE total <> 0"))
+        return {row.word: row.total for row in rows}
+
+
+def _lexemes(db: SqlDatabase) -> dict[str, int]:
+    """The same counts made from scratch from the rows' ``search`` column (PostgreSQL)."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT word, count(*) AS total FROM generations,"
+                " unnest(tsvector_to_array(generations.search)) AS word GROUP BY word"
+            )
+        )
+        return {row.word: row.total for row in rows}
+
+
+async def _assert_search_totals(
+    repository: SqlGenerationRepository, kept: dict[int, tuple[str, str | None]]
+) -> None:
+    """Every one- and two-word search totals what a brute-force count of the kept rows says."""
+    words = sorted(
+        {w for prompt, negative in kept.values() for w in search_terms(f"{prompt} {negative or ''}")}
+    )
+    for query in [*words, "zzz", "castle red", "red castle golden", "café text"]:
+        terms = set(search_terms(query))
+        expected = sorted(
+            (
+                i
+                for i, (prompt, negative) in kept.items()
+                if terms <= set(search_terms(f"{prompt} {negative or ''}"))
+            ),
+            reverse=True,
+        )
+        page = await repository.list(HistoryQuery(q=query))
+        assert page.total == len(expected), query
+        assert [g.id for g in page.items] == expected, query
+
+
+async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_inserts_and_deletes(
+    database: SqlDatabase,
+) -> None:
+    database.upgrade_schema()
+    with database.migration_transaction() as connection:
+        migrations.downgrade(connection, "0003")
+    repository = SqlGenerationRepository(database)
+    kept: dict[int, tuple[str, str | None]] = {}
+    for index, (prompt, negative) in enumerate(_SEARCH_PROMPTS[:4]):
+        added = await repository.add(make_generation(index, prompt=prompt, negative=negative))
+        assert added.id is not None
+        kept[added.id] = (prompt, negative)
+
+    assert database.upgrade_schema() == migrations.head_revision()  # 0004 counts the rows present
+    postgresql = database.dialect == "postgresql"
+    if postgresql:
+        assert _word_counts(database) == _lexemes(database)
+        assert _word_counts(database)["castle"] == 3
+    await _assert_search_totals(repository, kept)
+
+    for index, (prompt, negative) in enumerate(_SEARCH_PROMPTS[4:], start=4):
+        added = await repository.add(make_generation(index, prompt=prompt, negative=negative))
+        assert added.id is not None
+        kept[added.id] = (prompt, negative)
+    for gone in sorted(kept)[:2]:
+        assert await repository.delete(gone) is not None
+        del kept[gone]
+    if postgresql:
+        assert _word_counts(database) == _lexemes(database)
+        with database.engine.begin() as connection:  # an update moves its words (the app never does)
+            connection.execute(
+                text("UPDATE generations SET prompt = 'a castle' WHERE id = :id"), {"id": max(kept)}
+            )
+        kept[max(kept)] = ("a castle", kept[max(kept)][1])
+        assert _word_counts(database) == _lexemes(database)
+    await _assert_search_totals(repository, kept)
+
+    with database.migration_transaction() as connection:
+        migrations.downgrade(connection, "0003")
+    with database.engine.connect() as connection:
+        assert "generation_words" not in inspect(connection).get_table_names()
+    added = await repository.add(make_generation(9, prompt="castle after the downgrade"))
+    assert added.id is not None
+    kept[added.id] = ("castle after the downgrade", make_generation(9).negative_prompt)
+    assert database.upgrade_schema() == migrations.head_revision()
+    if postgresql:
+        assert _word_counts(database) == _lexemes(database)
+    await _assert_search_totals(repository, kept)

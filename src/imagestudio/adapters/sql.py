@@ -15,8 +15,10 @@ How the history listing (``HistoryQuery``) is answered:
   comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
 - ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
   ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
-- ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter, and
-  counts the matching rows otherwise.
+- ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter; for a
+  search alone, SQLite counts in its FTS5 index and PostgreSQL reads the count of a one-word
+  search from ``generation_words`` (kept by triggers, migration ``0004``); otherwise it counts the
+  matching rows.
 
 Several processes can share one database: ids come from the database (SQLite ``AUTOINCREMENT``
 under its write lock, a PostgreSQL sequence), settings are written as upserts of one row per
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -375,9 +378,19 @@ class SqlGenerationRepository:
         only_search = bool(query.terms) and not any(
             (query.type, query.operation, query.engine, query.model, query.created_from, query.created_to)
         )
+        counted_word = (
+            query.terms[0]
+            if not sqlite and only_search and len(query.terms) == 1 and _PLAIN_WORD.fullmatch(query.terms[0])
+            else None
+        )
 
         def work(connection: Connection) -> HistoryPage:
             matches: int | None = None
+            if counted_word is not None:
+                # PostgreSQL would visit every matching row to count them; the kept count is exact.
+                matches = int(connection.execute(_WORD_COUNT, {"word": counted_word}).scalar_one())
+                if matches == 0:
+                    return query.page([], 0)
             if sqlite and query.terms:
                 # The full-text index alone counts its matches fast; how many there are decides the
                 # plan: sort the few, or walk the date index past the many.
@@ -386,7 +399,7 @@ class SqlGenerationRepository:
                 )
                 if matches == 0:
                     return query.page([], 0)
-            walk = matches is not None and matches > self._sort_matches_up_to
+            walk = sqlite and matches is not None and matches > self._sort_matches_up_to
             page_statement, total_statement = _statements(_shape(query, sqlite=sqlite, walk=walk))
             rows = connection.execute(
                 page_statement, {**filters, "limit": query.limit + 1, "offset": query.offset}
@@ -426,6 +439,10 @@ which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
 _BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id"))
 _BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
 _FTS_COUNT = text("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH :fts_query")
+_WORD_COUNT = text("SELECT coalesce((SELECT total FROM generation_words WHERE word = :word), 0)")
+_PLAIN_WORD = re.compile(r"[a-z0-9]+")
+"""Search terms that PostgreSQL's parser takes as one token of the same text, so one word of
+``generation_words``: lower-case ASCII letters and digits (other terms are counted row by row)."""
 
 
 def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False) -> _Shape:
