@@ -23,12 +23,14 @@ from imagestudio.adapters.images import PillowImageInspector
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.adapters.sql_tasks import SqlIdempotencyStore, SqlTaskRepository
+from imagestudio.adapters.sql_watch import change_watch
 from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.ports import (
+    ChangeWatch,
     Clock,
     GenerationRepository,
     IdempotencyStore,
@@ -83,6 +85,7 @@ def build_services(
     idempotency: IdempotencyStore,
     events: InMemoryTaskEvents | None = None,
     clock: Clock | None = None,
+    history_watch: ChangeWatch | None = None,
     max_running: int | None = None,
     max_queued: int = 100,
 ) -> Services:
@@ -118,7 +121,7 @@ def build_services(
         text_to_image=GenerateTextToImage(pipeline=pipeline),
         image_to_image=GenerateImageToImage(pipeline=pipeline, resolve=resolve),
         upscale=UpscaleImage(pipeline=pipeline, resolve=resolve),
-        list_history=ListHistory(repository=repository),
+        list_history=ListHistory(repository=repository, watch=history_watch),
         get_generation=GetGeneration(repository=repository),
         delete_generation=DeleteGeneration(repository=repository, storage=storage),
         open_image=OpenImage(repository=repository, storage=storage),
@@ -158,6 +161,9 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             generator = LocalImageGenerator()
         events = InMemoryTaskEvents()
         events.bind()
+        watch = change_watch(db)
+        if watch is not None:
+            stack.callback(watch.close)
         services = build_services(
             generator=generator,
             storage=FilesystemImageStorage(config.data_dir),
@@ -167,6 +173,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             task_repository=SqlTaskRepository(db),
             idempotency=SqlIdempotencyStore(db),
             events=events,
+            history_watch=watch,
             max_running=config.max_running,
             max_queued=config.max_queued,
         )

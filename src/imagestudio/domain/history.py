@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from imagestudio.domain.errors import NotFound
 from imagestudio.domain.model import Generation, HistoryPage, HistoryQuery
-from imagestudio.domain.ports import GenerationRepository, ImageStorage
+from imagestudio.domain.ports import ChangeWatch, GenerationRepository, ImageStorage
 
 __all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "OpenImage"]
 
@@ -22,12 +22,22 @@ def _check_id(generation_id: int) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class ListHistory:
-    """A page of the history, newest first, with the total matching the filter."""
+    """A page of the history, newest first, with the total matching the filter.
+
+    ``version()`` lets a caller keep pages it has already made: a page read after
+    ``version()`` returned ``v`` is still right for as long as ``version()`` keeps returning ``v``
+    (read the version *before* the page). ``None`` means no version can be told (no ``watch``, or
+    a database that cannot say cheaply): do not keep pages.
+    """
 
     repository: GenerationRepository
+    watch: ChangeWatch | None = None
 
     async def __call__(self, query: HistoryQuery) -> HistoryPage:
         return await self.repository.list(query)
+
+    def version(self) -> object | None:
+        return None if self.watch is None else self.watch.token()
 
 
 @dataclass(frozen=True, kw_only=True)

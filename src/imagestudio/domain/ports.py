@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from imagestudio.domain.tasks import Task
 
 __all__ = [
+    "ChangeWatch",
     "Clock",
     "GenerationRepository",
     "IdempotencyRecord",
@@ -153,6 +154,19 @@ class GenerationRepository(Protocol):
     async def delete(self, generation_id: int) -> Generation | None:
         """Remove a generation's record and return it, or ``None`` if there was none."""
         ...
+
+
+class ChangeWatch(Protocol):
+    """Tells, cheaply, whether the stored history may have changed since an earlier look.
+
+    ``token()`` is called on the event loop for every cached read, so it must not block: it
+    returns a value that differs from every earlier one once anything (this process or another)
+    has committed a change, or ``None`` when it cannot tell, which means "do not trust a cache".
+    Equal tokens promise nothing was committed in between; different ones only that something
+    may have been.
+    """
+
+    def token(self) -> object | None: ...
 
 
 class SettingsRepository(Protocol):

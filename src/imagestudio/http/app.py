@@ -21,6 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from imagestudio._version import __version__
 from imagestudio.bootstrap import Services, bootstrap
 from imagestudio.config import Config
+from imagestudio.http.cache import ResponseCache
 from imagestudio.http.controllers import (
     GenerateController,
     HealthController,
@@ -125,7 +126,9 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         cors_config=cors,
-        middleware=security_middleware(cors=cors, token=token, rate_limit=config.rate_limit),
+        middleware=security_middleware(
+            cors=cors, token=token, rate_limit=config.rate_limit, response_cache=ResponseCache()
+        ),
         request_max_body_size=config.max_body_size,
         openapi_config=OpenAPIConfig(
             title="imagestudio",

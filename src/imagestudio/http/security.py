@@ -8,6 +8,9 @@ web page the user merely visited from acting for them: state-changing requests m
 allowed origins refuse) and must not come from a foreign ``Origin``, and a WebSocket opened from
 a foreign ``Origin`` is refused.
 
+All of it is one ASGI layer, :class:`ShellGuard`, which also hands ``GET /api/history`` and
+``/health`` to the response cache (``http/cache.py``) once the checks have passed.
+
 HTTP refusals raise the framework's exceptions, so ``http/errors.py`` writes them in the spec's
 error shape and the CORS layer (outside every middleware) adds its headers. WebSocket refusals
 are written here: an error message and close code 1008 after the handshake (a bad token, too
@@ -33,20 +36,13 @@ from litestar.exceptions import (
     PermissionDeniedException,
     TooManyRequestsException,
 )
-from litestar.middleware import ASGIMiddleware
+from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from imagestudio.config import RateLimit
+from imagestudio.http.cache import ResponseCache
 
-__all__ = [
-    "OPEN_PATHS",
-    "CrossSiteMiddleware",
-    "RateLimitMiddleware",
-    "RateLimiter",
-    "TokenAuthMiddleware",
-    "WebSocketOriginMiddleware",
-    "security_middleware",
-]
+__all__ = ["OPEN_PATHS", "RateLimiter", "ShellGuard", "security_middleware"]
 
 OPEN_PATHS = frozenset(
     {
@@ -124,43 +120,17 @@ async def _refuse_socket(receive: Receive, send: Send, code: str, message: str) 
     await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": code})
 
 
-class RateLimitMiddleware(ASGIMiddleware):
-    """Too many requests from one address: 429 ``RATE_LIMITED`` with ``Retry-After``."""
-
-    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
-
-    def __init__(self, limiter: RateLimiter) -> None:
-        self.limiter = limiter
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        wait = self.limiter.take(_client(scope))
-        if wait is None:
-            await next_app(scope, receive, send)
-            return
-        retry_after = max(1, math.ceil(wait))
-        message = (
-            f"Too many requests: at most {self.limiter.limit.requests} per {_period(self.limiter.limit)}"
-        )
-        message += f"; retry in {retry_after} s"
-        if scope["type"] == ScopeType.WEBSOCKET:
-            await _refuse_socket(receive, send, "RATE_LIMITED", message)
-            return
-        raise TooManyRequestsException(detail=message, headers={"Retry-After": str(retry_after)})
-
-
 def _period(limit: RateLimit) -> str:
     names = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
     return names.get(limit.period, f"{limit.period:g} seconds")
 
 
-class TokenAuthMiddleware(ASGIMiddleware):
+class _TokenCheck:
     """Every path but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>`` or ``X-API-Key``.
 
     The WebSocket may also carry it as ``?token=`` (browsers cannot set headers on one).
-    Comparisons take constant time. A refusal is 401 ``UNAUTHORIZED`` with ``WWW-Authenticate``.
+    Comparisons take constant time.
     """
-
-    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
@@ -189,29 +159,24 @@ class TokenAuthMiddleware(ASGIMiddleware):
             found.extend(value for name, value in parse_qsl(query) if name == "token")
         return found
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    def refusal(self, scope: Scope) -> tuple[str, bool] | None:
+        """``None`` if the request may pass, else why not and whether credentials were sent."""
         path = scope["path"].rstrip("/") or "/"
         credentials = self._credentials(scope)
         # evaluate every credential so the time taken does not tell which one was checked
         accepted = [self._valid(candidate) for candidate in credentials]
         if path in OPEN_PATHS or any(accepted):
-            await next_app(scope, receive, send)
-            return
+            return None
         message = (
             "Invalid API token"
             if credentials
             else "Authentication required: send Authorization: Bearer <token>"
         )
-        if scope["type"] == ScopeType.WEBSOCKET:
-            await _refuse_socket(receive, send, "UNAUTHORIZED", message + " (or ?token=)")
-            return
-        challenge = 'Bearer realm="imagestudio"' + (', error="invalid_token"' if credentials else "")
-        raise NotAuthorizedException(detail=message, headers={"WWW-Authenticate": challenge})
+        return message, bool(credentials)
 
 
-class CrossSiteMiddleware(ASGIMiddleware):
-    """State-changing requests (POST, PUT, PATCH, DELETE) from a web page the user merely visited
-    are refused.
+def _cross_site_refusal(scope: Scope, method: str, cors: CORSConfig) -> HTTPException | None:
+    """State-changing requests (POST, PUT, PATCH, DELETE) from a web page the user merely visited.
 
     - An ``Origin`` that is not an allowed CORS origin is 403 ``FORBIDDEN``. Browsers send
       ``Origin`` with every such request, including "same-origin" ones from a page whose host name
@@ -221,55 +186,108 @@ class CrossSiteMiddleware(ASGIMiddleware):
       415 ``UNSUPPORTED_MEDIA_TYPE``: HTML forms (``application/x-www-form-urlencoded``,
       ``multipart/form-data``, ``text/plain``) are what a cross-site page can send without a preflight.
     """
-
-    scopes = (ScopeType.HTTP,)
-
-    def __init__(self, cors: CORSConfig) -> None:
-        self.cors = cors
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        method = cast("HTTPScope", scope)["method"]
-        if method in _STATE_CHANGING:
-            origin = _header(scope, b"origin")
-            if origin is not None and not self.cors.is_origin_allowed(origin):
-                raise PermissionDeniedException(
-                    detail=f"{method} requests from a page at another origin are not allowed"
-                    " (IMAGESTUDIO_CORS_ORIGINS lists the allowed ones)"
-                )
-            content_type = _header(scope, b"content-type")
-            media_type = (content_type or "").split(";", 1)[0].strip().lower()
-            length = (_header(scope, b"content-length") or "").strip()
-            has_body = (length not in ("", "0")) or _header(scope, b"transfer-encoding") is not None
-            if media_type != _JSON and (method != "DELETE" or has_body):
-                shown = media_type or "no Content-Type"
-                raise HTTPException(
-                    status_code=415,
-                    detail=f"{method} requests must send Content-Type: application/json, not {shown}",
-                    headers={"Accept": _JSON},
-                )
-        await next_app(scope, receive, send)
+    origin = _header(scope, b"origin")
+    if origin is not None and not cors.is_origin_allowed(origin):
+        return PermissionDeniedException(
+            detail=f"{method} requests from a page at another origin are not allowed"
+            " (IMAGESTUDIO_CORS_ORIGINS lists the allowed ones)"
+        )
+    content_type = _header(scope, b"content-type")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    length = (_header(scope, b"content-length") or "").strip()
+    has_body = (length not in ("", "0")) or _header(scope, b"transfer-encoding") is not None
+    if media_type != _JSON and (method != "DELETE" or has_body):
+        shown = media_type or "no Content-Type"
+        return HTTPException(
+            status_code=415,
+            detail=f"{method} requests must send Content-Type: application/json, not {shown}",
+            headers={"Accept": _JSON},
+        )
+    return None
 
 
-class WebSocketOriginMiddleware(ASGIMiddleware):
-    """A WebSocket opened by a browser page must come from an allowed CORS origin.
+class ShellGuard:
+    """The protections as one ASGI layer, in this order: rate limit, WebSocket origin, token,
+    cross-site checks; then the history page cache for ``GET /api/history``.
 
-    Without ``Origin`` (a program, not a browser) the socket is allowed. A foreign origin's
-    handshake is refused (close 1008 before accepting), so the page learns nothing.
+    The rate limit comes first so that failed token guesses count too. One layer rather than one
+    middleware each: every request passes through it, and on a one-worker server each layer
+    costs a measurable share of a small request's time (BENCHMARKS.md, P4).
+
+    - Rate limit: too many requests from one address is 429 ``RATE_LIMITED`` with ``Retry-After``.
+    - WebSocket origin: a socket opened by a browser page must come from an allowed CORS origin;
+      without ``Origin`` (a program) it is allowed; a foreign origin's handshake is refused
+      (close 1008 before accepting), so the page learns nothing.
+    - Token: a refusal is 401 ``UNAUTHORIZED`` with ``WWW-Authenticate``.
+    - Cross-site: see :func:`_cross_site_refusal` (403 ``FORBIDDEN``, 415).
     """
 
-    scopes = (ScopeType.WEBSOCKET,)
-
-    def __init__(self, cors: CORSConfig) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        cors: CORSConfig,
+        token: str | None = None,
+        limiter: RateLimiter | None = None,
+        response_cache: ResponseCache | None = None,
+    ) -> None:
+        self.app = app
         self.cors = cors
+        self.limiter = limiter
+        self.token = _TokenCheck(token) if token is not None else None
+        self.response_cache = response_cache
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        origin = _header(scope, b"origin")
-        if origin is None or self.cors.is_origin_allowed(origin):
-            await next_app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == ScopeType.HTTP:
+            http = cast("HTTPScope", scope)
+            if self.limiter is not None:
+                self._take(scope)
+            if self.token is not None:
+                refused = self.token.refusal(scope)
+                if refused is not None:
+                    message, sent = refused
+                    challenge = 'Bearer realm="imagestudio"' + (', error="invalid_token"' if sent else "")
+                    raise NotAuthorizedException(detail=message, headers={"WWW-Authenticate": challenge})
+            method = http["method"]
+            if method in _STATE_CHANGING:
+                error = _cross_site_refusal(scope, method, self.cors)
+                if error is not None:
+                    raise error
+            elif self.response_cache is not None and self.response_cache.serves(http):
+                await self.response_cache(http, receive, send, self.app)
+                return
+        elif kind == ScopeType.WEBSOCKET:
+            if self.limiter is not None:
+                try:
+                    self._take(scope)
+                except TooManyRequestsException as error:
+                    await _refuse_socket(receive, send, "RATE_LIMITED", error.detail)
+                    return
+            origin = _header(scope, b"origin")
+            if origin is not None and not self.cors.is_origin_allowed(origin):
+                event = await receive()
+                if event["type"] == "websocket.connect":
+                    reason = "origin not allowed"
+                    await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": reason})
+                return
+            if self.token is not None:
+                refused = self.token.refusal(scope)
+                if refused is not None:
+                    await _refuse_socket(receive, send, "UNAUTHORIZED", refused[0] + " (or ?token=)")
+                    return
+        await self.app(scope, receive, send)
+
+    def _take(self, scope: Scope) -> None:
+        assert self.limiter is not None
+        wait = self.limiter.take(_client(scope))
+        if wait is None:
             return
-        event = await receive()
-        if event["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": "origin not allowed"})
+        retry_after = max(1, math.ceil(wait))
+        limit = self.limiter.limit
+        message = f"Too many requests: at most {limit.requests} per {_period(limit)}"
+        message += f"; retry in {retry_after} s"
+        raise TooManyRequestsException(detail=message, headers={"Retry-After": str(retry_after)})
 
 
 def security_middleware(
@@ -278,16 +296,11 @@ def security_middleware(
     token: str | None,
     rate_limit: RateLimit | None,
     clock: Callable[[], float] | None = None,
+    response_cache: ResponseCache | None = None,
 ) -> list[Any]:
-    """The middleware stack, outermost first: rate limit, WebSocket origin, token, cross-site checks.
-
-    The rate limit comes first so that failed token guesses count too.
-    """
-    stack: list[Any] = []
-    if rate_limit is not None:
-        stack.append(RateLimitMiddleware(RateLimiter(rate_limit, clock=clock or time.monotonic)))
-    stack.append(WebSocketOriginMiddleware(cors))
-    if token is not None:
-        stack.append(TokenAuthMiddleware(token))
-    stack.append(CrossSiteMiddleware(cors))
-    return stack
+    """The shell's middleware: one :class:`ShellGuard` with the protections the settings ask for."""
+    limiter = RateLimiter(rate_limit, clock=clock or time.monotonic) if rate_limit is not None else None
+    guard = DefineMiddleware(
+        ShellGuard, cors=cors, token=token, limiter=limiter, response_cache=response_cache
+    )
+    return [guard]
