@@ -240,6 +240,36 @@ async def test_search_sees_deletes(repository: Any) -> None:
     assert (await repository.list(HistoryQuery(q="lighthouse"))).total == 0
 
 
+@pytest.mark.parametrize("q", ["lighthouse", "lighthouse dusk", "Lighthouse café"])
+async def test_a_search_counts_every_match_on_any_page_even_an_empty_one(repository: Any, q: str) -> None:
+    """One word (PostgreSQL reads a kept count), several, and a word outside ASCII (counted)."""
+    for i in range(7):
+        await repository.add(make_generation(i, prompt=f"a lighthouse at dusk, café {i}"))
+    await repository.add(make_generation(7, prompt="a castle at dusk"))
+    everything = await ids(repository, q=q)
+    assert len(everything) == 7
+    for sort in HistorySort:
+        cursor: HistoryCursor | None = None
+        seen: list[int] = []
+        while True:
+            page = await repository.list(HistoryQuery(q=q, limit=3, sort=sort, cursor=cursor))
+            assert page.total == 7
+            seen += [g.id for g in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = HistoryCursor.decode(page.next_cursor)
+        assert sorted(seen) == sorted(everything)
+    beyond = await repository.list(HistoryQuery(q=q, limit=3, offset=20))
+    assert (beyond.items, beyond.total) == ([], 7)
+    last = await repository.get(min(everything))
+    assert last is not None
+    after_last = HistoryCursor.after(last, HistorySort.NEWEST)
+    empty = await repository.list(HistoryQuery(q=q, cursor=after_last))
+    assert (empty.items, empty.total) == ([], 7)
+    await repository.delete(everything[0])
+    assert (await repository.list(HistoryQuery(q=q, limit=1))).total == 6
+
+
 @pytest.mark.parametrize("sort", list(HistorySort))
 async def test_cursor_pages_walk_everything_once_in_order(repository: Any, sort: HistorySort) -> None:
     same_time = T0 + dt.timedelta(hours=1)

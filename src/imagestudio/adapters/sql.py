@@ -400,12 +400,18 @@ class SqlGenerationRepository:
                 if matches == 0:
                     return query.page([], 0)
             walk = sqlite and matches is not None and matches > self._sort_matches_up_to
-            page_statement, total_statement = _statements(_shape(query, sqlite=sqlite, walk=walk))
+            # PostgreSQL counts a search by visiting every match: the page comes from that same pass.
+            together = not sqlite and bool(query.terms) and matches is None
+            page_statement, total_statement = _statements(
+                _shape(query, sqlite=sqlite, walk=walk, together=together)
+            )
             rows = connection.execute(
                 page_statement, {**filters, "limit": query.limit + 1, "offset": query.offset}
             ).all()
             if matches is not None and only_search:
                 total = matches
+            elif together and rows:
+                total = int(rows[0].matches_total)
             else:
                 total = int(connection.execute(total_statement, filters).scalar_one())
             return query.page([_from_record(row._mapping) for row in rows], total)
@@ -429,7 +435,7 @@ class SqlGenerationRepository:
 # The statements of a listing depend only on which filters are set (its "shape"): they are built
 # once per shape, with bound parameters for the values, since building SQLAlchemy expressions
 # costs more than running these queries.
-_Shape = tuple[bool, frozenset[str], HistorySort, bool, bool, bool]
+_Shape = tuple[bool, frozenset[str], HistorySort, bool, bool, bool, bool]
 
 _SORT_MATCHES_UP_TO = 2000
 """SQLite search: up to this many matches, the page sorts them (a row lookup each); beyond, it
@@ -445,7 +451,7 @@ _PLAIN_WORD = re.compile(r"[a-z0-9]+")
 ``generation_words``: lower-case ASCII letters and digits (other terms are counted row by row)."""
 
 
-def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False) -> _Shape:
+def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False, together: bool = False) -> _Shape:
     present = {
         "type": query.type,
         "operation": query.operation,
@@ -456,7 +462,7 @@ def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False) -> _Shape:
         "search": query.terms or None,
     }
     names = frozenset(name for name, value in present.items() if value is not None)
-    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk
+    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk, together
 
 
 def _parameters(query: HistoryQuery) -> dict[str, Any]:
@@ -479,8 +485,14 @@ def _parameters(query: HistoryQuery) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=512)
 def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
-    """The page query and the total query of one shape of listing."""
-    sqlite, names, sort, has_cursor, kept_count, walk = shape
+    """The page query and the total query of one shape of listing.
+
+    ``together`` (PostgreSQL searches): the page query also counts, in a ``matches_total`` column.
+    The matching rows' ``(id, created_at)`` are gathered once (GIN bitmap, then a visit of each
+    row, which counting needs anyway), counted, and the page is the top of them; counting apart
+    would evaluate the search twice. The total query stays for an empty page (no row to carry it).
+    """
+    sqlite, names, sort, has_cursor, kept_count, walk, together = shape
     g = GENERATIONS.c
     searching = sqlite and "search" in names
     # SQLite without statistics would drive a search through the index of an equality filter
@@ -503,6 +515,21 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )
+    if together:
+        matches = select(g.id, g.created_at).where(*counted).cte("matches").prefix_with("MATERIALIZED")
+        m = matches.c
+        mark_m = tuple_(m.created_at, m.id)
+        after_m = [mark_m < mark if sort is HistorySort.NEWEST else mark_m > mark] if has_cursor else []
+        order_m = (m.created_at.desc(), m.id.desc()) if sort is HistorySort.NEWEST else (m.created_at, m.id)
+        chosen = (
+            select(m.id)
+            .where(*after_m)
+            .order_by(*order_m)
+            .limit(bindparam("limit", type_=Integer))
+            .offset(bindparam("offset", type_=Integer))
+        )
+        counting = select(func.count()).select_from(matches).scalar_subquery().label("matches_total")
+        page = select(GENERATIONS, counting).where(g.id.in_(chosen)).order_by(*order)
     if kept_count:
         total = select(func.coalesce(func.sum(COUNTS.c.total), 0))
         if "type" in names:
