@@ -14,7 +14,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio.to_thread
-import httpx
 import structlog
 
 from imagestudio._version import __version__
@@ -144,10 +143,10 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         inspector = PillowImageInspector()
         generator: ImageGenerator
         if config.engine == "runware":
-            from imagestudio.adapters.runware import RunwareImageGenerator
+            from imagestudio.adapters.runware import RunwareImageGenerator, runware_client
 
             assert config.runware_api_key is not None  # Config refuses runware without a key
-            client = await stack.enter_async_context(httpx.AsyncClient())
+            client = await stack.enter_async_context(runware_client())
             generator = RunwareImageGenerator(
                 client,
                 api_key=config.runware_api_key.reveal(),

@@ -7,13 +7,12 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 
 from imagestudio.adapters.images import PillowImageInspector
 from imagestudio.adapters.local_engine import LocalImageGenerator
-from imagestudio.adapters.runware import RunwareImageGenerator
+from imagestudio.adapters.runware import RunwareImageGenerator, runware_client
 from imagestudio.domain.model import ImageSpec, SourceImage
 from imagestudio.testing.fake_runware import FakeRunware
 from tests.fakes import FakeImageGenerator, png_size
@@ -35,7 +34,7 @@ async def generator(request: pytest.FixtureRequest, fake_runware: FakeRunware) -
     elif request.param == "local":
         yield LocalImageGenerator()
     else:
-        async with httpx.AsyncClient() as client:
+        async with runware_client() as client:
             yield RunwareImageGenerator(
                 client, api_key=KEY, api_url=fake_runware.url, timeout=10, inspector=PillowImageInspector()
             )

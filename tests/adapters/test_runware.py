@@ -16,13 +16,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
 from imagestudio.adapters.images import PillowImageInspector
-from imagestudio.adapters.runware import RunwareImageGenerator
+from imagestudio.adapters.runware import RunwareImageGenerator, runware_client
 from imagestudio.domain.errors import ProviderError, ProviderRejected, ProviderTimeout, ProviderUnavailable
 from imagestudio.domain.model import ImageSpec, SourceImage
 from imagestudio.testing.fake_runware import FakeRunware, Fault
@@ -58,7 +57,7 @@ async def runware(fake: FakeRunware, **overrides: Any) -> AsyncIterator[RunwareI
         "backoff_cap": 0.05,
     }
     options.update(overrides)
-    async with httpx.AsyncClient() as client:
+    async with runware_client() as client:
         yield RunwareImageGenerator(client, **options)
 
 

@@ -35,6 +35,7 @@ import anyio.to_thread
 import httpx
 import msgspec
 import structlog
+from httpx_aiohttp import AiohttpTransport
 
 from imagestudio.domain.errors import (
     InvalidParameters,
@@ -45,7 +46,7 @@ from imagestudio.domain.errors import (
 from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.ports import ImageInspector, ProgressCallback
 
-__all__ = ["DEFAULT_API_URL", "RunwareImageGenerator"]
+__all__ = ["DEFAULT_API_URL", "RunwareImageGenerator", "runware_client"]
 
 DEFAULT_API_URL: Final = "https://api.runware.ai/v1"
 
@@ -397,6 +398,18 @@ class RunwareImageGenerator:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def runware_client() -> httpx.AsyncClient:
+    """The HTTP client of the Runware engine: httpx's API over aiohttp's connection pool.
+
+    httpx's own pool (httpcore) walks every pooled connection, with a system call each, to place
+    each request; at 64 concurrent generations that was a quarter of the server's CPU and grew
+    with the pool (BENCHMARKS.md, P1). aiohttp's pool hands out an idle connection directly. The
+    adapter sees httpx requests, responses and exceptions either way.
+    """
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=30.0)
+    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
 
 
 def _data_uri(source: SourceImage) -> str:

@@ -63,6 +63,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from imagestudio.adapters import migrations
+from imagestudio.adapters.sql_batch import GroupCommit
 from imagestudio.domain.errors import DatabaseError, DatabaseUnavailable, StudioError
 from imagestudio.domain.model import (
     Generation,
@@ -185,6 +186,7 @@ class SqlDatabase:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
+        self._writes: GroupCommit | None = None
 
     @property
     def dialect(self) -> str:
@@ -261,6 +263,15 @@ class SqlDatabase:
                 return result
 
         return self._guard(transaction)
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run a small write in a transaction shared with the writes that concurrent requests make
+        meanwhile (group commit, see ``sql_batch.py``); its result once that has committed.
+
+        ``work`` may refuse with a ``StudioError`` only before it has written anything."""
+        if self._writes is None:
+            self._writes = GroupCommit(self)
+        return await self._writes.run(work)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run read-only ``work`` on a connection in autocommit mode, in a worker thread.
@@ -349,13 +360,11 @@ class SqlGenerationRepository:
     async def add(self, generation: Generation) -> Generation:
         values = _to_values(generation)
 
-        def work(session: Session) -> int:
-            inserted = session.connection().execute(
-                insert(GENERATIONS).values(values).returning(GENERATIONS.c.id)
-            )
+        def work(connection: Connection) -> int:
+            inserted = connection.execute(insert(GENERATIONS).values(values).returning(GENERATIONS.c.id))
             return int(inserted.scalar_one())
 
-        new_id = await self._db.run(work)
+        new_id = await self._db.write(work)
         return generation.with_id(new_id)
 
     async def get(self, generation_id: int) -> Generation | None:

@@ -13,7 +13,8 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Index, Table, bindparam, delete, insert, update
+from sqlalchemy import Connection, Index, Table, bindparam, delete, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -74,6 +75,12 @@ _TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
 # through the connection: the ORM's unit of work (``merge`` loads the row, diffs and flushes)
 # cost about 2 ms of CPU per write, most of the server's own time per generation (BENCHMARKS.md).
 _INSERT_TASK = insert(_TASKS)
+# a create whose id exists writes nothing and returns no row (rather than failing, which would
+# spoil a transaction shared with other writes: see sql_batch.py)
+_CREATE_TASK = {
+    True: sqlite.insert(_TASKS).on_conflict_do_nothing(index_elements=["id"]).returning(_TASKS.c.id),
+    False: postgresql.insert(_TASKS).on_conflict_do_nothing(index_elements=["id"]).returning(_TASKS.c.id),
+}
 _UPDATE_TASK = (
     update(_TASKS)
     .where(_TASKS.c.id == bindparam("task_id"))
@@ -82,34 +89,33 @@ _UPDATE_TASK = (
 
 
 class SqlTaskRepository:
-    """``TaskRepository`` on SQLModel; task writes are single prebuilt statements."""
+    """``TaskRepository`` on SQLModel. Task writes are single prebuilt statements, and writes of
+    concurrent tasks share transactions (``SqlDatabase.write``)."""
 
     def __init__(self, db: SqlDatabase, owner: str | None = None) -> None:
         self._db = db
         self.owner = owner or process_owner()
+        self._create = _CREATE_TASK[db.is_sqlite]
 
     async def create(self, task: Task) -> None:
         values = _values(task, self.owner)
 
-        def work(session: Session) -> None:
-            try:
-                session.connection().execute(_INSERT_TASK, values)
-            except IntegrityError as error:
-                raise Conflict(f"Task {task.id} already exists", details={"field": "taskId"}) from error
+        def work(connection: Connection) -> None:
+            if connection.execute(self._create, values).first() is None:
+                raise Conflict(f"Task {task.id} already exists", details={"field": "taskId"})
 
-        await self._db.run(work)
+        await self._db.write(work)
 
     async def update(self, task: Task) -> None:
         """Write the task's current state (inserting it if it was never created)."""
         values = _values(task, self.owner)
         changes = {"task_id": task.id, **{k: v for k, v in values.items() if k != "id"}}
 
-        def work(session: Session) -> None:
-            connection = session.connection()
+        def work(connection: Connection) -> None:
             if connection.execute(_UPDATE_TASK, changes).rowcount == 0:
-                connection.execute(_INSERT_TASK, values)
+                connection.execute(self._create, values).first()
 
-        await self._db.run(work)
+        await self._db.write(work)
 
     async def get(self, task_id: str) -> Task | None:
         def work(session: Session) -> Task | None:
