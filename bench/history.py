@@ -183,8 +183,9 @@ def _libpq(url: str) -> str:
 
 
 def fill_postgresql(url: str, data: list[tuple[Any, ...]]) -> float:
-    """Bulk load as an import would: secondary indexes off, ``COPY`` (the statement trigger keeps the
-    counts), indexes made again, then ``VACUUM ANALYZE`` as autovacuum would."""
+    """Bulk load as an import would: secondary indexes off, ``COPY`` (the statement triggers keep the
+    counts per type and per search word), indexes made again, then ``VACUUM ANALYZE`` as autovacuum
+    would."""
     db = SqlDatabase(url)
     db.upgrade_schema()
     db.dispose()
@@ -415,7 +416,10 @@ def render(
         f"{count:,} generations (three years of prompts from a vocabulary of about 110 words;"
         " 80% text-to-image, half local and half Runware, seven models), schema by the real migrations,"
         " filled in bulk (indexes and triggers made again afterwards, as an import would):"
-        + ", ".join(f" {kind} in {seconds:.0f} s" for kind, seconds in fills.items())
+        + (
+            ",".join(f" {kind} in {seconds:.0f} s" for kind, seconds in fills.items())
+            or " kept from an earlier run"
+        )
         + ". Each figure is one `SqlGenerationRepository.list` call as the server makes it (worker thread,"
         " session, page query, `total`, mapping 50 items to domain objects), warm cache, median and 99th"
         " percentile of repeated runs. Run with `python bench/history.py` (or `nox -s bench`).",
