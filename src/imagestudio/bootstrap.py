@@ -140,6 +140,9 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         db = SqlDatabase(config.database)
         stack.callback(db.dispose)
         await anyio.to_thread.run_sync(db.upgrade_schema)
+        watch = change_watch(db)
+        if watch is not None:
+            stack.callback(watch.close)
         inspector = PillowImageInspector()
         generator: ImageGenerator
         if config.engine == "runware":
@@ -160,14 +163,11 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             generator = LocalImageGenerator()
         events = InMemoryTaskEvents()
         events.bind()
-        watch = change_watch(db)
-        if watch is not None:
-            stack.callback(watch.close)
         services = build_services(
             generator=generator,
             storage=FilesystemImageStorage(config.data_dir),
             repository=SqlGenerationRepository(db),
-            settings=SqlSettingsRepository(db),
+            settings=SqlSettingsRepository(db, watch=watch),
             inspector=inspector,
             task_repository=SqlTaskRepository(db),
             idempotency=SqlIdempotencyStore(db),

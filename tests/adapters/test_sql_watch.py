@@ -1,12 +1,17 @@
-"""``SqliteChangeWatch``: its token moves with every commit by anyone, and only then."""
+"""``SqliteChangeWatch``: its token moves with every commit by anyone, and only then; the settings
+repository reads again only when it has moved."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from imagestudio.adapters.sql import SqlDatabase
+import pytest
+from sqlalchemy import event
+
+from imagestudio.adapters.sql import SqlDatabase, SqlSettingsRepository
 from imagestudio.adapters.sql_watch import SqliteChangeWatch, change_watch
+from imagestudio.domain.model import SettingsPatch
 
 
 def _database(path: Path) -> sqlite3.Connection:
@@ -82,3 +87,36 @@ def test_only_a_sqlite_file_gets_a_watch(tmp_path: Path) -> None:
     finally:
         for db in (file_db, memory_db, postgres_db):
             db.dispose()
+
+
+@pytest.mark.anyio
+async def test_settings_are_read_again_only_after_a_commit(tmp_path: Path) -> None:
+    path = tmp_path / "settings.db"
+    db = SqlDatabase(f"sqlite:///{path}")
+    other_db = SqlDatabase(f"sqlite:///{path}")  # another server on the same file
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    watch = SqliteChangeWatch(path)
+    try:
+        db.upgrade_schema()
+        settings = SqlSettingsRepository(db, watch=watch)
+        first = await settings.get()
+        reads = len(statements)
+        assert await settings.get() == first
+        assert await settings.get() == first
+        assert len(statements) == reads  # unchanged database: no statement at all
+
+        await SqlSettingsRepository(other_db).update(SettingsPatch(default_width=640))
+        assert (await settings.get()).default_width == 640  # the other's commit shows at once
+        await settings.update(SettingsPatch(default_steps=12))
+        assert (await settings.get()).default_steps == 12
+        # without a watch every call reads
+        plain = SqlSettingsRepository(db)
+        before = len(statements)
+        await plain.get()
+        await plain.get()
+        assert len(statements) >= before + 2
+    finally:
+        watch.close()
+        db.dispose()
+        other_db.dispose()

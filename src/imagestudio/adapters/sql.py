@@ -76,6 +76,7 @@ from imagestudio.domain.model import (
     SettingsPatch,
     StoredImage,
 )
+from imagestudio.domain.ports import ChangeWatch
 
 __all__ = [
     "GenerationCountRow",
@@ -361,8 +362,7 @@ class SqlGenerationRepository:
         values = _to_values(generation)
 
         def work(connection: Connection) -> int:
-            inserted = connection.execute(insert(GENERATIONS).values(values).returning(GENERATIONS.c.id))
-            return int(inserted.scalar_one())
+            return int(connection.execute(_INSERT_GENERATION, values).scalar_one())
 
         new_id = await self._db.write(work)
         return generation.with_id(new_id)
@@ -453,6 +453,8 @@ which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
 
 _BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id"))
 _BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
+# built once: a statement built per call costs its cache key on every generation
+_INSERT_GENERATION = insert(GENERATIONS).returning(GENERATIONS.c.id)
 _FTS_COUNT = text("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH :fts_query")
 _WORD_COUNT = text("SELECT coalesce((SELECT total FROM generation_words WHERE word = :word), 0)")
 _PLAIN_WORD = re.compile(r"[a-z0-9]+")
@@ -591,13 +593,26 @@ def _search(*, sqlite: bool, walk: bool) -> ColumnElement[bool]:
 
 
 class SqlSettingsRepository:
-    """``SettingsRepository`` on SQLModel: a row per key, defaults for missing keys."""
+    """``SettingsRepository`` on SQLModel: a row per key, defaults for missing keys.
 
-    def __init__(self, db: SqlDatabase) -> None:
+    Every generation reads the settings. With a ``watch`` (``sql_watch.py``: on SQLite, a token
+    that moves with any commit by anyone), the last settings read are returned again for as long
+    as the token stays the one read before them, which saves a trip to a worker thread per
+    generation; without one (PostgreSQL) every call reads.
+    """
+
+    def __init__(self, db: SqlDatabase, watch: ChangeWatch | None = None) -> None:
         self._db = db
+        self._watch = watch
+        self._kept: tuple[object, Settings] | None = None
 
     async def get(self) -> Settings:
-        return await self._db.run(lambda session: _load_settings(session.connection()))
+        token = self._watch.token() if self._watch is not None else None
+        if token is not None and self._kept is not None and self._kept[0] == token:
+            return self._kept[1]
+        settings = await self._db.run(lambda session: _load_settings(session.connection()))
+        self._kept = None if token is None else (token, settings)
+        return settings
 
     async def update(self, patch: SettingsPatch) -> Settings:
         upsert = _upsert_for(self._db.dialect)
@@ -609,6 +624,7 @@ class SqlSettingsRepository:
                 connection.execute(upsert(name, value))
             return _load_settings(connection)
 
+        self._kept = None
         return await self._db.run(work)
 
 
