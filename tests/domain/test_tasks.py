@@ -14,6 +14,7 @@ from imagestudio.domain.model import (
     GeneratedImage,
     ImageSpec,
     Operation,
+    SettingsPatch,
     StoredImage,
     TaskStatus,
     TextToImage,
@@ -290,3 +291,19 @@ async def test_shutdown_refuses_new_work_cancels_the_queue_and_lets_running_fini
     assert (await world.tasks.get("wait")).status is TaskStatus.CANCELLED
     with pytest.raises(QueueFull):
         await use_case.submit(TextToImage(prompt="too late"))
+
+
+@pytest.mark.anyio
+async def test_a_queued_generation_keeps_the_storage_folder_its_request_saw() -> None:
+    generator = GatedGenerator()
+    world = World(generator=generator, max_running=1)
+    use_case = world.text_to_image()
+    first_folder = (await world.settings.get()).storage_path
+    await use_case.submit(TextToImage(prompt="running", task_id="a"))
+    await use_case.submit(TextToImage(prompt="queued", task_id="b"))
+    await world.settings.update(SettingsPatch(storage_path="./moved"))
+    await use_case.submit(TextToImage(prompt="after the move", task_id="c"))
+    generator.gate.set()
+    folders = [(await world.tasks.wait(task_id)).image.root for task_id in ("a", "b", "c")]
+    assert folders == [first_folder, first_folder, "./moved"]
+    assert {root for root, _ in world.storage.files} == {first_folder, "./moved"}

@@ -149,7 +149,11 @@ class GenerateTextToImage(_Generating[TextToImage]):
             )
 
         return self.pipeline.job(
-            task_id=task_id, operation=Operation.TEXT_TO_IMAGE, produce=produce, build=build
+            task_id=task_id,
+            operation=Operation.TEXT_TO_IMAGE,
+            produce=produce,
+            build=build,
+            storage_path=settings.storage_path,
         )
 
 
@@ -202,7 +206,11 @@ class GenerateImageToImage(_Generating[ImageToImage]):
             )
 
         return self.pipeline.job(
-            task_id=task_id, operation=Operation.IMAGE_TO_IMAGE, produce=produce, build=build
+            task_id=task_id,
+            operation=Operation.IMAGE_TO_IMAGE,
+            produce=produce,
+            build=build,
+            storage_path=settings.storage_path,
         )
 
 

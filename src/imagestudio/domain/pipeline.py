@@ -136,11 +136,24 @@ class GenerationPipeline:
     clock: Clock
     new_task_id: Callable[[], str] = field(default=new_task_id)
 
-    def job(self, *, task_id: str, operation: Operation, produce: Produce, build: Build) -> Job:
+    def job(
+        self,
+        *,
+        task_id: str,
+        operation: Operation,
+        produce: Produce,
+        build: Build,
+        storage_path: str | None = None,
+    ) -> Job:
+        """The task of one generation. The image goes to ``storage_path``: the storage folder of the
+        settings the request was prepared with (so a queued task keeps the folder its request
+        saw, and a generation reads its settings once), or, when not given, of the settings when
+        the image is ready."""
+
         async def execute(control: TaskControl) -> Generation:
             image = await control.produce(lambda: produce(control.step))
-            settings = await self.settings.get()
-            stored = await self.storage.save(image.data, image.extension, settings.storage_path)
+            folder = storage_path if storage_path is not None else (await self.settings.get()).storage_path
+            stored = await self.storage.save(image.data, image.extension, folder)
             try:
                 await control.stored(stored)
                 return await self.repository.add(build(image, stored))
