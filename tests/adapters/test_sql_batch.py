@@ -123,3 +123,30 @@ async def test_a_failed_transaction_fails_every_write_in_it_and_keeps_none(tmp_p
         assert await tasks.get("t-0") == states[0].task
     finally:
         db.dispose()
+
+
+def test_a_loop_that_ended_with_a_flush_pending_does_not_stall_the_next_one(tmp_path: Path) -> None:
+    """A library caller may run one event loop per call; a loop closed mid-flush must not leave
+    the next loop's writes waiting for a flusher that will never run again."""
+    db = SqlDatabase(f"sqlite:///{tmp_path / 'loops.db'}")
+    try:
+        db.upgrade_schema()
+        history = SqlGenerationRepository(db)
+        first_loop = asyncio.new_event_loop()
+        left: list[asyncio.Task[object]] = []
+
+        async def start_and_leave() -> None:
+            left.append(first_loop.create_task(history.add(make_generation(1))))
+            await asyncio.sleep(0)  # the write is queued and its flusher created, not run to its end
+
+        first_loop.run_until_complete(start_and_leave())
+        first_loop.close()  # closed without cancelling its tasks
+
+        async def next_call() -> int:
+            added = await asyncio.wait_for(history.add(make_generation(2)), timeout=10)
+            assert added.id is not None
+            return (await history.list(HistoryQuery())).total
+
+        assert asyncio.run(next_call()) >= 1
+    finally:
+        db.dispose()

@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 
 from imagestudio.config import Config, RateLimit, Secret
 from imagestudio.http.app import create_app
+from imagestudio.http.cache import ResponseCache
 from tests.assertions import assert_error
 from tests.hardening.conftest import TOKEN
 
@@ -140,3 +141,23 @@ def test_health_is_kept_and_revalidates(tmp_path: Path) -> None:
         # a browser page on an allowed origin still gets its CORS headers on a kept answer
         cors = client.get("/health", headers={"Origin": "http://localhost:5173"})
         assert cors.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_kept_answers_stay_within_their_byte_budget(tmp_path: Path) -> None:
+    app = create_app(Config(data_dir=tmp_path / "data"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        for index in range(3):
+            _generate(client, f"picture {index}")
+        guard = next(m for m in app.middleware if "response_cache" in getattr(m, "kwargs", {}))
+        cache: ResponseCache = guard.kwargs["response_cache"]
+        one_page = len(client.get("/api/history", params={"limit": 1}).content)
+        cache.max_bytes = 3 * one_page + one_page // 2  # room for three one-item pages, not four
+        for offset in range(3):
+            client.get("/api/history", params={"limit": 1, "offset": offset})
+        client.get("/health")
+        assert 0 < cache.kept_bytes <= cache.max_bytes
+        assert len(cache) <= 4
+        # every answer is still right, kept or made again
+        for offset in range(3):
+            page = client.get("/api/history", params={"limit": 1, "offset": offset}).json()
+            assert page["data"][0]["prompt"] == f"picture {2 - offset}"

@@ -59,40 +59,51 @@ class GroupCommit:
         self._db = db
         self._queue: list[_Write[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flusher_id: object = None
         self.transactions = 0
         self.writes = 0
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in the next shared transaction; its result once that has committed."""
-        write: _Write[T] = _Write(work, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        if self._flusher is not None and self._flusher.get_loop() is not loop:
+            # an event loop that ended with a flush pending (a library caller running one loop per
+            # call): its writes never reached the database and nobody can wait for them any more
+            self._flusher = None
+            self._queue = [write for write in self._queue if write.done.get_loop() is loop]
+        write: _Write[T] = _Write(work, loop.create_future())
         self._queue.append(write)
         if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush())
+            self._flusher = loop.create_task(self._flush(flusher := object()))
+            self._flusher_id = flusher
         return await asyncio.shield(write.done)
 
-    async def _flush(self) -> None:
+    async def _flush(self, flusher: object) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
                     await self._db.run(functools.partial(_run_batch, batch=batch))
-                except BaseException as error:  # the transaction failed: so did every write in it
+                except Exception as error:  # the transaction failed: so did every write in it
                     for write in batch:
                         _settle(write.done, error)
-                    if not isinstance(error, Exception):
-                        raise
-                else:
-                    self.transactions += 1
-                    self.writes += len(batch)
-                    for write in batch:
-                        ok, value = write.outcome
-                        if ok:
-                            if not write.done.done():
-                                write.done.set_result(value)
-                        else:
-                            _settle(write.done, value)
+                    continue
+                except asyncio.CancelledError:  # shutting down: nobody is left to write these
+                    for write in (*batch, *self._queue):
+                        write.done.cancel()
+                    self._queue = []
+                    raise
+                self.transactions += 1
+                self.writes += len(batch)
+                for write in batch:
+                    ok, value = write.outcome
+                    if not ok:
+                        _settle(write.done, value)
+                    elif not write.done.done():
+                        write.done.set_result(value)
         finally:
-            self._flusher = None
+            if self._flusher_id is flusher:  # not a flusher of an earlier, abandoned loop
+                self._flusher = None
 
 
 def _run_batch(session: Session, *, batch: list[_Write[Any]]) -> None:

@@ -14,6 +14,7 @@ connection could not see.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class SqliteChangeWatch:
 
     The connection is opened on first use, read-only and with no busy wait (a database locked
     for recovery answers ``None`` at once rather than stalling the event loop), and opened again
-    after an error. Call it from one thread (the event loop).
+    after an error. Call it from one thread at a time (the event loop).
     """
 
     def __init__(self, path: Path) -> None:
@@ -41,7 +42,11 @@ class SqliteChangeWatch:
         try:
             if self._connection is None:
                 self._connection = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=0, isolation_level=None
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=0,
+                    isolation_level=None,
+                    check_same_thread=False,  # used by one caller at a time, never concurrently
                 )
                 self._opened += 1
             row = self._connection.execute("PRAGMA data_version").fetchone()
@@ -53,7 +58,8 @@ class SqliteChangeWatch:
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.close()
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
 
 
 def change_watch(db: SqlDatabase) -> SqliteChangeWatch | None:

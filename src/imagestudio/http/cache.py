@@ -19,9 +19,9 @@ pages are not kept and carry no ``ETag``.
 
 Only 200 answers are kept, keyed on everything they depend on: the path, the query string and
 the base URL (scheme, ``Host``, root path) that image URLs are built from. At most
-``max_entries`` answers of at most ``max_entry_bytes`` each, the least recently used dropped
-first. ``ShellGuard`` (``http/security.py``) calls the cache after its checks, so the token and
-the rate limit apply to every request.
+``max_entries`` answers of at most ``max_entry_bytes`` each and ``max_bytes`` in all, the least
+recently used dropped first. ``ShellGuard`` (``http/security.py``) calls the cache after its
+checks, so the token and the rate limit apply to every request.
 """
 
 from __future__ import annotations
@@ -86,10 +86,14 @@ def _matches(if_none_match: bytes | None, etag: bytes) -> bool:
 class ResponseCache:
     """Serves repeated ``GET`` answers of the cached paths from memory while their version holds."""
 
-    def __init__(self, *, max_entries: int = 64, max_entry_bytes: int = 2 * _MB) -> None:
+    def __init__(
+        self, *, max_entries: int = 64, max_entry_bytes: int = 2 * _MB, max_bytes: int = 16 * _MB
+    ) -> None:
         self.max_entries = max_entries
         self.max_entry_bytes = max_entry_bytes
+        self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self._bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -136,10 +140,19 @@ class ResponseCache:
         await send({"type": "http.response.body", "body": entry.body, "more_body": False})
 
     def _keep(self, key: tuple[Any, ...], entry: _Entry) -> None:
+        replaced = self._entries.pop(key, None)
+        if replaced is not None:
+            self._bytes -= len(replaced.body)
         self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._bytes += len(entry.body)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.body)
+
+    @property
+    def kept_bytes(self) -> int:
+        """The bytes of the answers kept now (at most ``max_bytes``)."""
+        return self._bytes
 
     def _capture(
         self, send: Send, key: tuple[Any, ...], version: object, if_none_match: bytes | None
