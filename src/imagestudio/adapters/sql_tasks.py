@@ -13,7 +13,7 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Index, Table, bindparam, delete, insert, update
+from sqlalchemy import Connection, Index, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -71,21 +71,27 @@ class IdempotencyRow(SQLModel, table=True):
 
 
 _TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]
-# Every transition of every task is written, so these two statements are built once and sent
-# through the connection: the ORM's unit of work (``merge`` loads the row, diffs and flushes)
-# cost about 2 ms of CPU per write, most of the server's own time per generation (BENCHMARKS.md).
-_INSERT_TASK = insert(_TASKS)
-# a create whose id exists writes nothing and returns no row (rather than failing, which would
-# spoil a transaction shared with other writes: see sql_batch.py)
-_CREATE_TASK = {
-    True: sqlite.insert(_TASKS).on_conflict_do_nothing(index_elements=["id"]).returning(_TASKS.c.id),
-    False: postgresql.insert(_TASKS).on_conflict_do_nothing(index_elements=["id"]).returning(_TASKS.c.id),
-}
-_UPDATE_TASK = (
-    update(_TASKS)
-    .where(_TASKS.c.id == bindparam("task_id"))
-    .values({column.name: bindparam(column.name) for column in _TASKS.columns if column.name != "id"})
-)
+
+
+def _task_statements(is_sqlite: bool) -> tuple[Any, Any]:
+    """The two statements every task write uses, built once per database.
+
+    Every transition of every task is written, so they are sent through the connection: the
+    ORM's unit of work (``merge`` loads the row, diffs and flushes) cost about 2 ms of CPU per
+    write, most of the server's own time per generation (BENCHMARKS.md). Neither can fail on an
+    existing id, which would spoil a transaction shared with other writes (``sql_batch.py``):
+
+    - create: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``, no row back when the id is taken;
+    - write the current state: ``INSERT ... ON CONFLICT (id) DO UPDATE`` of every other column.
+    """
+    build = sqlite.insert if is_sqlite else postgresql.insert
+    create = build(_TASKS).on_conflict_do_nothing(index_elements=["id"]).returning(_TASKS.c.id)
+    upsert = build(_TASKS)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["id"],
+        set_={column.name: upsert.excluded[column.name] for column in _TASKS.columns if column.name != "id"},
+    )
+    return create, upsert
 
 
 class SqlTaskRepository:
@@ -95,7 +101,7 @@ class SqlTaskRepository:
     def __init__(self, db: SqlDatabase, owner: str | None = None) -> None:
         self._db = db
         self.owner = owner or process_owner()
-        self._create = _CREATE_TASK[db.is_sqlite]
+        self._create, self._upsert = _task_statements(db.is_sqlite)
 
     async def create(self, task: Task) -> None:
         values = _values(task, self.owner)
@@ -109,11 +115,9 @@ class SqlTaskRepository:
     async def update(self, task: Task) -> None:
         """Write the task's current state (inserting it if it was never created)."""
         values = _values(task, self.owner)
-        changes = {"task_id": task.id, **{k: v for k, v in values.items() if k != "id"}}
 
         def work(connection: Connection) -> None:
-            if connection.execute(_UPDATE_TASK, changes).rowcount == 0:
-                connection.execute(self._create, values).first()
+            connection.execute(self._upsert, values)
 
         await self._db.write(work)
 

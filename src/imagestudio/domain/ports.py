@@ -157,7 +157,8 @@ class GenerationRepository(Protocol):
 
 
 class ChangeWatch(Protocol):
-    """Tells, cheaply, whether the stored history may have changed since an earlier look.
+    """Tells, cheaply, whether the stored data (history, settings) may have changed since an
+    earlier look.
 
     ``token()`` is called on the event loop for every cached read, so it must not block: it
     returns a value that differs from every earlier one once anything (this process or another)
