@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Send
 
-__all__ = ["ResponseCache"]
+__all__ = ["ResponseCache", "header"]
 
 _MB = 1024 * 1024
 _HEALTH = ("health",)
@@ -65,7 +65,8 @@ class _Entry:
     etag: bytes
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of the header ``name`` (lower case) in ASGI ``headers``."""
     for key, value in headers:
         if key.lower() == name:
             return bytes(value)
@@ -94,8 +95,6 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self._bytes = 0
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -117,17 +116,15 @@ class ResponseCache:
             http["path"],
             http["query_string"],
             http["scheme"],
-            _header(headers, b"host") or repr(http.get("server")).encode(),
+            header(headers, b"host") or repr(http.get("server")).encode(),
             http.get("root_path", ""),
         )
-        if_none_match = _header(headers, b"if-none-match")
+        if_none_match = header(headers, b"if-none-match")
         entry = self._entries.get(key)
         if entry is not None and entry.version == version:
-            self.hits += 1
             self._entries.move_to_end(key)
             await self._answer(send, entry, if_none_match)
             return
-        self.misses += 1
         await next_app(http, receive, self._capture(send, key, version, if_none_match))
 
     async def _answer(self, send: Send, entry: _Entry, if_none_match: bytes | None) -> None:

@@ -40,7 +40,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from imagestudio.config import RateLimit
-from imagestudio.http.cache import ResponseCache
+from imagestudio.http.cache import ResponseCache, header
 
 __all__ = ["OPEN_PATHS", "RateLimiter", "ShellGuard", "security_middleware"]
 
@@ -98,10 +98,8 @@ class RateLimiter:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+    value = header(scope.get("headers", ()), name)
+    return None if value is None else value.decode("latin-1")
 
 
 def _client(scope: Scope) -> str:
