@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data-dir", default=None, help="folder for the database and images (IMAGESTUDIO_DATA_DIR)"
     )
+    _storage_root_flag(serve)
 
     generate = commands.add_parser("generate", help="make one image in-process, with a progress bar")
     generate.add_argument("prompt")
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", default=None)
     generate.add_argument("--out", default=None, help="also copy the image to this file")
     generate.add_argument("--data-dir", default=None, help="folder for the database and images")
+    _storage_root_flag(generate)
 
     db = commands.add_parser("db", help="the database schema (IMAGESTUDIO_DATABASE_URL)")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--data-dir", default=None, help="folder for the database and images (IMAGESTUDIO_DATA_DIR)"
     )
+    _storage_root_flag(doctor)
     doctor.add_argument(
         "--repair", action="store_true", help="remove stale temporary files and image files no row names"
     )
@@ -85,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
         " younger ones; 0 when no server uses the data",
     )
     return parser
+
+
+def _storage_root_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-root",
+        dest="storage_roots",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a folder the storage folder may lie in, besides the data dir (repeatable; replaces"
+        " IMAGESTUDIO_STORAGE_ROOTS)",
+    )
+
+
+def _roots(args: argparse.Namespace) -> tuple[Path, ...] | None:
+    return tuple(Path(root) for root in args.storage_roots) if args.storage_roots else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +131,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from imagestudio.http.app import create_app
 
-    config = Config.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
+    config = Config.from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, storage_roots=_roots(args)
+    )
     configure_logging(fmt=config.log_format, level=config.log_level, secrets=config.secrets)
     _upgrade_database(config)  # before the server: a refused database is one clean line, not a traceback
     uvicorn.run(
@@ -181,7 +202,7 @@ def _doctor(args: argparse.Namespace) -> int:
     if not 0 <= args.min_age < 10**9:
         print("imagestudio doctor: --min-age must be 0 or more seconds", file=sys.stderr)
         return 2
-    config = Config.from_env(data_dir=args.data_dir)
+    config = Config.from_env(data_dir=args.data_dir, storage_roots=_roots(args))
     configure_logging(fmt=config.log_format, level="warning", secrets=[])
     if config.database_url is None and not (config.data_dir / "imagestudio.db").is_file():
         print(f"imagestudio doctor: no database in {config.data_dir} (is --data-dir right?)", file=sys.stderr)
@@ -280,7 +301,7 @@ class ProgressBar:
 async def _generate(args: argparse.Namespace) -> int:
     from imagestudio import Studio
 
-    config = Config.from_env(data_dir=args.data_dir)
+    config = Config.from_env(data_dir=args.data_dir, storage_roots=_roots(args))
     secrets = [config.runware_api_key.reveal()] if config.runware_api_key else []
     configure_logging(fmt=config.log_format, level="warning", secrets=secrets)
     async with Studio.open(config=config) as studio:

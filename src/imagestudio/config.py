@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_CORS_ORIGINS",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MAX_QUEUED_BYTES",
     "MIN_TOKEN_LENGTH",
     "Config",
     "ConfigError",
@@ -25,7 +27,11 @@ __all__ = [
     "parse_rate_limit",
 ]
 
-DEFAULT_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
+DEFAULT_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
+"""Loopback pages only. ``null`` (sandboxed frames on any site, ``file://`` pages) is never a
+default: it is accepted only together with ``IMAGESTUDIO_API_TOKEN`` (CONTRACT.md section 11)."""
+DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
+DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_RUNWARE_URL = "https://api.runware.ai/v1"
 Engine = Literal["local", "runware"]
 MIN_TOKEN_LENGTH = 16
@@ -134,6 +140,20 @@ class Config:
     """When set, every ``/api`` route, ``/generated/`` image and the WebSocket require it."""
     rate_limit: RateLimit | None = None
     """Requests one client address may make (``None``: unlimited)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` names answered beyond loopback names and ``host`` (``IMAGESTUDIO_ALLOWED_HOSTS``)."""
+    storage_roots: tuple[Path, ...] = ()
+    """Folders besides the data dir inside which ``storagePath`` may point
+    (``IMAGESTUDIO_STORAGE_ROOTS``, ``--storage-root``); see :attr:`roots`."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses whose ``X-Forwarded-For`` is believed (``IMAGESTUDIO_TRUSTED_PROXIES``); none:
+    the socket's peer is the client."""
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    """Bytes of input images that queued and running work may hold (``IMAGESTUDIO_MAX_QUEUED_BYTES``)."""
+    max_connections: int | None = None
+    """Open connections at once (``IMAGESTUDIO_MAX_CONNECTIONS``; default: from the descriptor limit)."""
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    """Seconds a client has to send a request's headers (``IMAGESTUDIO_HEADER_TIMEOUT``)."""
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "runware"):
@@ -161,6 +181,17 @@ class Config:
                 f"refusing to listen on {self.host!r}, which other machines can reach, without"
                 " IMAGESTUDIO_API_TOKEN: set a token, or bind 127.0.0.1 (the default)"
             )
+        if "null" in (origin.strip().lower() for origin in self.cors_origins) and self.api_token is None:
+            raise ConfigError(
+                "IMAGESTUDIO_CORS_ORIGINS lists 'null', the origin of sandboxed frames on any web site:"
+                " that needs IMAGESTUDIO_API_TOKEN too (a desktop shell with file:// pages sends the token)"
+            )
+        if self.max_queued_bytes < 1:
+            raise ConfigError("IMAGESTUDIO_MAX_QUEUED_BYTES must be at least 1")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError("IMAGESTUDIO_MAX_CONNECTIONS must be at least 1")
+        if not (math.isfinite(self.header_timeout) and self.header_timeout > 0):
+            raise ConfigError("IMAGESTUDIO_HEADER_TIMEOUT must be a positive number of seconds")
         if self.rate_limit is not None and not (
             self.rate_limit.requests >= 1
             and math.isfinite(self.rate_limit.period)
@@ -174,6 +205,17 @@ class Config:
         return tuple(
             secret.reveal() for secret in (self.runware_api_key, self.api_token) if secret is not None
         )
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """The storage roots in force: the data dir first, then the configured ones, each resolved
+        (symbolic links followed), without repeats."""
+        found: list[Path] = []
+        for root in (self.data_dir, *self.storage_roots):
+            resolved = Path(root).expanduser().resolve()
+            if resolved not in found:
+                found.append(resolved)
+        return tuple(found)
 
     @property
     def database(self) -> str:
@@ -203,6 +245,12 @@ class Config:
             "shutdown_grace": _number(env, "IMAGESTUDIO_SHUTDOWN_GRACE", 10.0),
             "api_token": Secret(token) if token else None,
             "rate_limit": parse_rate_limit(rate) if rate else None,
+            "allowed_hosts": _list(env.get("IMAGESTUDIO_ALLOWED_HOSTS"), ","),
+            "storage_roots": tuple(Path(p) for p in _list(env.get("IMAGESTUDIO_STORAGE_ROOTS"), os.pathsep)),
+            "trusted_proxies": _list(env.get("IMAGESTUDIO_TRUSTED_PROXIES"), ","),
+            "max_queued_bytes": _integer(env, "IMAGESTUDIO_MAX_QUEUED_BYTES", DEFAULT_MAX_QUEUED_BYTES),
+            "max_connections": _integer(env, "IMAGESTUDIO_MAX_CONNECTIONS"),
+            "header_timeout": _number(env, "IMAGESTUDIO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
         }
         engine = (env.get("IMAGESTUDIO_ENGINE") or "").strip().lower()
         values["engine"] = engine or ("runware" if key else "local")
@@ -234,6 +282,12 @@ def _integer(env: Mapping[str, str], name: str, default: int | None = None) -> i
         return int(raw)
     except ValueError as error:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from error
+
+
+def _list(raw: str | None, separator: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    return tuple(item.strip() for item in raw.split(separator) if item.strip())
 
 
 def _origins(raw: str | None) -> tuple[str, ...]:
