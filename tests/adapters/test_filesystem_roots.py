@@ -35,6 +35,10 @@ def storage_in(world: Path, **options: int) -> FilesystemImageStorage:
     return FilesystemImageStorage(world / "data", roots=[world / "data", world / "pictures"], **options)
 
 
+def is_folder(path: str) -> bool:
+    return Path(path).is_dir()
+
+
 def listing(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
@@ -75,10 +79,10 @@ async def test_an_absolute_path_outside_the_roots_is_refused(world: Path) -> Non
 @pytest.mark.parametrize("storage_path", ["./generated", ".", "to-pictures/studio", "deep/er/folder"])
 async def test_a_storage_path_inside_a_root_is_created_and_accepted(world: Path, storage_path: str) -> None:
     storage = storage_in(world)
-    folder = Path(await storage.ensure_writable(storage_path))
-    assert folder.is_dir()
-    assert storage.is_confined(folder)
-    assert Path(await storage.ensure_writable(str(world / "pictures" / "absolute"))).is_dir()
+    folder = await storage.ensure_writable(storage_path)
+    assert is_folder(folder)
+    assert await storage.confined(folder)
+    assert is_folder(await storage.ensure_writable(str(world / "pictures" / "absolute")))
 
 
 async def test_a_home_folder_inside_a_root_is_accepted(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
