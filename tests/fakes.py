@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 import struct
 import uuid
 import zlib
@@ -131,18 +132,24 @@ OLD_FILE_TIME = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 class InMemoryImageStorage:
     """Files in a dict keyed by (root, key); a storage path is its own root.
 
-    Keys containing ``.tmp-`` are temporaries (what a write interrupted mid-way leaves).
+    Keys containing ``.tmp-`` are temporaries (what a write interrupted mid-way leaves). Keys
+    of the form ``<folder>/<32 hex>.<ext>`` are the ones it owns. ``outside`` lists roots that
+    lie outside the storage roots: nothing is written, scanned or deleted there.
     """
 
-    def __init__(self, *, fail_writes: bool = False) -> None:
+    def __init__(self, *, fail_writes: bool = False, outside: tuple[str, ...] = ()) -> None:
         self.files: dict[tuple[str, str], bytes] = {}
         self.modified: dict[tuple[str, str], dt.datetime] = {}
         self.fail_writes = fail_writes
         self.writable_check_fails = False
+        self.outside = set(outside)
+        self.max_read_bytes = 32 * 1024 * 1024
 
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
-        from imagestudio.domain.errors import StorageError
+        from imagestudio.domain.errors import InvalidStoragePath, StorageError
 
+        if storage_path in self.outside:
+            raise InvalidStoragePath("The storage folder lies outside the storage roots")
         if self.fail_writes:
             raise StorageError("Could not write the image: the disk is full")
         image = StoredImage(key=f"day/{uuid.uuid4().hex}.{extension}", root=storage_path)
@@ -154,21 +161,30 @@ class InMemoryImageStorage:
         self.files[(image.root, image.key)] = data
         self.modified[(image.root, image.key)] = modified_at
 
+    def own_key(self, extension: str = "png") -> str:
+        """A fresh key of the form this storage owns."""
+        return f"day/{uuid.uuid4().hex}.{extension}"
+
     async def read(self, image: StoredImage) -> bytes:
         try:
-            return self.files[(image.root, image.key)]
+            data = self.files[(image.root, image.key)]
         except KeyError:
             raise NotFound("Image not found") from None
+        if len(data) > self.max_read_bytes:
+            raise InvalidParameters("The image file is too large")
+        return data
 
-    async def read_reference(self, reference: str, storage_path: str) -> bytes:
-        if reference.startswith("/") or ".." in reference.split("/"):
-            raise InvalidParameters("Image path must be inside the storage folder")
-        try:
-            return self.files[(storage_path, reference)]
-        except KeyError:
-            raise NotFound("Image not found") from None
+    def owns(self, key: str) -> bool:
+        return re.fullmatch(r"[^/]+/[0-9a-f]{32}\.(?:jpg|png|webp)", key) is not None
+
+    async def read_reference(self, key: str, storage_path: str) -> bytes:
+        if not self.owns(key):
+            raise InvalidParameters("Not the name of an image this storage made")
+        return await self.read(StoredImage(key=key, root=storage_path))
 
     async def delete(self, image: StoredImage) -> None:
+        if image.root in self.outside:
+            return
         self.files.pop((image.root, image.key), None)
         self.modified.pop((image.root, image.key), None)
 
@@ -180,6 +196,8 @@ class InMemoryImageStorage:
     async def ensure_writable(self, storage_path: str) -> str:
         from imagestudio.domain.errors import InvalidStoragePath
 
+        if storage_path in self.outside:
+            raise InvalidParameters("storagePath must lie inside the storage roots", field="storagePath")
         if self.writable_check_fails:
             raise InvalidStoragePath("Storage folder cannot be created or written")
         return storage_path
@@ -187,7 +205,14 @@ class InMemoryImageStorage:
     async def root_of(self, storage_path: str) -> str:
         return storage_path
 
+    async def confined(self, root: str) -> bool:
+        return root not in self.outside
+
     async def scan(self, root: str) -> list[StoredFile]:
+        from imagestudio.domain.errors import StorageError
+
+        if root in self.outside:
+            raise StorageError("Refusing to scan a folder outside the storage roots")
         return [
             StoredFile(
                 image=StoredImage(key=key, root=root),

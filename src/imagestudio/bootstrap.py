@@ -42,7 +42,7 @@ from imagestudio.domain.ports import (
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.tasks import TaskManager
 
-__all__ = ["Services", "SystemClock", "bootstrap", "build_services", "consistency_check"]
+__all__ = ["Services", "SystemClock", "bootstrap", "build_services", "consistency_check", "storage_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +52,12 @@ class SystemClock:
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
+
+
+def storage_for(config: Config) -> FilesystemImageStorage:
+    """The image storage ``config`` names: relative paths against the data dir, confined to its
+    storage roots (the data dir first), inputs read up to the body limit."""
+    return FilesystemImageStorage(config.data_dir, roots=config.roots, max_read_bytes=config.max_body_size)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,7 +171,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         events.bind()
         services = build_services(
             generator=generator,
-            storage=FilesystemImageStorage(config.data_dir),
+            storage=storage_for(config),
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),
             inspector=inspector,
@@ -200,7 +206,7 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
         await anyio.to_thread.run_sync(db.upgrade_schema)
         yield CheckConsistency(
             repository=SqlGenerationRepository(db),
-            storage=FilesystemImageStorage(config.data_dir),
+            storage=storage_for(config),
             settings=SqlSettingsRepository(db),
             clock=SystemClock(),
         )

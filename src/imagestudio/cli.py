@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _storage_root_flag(doctor)
     doctor.add_argument(
-        "--repair", action="store_true", help="remove stale temporary files and image files no row names"
+        "--repair",
+        action="store_true",
+        help="remove stale temporary files and image files no row names (only inside the storage roots)",
     )
     doctor.add_argument(
         "--prune-missing",
@@ -240,8 +242,15 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         f"Checked {report.rows} history rows and {report.files} image files in {len(report.roots)} {folders}:"
     ]
     lines += [
-        f"  {root}{'  (current storage folder)' if i == 0 else ''}" for i, root in enumerate(report.roots)
+        f"  {root}{'  (current storage folder)' if root == report.current else ''}" for root in report.roots
     ]
+    if report.outside:
+        lines.append(
+            "Not scanned, outside the storage roots (nothing there is removed; add the folder with"
+            " --storage-root or IMAGESTUDIO_STORAGE_ROOTS to check it):"
+        )
+        refused = "  (current storage folder: new images are refused)"
+        lines += [f"  {root}{refused if root == report.current else ''}" for root in report.outside]
     if report.findings:
         lines.append("Found:")
     for finding in report.findings:

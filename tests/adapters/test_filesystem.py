@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anyio
 import pytest
 
 from imagestudio.adapters.filesystem import TEMP_PREFIX, FilesystemImageStorage
+from imagestudio.config import Config
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
+from imagestudio.domain.model import StoredImage
 
 pytestmark = pytest.mark.anyio
 
@@ -39,10 +42,11 @@ async def test_concurrent_saves_never_share_a_name(tmp_path: Path) -> None:
     assert len(set(keys)) == 50
 
 
-async def test_an_absolute_storage_path_is_used_as_is(tmp_path: Path) -> None:
-    storage = FilesystemImageStorage(tmp_path / "data")
-    stored = await storage.save(b"x", "png", str(tmp_path / "abs"))
-    assert Path(stored.root) == tmp_path / "abs"
+async def test_an_absolute_storage_path_inside_a_root_is_used_as_is(tmp_path: Path) -> None:
+    storage = FilesystemImageStorage(tmp_path / "data", roots=[tmp_path / "data", tmp_path / "pictures"])
+    stored = await storage.save(b"x", "png", str(tmp_path / "pictures" / "studio"))
+    assert Path(stored.root) == tmp_path / "pictures" / "studio"
+    assert (Path(stored.root) / stored.key).read_bytes() == b"x"
 
 
 async def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -64,40 +68,91 @@ async def test_delete_is_idempotent(tmp_path: Path) -> None:
         await storage.read(stored)
 
 
-async def test_references_inside_storage_are_read(tmp_path: Path) -> None:
-    storage = FilesystemImageStorage(tmp_path)
-    root = tmp_path / "generated"
-    (root / "sub").mkdir(parents=True)
-    (root / "sub" / "a.png").write_bytes(b"inside")
-    assert await storage.read_reference("sub/a.png", "./generated") == b"inside"
-    assert await storage.read_reference("./sub/a.png", "./generated") == b"inside"
-    assert await storage.read_reference(str(root / "sub" / "a.png"), "./generated") == b"inside"
+KEY = "2026-01-02/0123456789abcdef0123456789abcdef.png"
 
 
-async def test_references_that_leave_storage_are_refused_without_opening(tmp_path: Path) -> None:
+async def test_references_of_our_naming_scheme_inside_storage_are_read(tmp_path: Path) -> None:
     storage = FilesystemImageStorage(tmp_path)
-    root = tmp_path / "generated"
-    root.mkdir()
-    secret = tmp_path / "secret.png"
-    secret.write_bytes(b"secret")
-    (root / "link.png").symlink_to(secret)
-    (root / "dirlink").symlink_to(tmp_path)
-    for reference in [
+    image = tmp_path / "generated" / KEY
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"inside")
+    assert storage.owns(KEY)
+    assert await storage.read_reference(KEY, "./generated") == b"inside"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "sub/a.png",
+        "a.png",
+        "2026-01-02/a.png",
         "../secret.png",
-        str(secret),
-        "link.png",
-        "dirlink/secret.png",
         "/etc/passwd",
         "a\x00b",
-    ]:
-        with pytest.raises(InvalidParameters):
-            await storage.read_reference(reference, "./generated")
+        KEY.upper(),
+        KEY + "/x",
+    ],
+)
+async def test_a_name_of_another_form_is_refused_even_when_the_file_is_there(
+    tmp_path: Path, reference: str
+) -> None:
+    storage = FilesystemImageStorage(tmp_path)
+    (tmp_path / "generated" / "sub").mkdir(parents=True)
+    (tmp_path / "generated" / "sub" / "a.png").write_bytes(b"a user's own file")
+    (tmp_path / "generated" / "a.png").write_bytes(b"a user's own file")
+    assert not storage.owns(reference)
+    with pytest.raises(InvalidParameters):
+        await storage.read_reference(reference, "./generated")
+
+
+async def test_a_link_of_our_naming_scheme_that_leaves_storage_is_not_found(tmp_path: Path) -> None:
+    storage = FilesystemImageStorage(tmp_path / "data")
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    secret.write_bytes(b"secret")
+    day = tmp_path / "data" / "generated" / "2026-01-02"
+    day.mkdir(parents=True)
+    (day / KEY.split("/")[1]).symlink_to(secret)
+    (tmp_path / "data" / "generated" / "2026-01-03").symlink_to(secret.parent)
+    (secret.parent / KEY.split("/")[1]).write_bytes(b"secret too")
+    for key in (KEY, KEY.replace("01-02", "01-03")):
+        with pytest.raises(NotFound):
+            await storage.read_reference(key, "./generated")
 
 
 async def test_a_missing_reference_inside_storage_is_not_found(tmp_path: Path) -> None:
     storage = FilesystemImageStorage(tmp_path)
     with pytest.raises(NotFound):
-        await storage.read_reference("nope.png", "./generated")
+        await storage.read_reference(KEY, "./generated")
+
+
+async def test_a_reference_into_a_folder_outside_the_roots_is_refused(tmp_path: Path) -> None:
+    storage = FilesystemImageStorage(tmp_path / "data")
+    image = tmp_path / "elsewhere" / KEY
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"written by an older version")
+    with pytest.raises(InvalidStoragePath):
+        await storage.read_reference(KEY, str(tmp_path / "elsewhere"))
+
+
+async def test_a_file_larger_than_the_read_limit_is_refused_and_a_file_at_it_is_read(tmp_path: Path) -> None:
+    storage = FilesystemImageStorage(tmp_path, max_read_bytes=1000)
+    image = tmp_path / "generated" / KEY
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"x" * 1000)
+    assert len(await storage.read_reference(KEY, "./generated")) == 1000
+    stored = StoredImage(key=KEY, root=str(tmp_path / "generated"))
+    assert len(await storage.read(stored)) == 1000
+    os.truncate(image, 2**33)  # a sparse file far larger than the limit
+    with pytest.raises(InvalidParameters) as caught:
+        await storage.read_reference(KEY, "./generated")
+    assert "MiB" in caught.value.message
+    with pytest.raises(InvalidParameters):
+        await storage.read(stored)
+
+
+async def test_the_default_read_limit_is_the_body_limit(tmp_path: Path) -> None:
+    assert FilesystemImageStorage(tmp_path).max_read_bytes == Config().max_body_size
 
 
 async def test_ensure_writable_creates_the_folder_or_refuses(tmp_path: Path) -> None:

@@ -136,6 +136,26 @@ async def test_every_root_in_use_is_scanned_the_current_one_first() -> None:
     assert [(f.problem, f.image.root) for f in report.findings] == [(Problem.UNREFERENCED_FILE, ROOT)]
 
 
+async def test_a_folder_in_use_outside_the_storage_roots_is_reported_never_scanned_nor_repaired() -> None:
+    world = World()
+    await make(world, 1)
+    await world.settings.update(SettingsPatch(storage_path="/backup/images"))
+    [gone_id] = await make(world, 1)
+    world.storage.outside.add("/backup/images")  # the roots no longer include it
+    stray = StoredImage(key="day/" + "ab" * 16 + ".png", root="/backup/images")
+    world.storage.plant(stray)
+    gone = world.repository.rows[gone_id].image
+    del world.storage.files[(gone.root, gone.key)]
+
+    report = await doctor(world)(repair=True, prune_missing=True, min_age=timedelta(0))
+    assert report.roots == (ROOT,)
+    assert report.outside == ("/backup/images",)
+    assert report.current == "/backup/images"
+    assert (stray.root, stray.key) in world.storage.files
+    assert [(f.problem, f.repaired) for f in report.findings] == [(Problem.MISSING_FILE, True)]
+    assert gone_id not in world.repository.rows  # the row goes; nothing outside is touched
+
+
 async def test_a_file_that_a_row_names_under_another_root_is_kept_and_its_row_is_not_pruned() -> None:
     world = World()
     [moved_id] = await make(world, 1)

@@ -123,12 +123,13 @@ async def test_image_to_image_uses_a_generation_as_source_and_snaps_its_size() -
     first = await world.text_to_image()(TextToImage(prompt="a cat", width=512, height=512))
     # a stored source of an odd size, referenced by a path inside storage
     settings = await world.settings.get()
-    world.storage.files[(settings.storage_path, "odd.png")] = tiny_png(300, 500)
+    odd = world.storage.own_key()
+    world.storage.files[(settings.storage_path, odd)] = tiny_png(300, 500)
 
     from_generation = await world.image_to_image()(
         ImageToImage(source=first.file_path, prompt="a dog", strength=0.4)
     )
-    from_path = await world.image_to_image()(ImageToImage(source="odd.png", prompt="a dog"))
+    from_path = await world.image_to_image()(ImageToImage(source=odd, prompt="a dog"))
 
     assert from_generation.parameters.source_id == first.id
     assert from_generation.parameters.strength == 0.4
@@ -170,17 +171,21 @@ async def test_references_outside_storage_are_refused(reference: str) -> None:
 async def test_a_missing_image_is_not_found() -> None:
     world = World()
     with pytest.raises(NotFound):
-        await world.image_to_image()(ImageToImage(source="/generated/day/nothing.png", prompt="a dog"))
+        await world.image_to_image()(
+            ImageToImage(source="/generated/" + world.storage.own_key(), prompt="a dog")
+        )
     with pytest.raises(NotFound):
-        await world.upscale()(Upscale(source="nothing.png"))
+        await world.upscale()(Upscale(source=world.storage.own_key()))
 
 
 async def test_bytes_that_are_not_an_image_are_refused() -> None:
     world = World()
     settings = await world.settings.get()
-    world.storage.files[(settings.storage_path, "fake.png")] = b"definitely not a png"
+    fake = world.storage.own_key()
+    world.storage.files[(settings.storage_path, fake)] = b"definitely not a png"
     with pytest.raises(InvalidParameters) as caught:
-        await world.upscale()(Upscale(source="fake.png"))
+        await world.upscale()(Upscale(source=fake))
+    assert "not an image" in caught.value.message
     assert caught.value.details["field"] == "imagePath"
 
 

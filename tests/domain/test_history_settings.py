@@ -82,3 +82,43 @@ def test_history_query_limits() -> None:
         HistoryQuery(offset=-1)
     with pytest.raises(InvalidParameters):
         HistoryQuery(type="gif")  # type: ignore[arg-type]
+
+
+async def test_a_storage_path_outside_the_roots_is_invalid_parameters_and_changes_nothing() -> None:
+    world = World()
+    world.storage.outside.add("/etc")
+    with pytest.raises(InvalidParameters) as caught:
+        await world.update_settings()(SettingsPatch(storage_path="/etc", default_width=768))
+    assert caught.value.details == {"field": "storagePath"}
+    assert await world.get_settings()() == Settings()
+
+
+async def test_an_older_storage_folder_outside_the_roots_gets_no_image_and_the_engine_never_runs() -> None:
+    world = World()
+    [kept] = await _make(world, 1)
+    await world.settings.update(SettingsPatch(storage_path="/old/outside"))
+    world.storage.outside.add("/old/outside")
+    before = dict(world.storage.files)
+    with pytest.raises(InvalidStoragePath) as caught:
+        await world.text_to_image()(TextToImage(prompt="a new picture"))
+    assert caught.value.code == "STORAGE_ERROR"
+    assert caught.value.details == {"field": "storagePath"}
+    assert "set storagePath" in caught.value.message
+    assert len(world.generator.calls) == 1  # only the first picture's
+    assert world.storage.files == before
+    assert list(world.repository.rows) == [kept]
+
+
+async def test_deleting_a_generation_whose_file_lies_outside_the_roots_removes_the_row_only() -> None:
+    world = World()
+    await world.settings.update(SettingsPatch(storage_path="/old/outside"))
+    [generation_id] = await _make(world, 1)
+    generation = await world.get_generation()(generation_id)
+    world.storage.outside.add("/old/outside")  # the roots were narrowed since it was made
+
+    found, _ = await world.open_image()(generation.image.key)  # still served
+    assert found.id == generation_id
+    await world.delete_generation()(generation_id)
+
+    assert world.repository.rows == {}
+    assert (generation.image.root, generation.image.key) in world.storage.files

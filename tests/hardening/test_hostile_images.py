@@ -137,10 +137,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Path
 def _reference(storage: Path, data: bytes, how: str, name: str) -> str:
     if how == "data-uri":
         return "data:image/png;base64," + base64.b64encode(data).decode()
-    storage.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex}-{name}"  # the module shares one storage folder
-    (storage / name).write_bytes(data)
-    return name
+    # a name of the storage's own scheme (only those are inputs), fresh: the module shares one folder
+    extension = name.rsplit(".", 1)[-1] if name.endswith((".jpg", ".png", ".webp")) else "png"
+    key = f"2026-01-02/{uuid.uuid4().hex}.{extension}"
+    (storage / key).parent.mkdir(parents=True, exist_ok=True)
+    (storage / key).write_bytes(data)
+    return key
 
 
 def _send(client: Client, operation: str, reference: str) -> Any:

@@ -4,7 +4,9 @@ A sentinel folder outside storage holds a valid image; symbolic links planted in
 it. A Python audit hook sees every ``open`` the process makes (``open``, ``os.open``, Pillow's
 reads), follows links itself, and records any that reaches the sentinel or a system file. The
 property: whatever string arrives as ``seedImage`` or ``imagePath``, the answer is 200 only when
-it names the one real image in storage, else 400 or 404, and nothing outside storage is opened.
+it names the one real image in storage (a name of the storage's own scheme, ``YYYY-MM-DD/<32
+hex>.png``), else 400 or 404, and nothing outside storage is opened. A user's own file in storage
+(``ok/inside.png``) is not an input: only images the server made are.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from tests.hardening.conftest import BASE_URL
 
 Client = TestClient  # type: ignore[type-arg]
 SYSTEM_FILES = ("/etc/passwd", "/etc/shadow", "/etc/hostname", "/proc/self/environ")
+REAL_DAY = "2026-01-02"
+OWN_NAME = "0123456789abcdef0123456789abcdef.png"
+REAL_KEY = f"{REAL_DAY}/{OWN_NAME}"
+LINK_IN_KEY = f"{REAL_DAY}/{'1' * 32}.png"
+LINK_OUT_KEY = f"{REAL_DAY}/{'2' * 32}.png"
 
 
 class OpenWatch:
@@ -100,8 +107,13 @@ class Planted:
         (self.sentinel / "nested").mkdir()
         (self.sentinel / "nested" / "deep.png").write_bytes(_png())
         (self.storage / "ok").mkdir(parents=True)
-        self.inside = self.storage / "ok" / "inside.png"
+        (self.storage / "ok" / "inside.png").write_bytes(_png())  # a user's own file: not an input
+        (self.storage / REAL_DAY).mkdir()
+        self.inside = self.storage / REAL_KEY
         self.inside.write_bytes(_png())
+        (self.storage / LINK_IN_KEY).symlink_to(self.inside)  # our name, leading to our image: fine
+        (self.storage / LINK_OUT_KEY).symlink_to(self.sentinel / "secret.png")
+        (self.sentinel / OWN_NAME).write_bytes(_png())  # reached through the day-folder link below
         links = {
             "evil.png": self.sentinel / "secret.png",
             "evil-dir": self.sentinel,
@@ -119,16 +131,23 @@ class Planted:
         day.symlink_to(self.sentinel)  # a day folder swapped for a link
 
     def legitimate(self, reference: str) -> bool:
-        """Whether ``reference`` names the real image inside storage (the oracle of the property)."""
-        text = reference.removeprefix("/generated/") if reference.startswith("/generated/") else reference
-        if not text or "\x00" in text or ".." in text.replace("\\", "/").split("/"):
+        """Whether ``reference`` names the real image inside storage (the oracle of the property):
+        one of the two names of our scheme that lead to it, as a key, a ``/generated/`` path or an
+        absolute path in storage, with ``.`` and empty parts allowed and ``..`` never."""
+        text = reference.replace("\\", "/")
+        if "\x00" in text or len(text) > 4096:
             return False
-        candidate = Path(text) if Path(text).is_absolute() else self.storage / text
-        try:
-            real = candidate.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return False
-        return real == self.inside.resolve() and str(real).startswith(str(self.storage.resolve()) + os.sep)
+        if text.startswith("/generated/"):
+            text = text.removeprefix("/generated/")
+        elif text.startswith("/"):
+            if not text.startswith(str(self.storage) + "/"):
+                return False
+            text = text.removeprefix(str(self.storage) + "/")
+        parts = [part for part in text.split("/") if part not in ("", ".")]
+        return ".." not in reference.replace("\\", "/").split("/") and "/".join(parts) in (
+            REAL_KEY,
+            LINK_IN_KEY,
+        )
 
 
 @pytest.fixture
@@ -175,6 +194,22 @@ def _tricks(world: Planted) -> st.SearchStrategy[str]:
         "ok/./inside.png",
         "inner-link.png",
         "/generated/ok/inside.png",
+        REAL_KEY,
+        "./" + REAL_KEY,
+        REAL_DAY + "//" + OWN_NAME,
+        "/generated/" + REAL_KEY,
+        "/generated/./" + REAL_KEY,
+        storage + "/" + REAL_KEY,
+        storage + "/../generated/" + REAL_KEY,
+        REAL_DAY + "/../" + REAL_KEY,
+        LINK_IN_KEY,
+        LINK_OUT_KEY,
+        "/generated/" + LINK_OUT_KEY,
+        "2026-01-01/" + OWN_NAME,
+        "/generated/2026-01-01/" + OWN_NAME,
+        str(world.sentinel / OWN_NAME),
+        REAL_KEY.upper(),
+        REAL_DAY + "/" + OWN_NAME.replace(".png", ".gif"),
         "/generated/evil.png",
         "/generated/evil-dir/secret.png",
         "/generated/2026-01-01/secret.png",
@@ -212,6 +247,9 @@ def _tricks(world: Planted) -> st.SearchStrategy[str]:
             "inside.png",
             "outside",
             "secret.png",
+            REAL_DAY,
+            OWN_NAME,
+            "2026-01-01",
             "",
             "%2e%2e",
             "\x00",
@@ -268,8 +306,10 @@ def test_the_sentinel_is_never_opened_through_a_planted_link_while_the_real_imag
     try:
         for reference in ("evil.png", "/generated/evil.png", "evil-dir/secret.png", "2026-01-01/secret.png"):
             assert_error(_send(client, endpoint, reference), 400, "INVALID_PARAMETERS")
-        assert _send(client, endpoint, "ok/inside.png").status_code == 200
-        assert _send(client, endpoint, "inner-link.png").status_code == 200
+        for reference in (LINK_OUT_KEY, "2026-01-01/" + OWN_NAME, "/generated/2026-01-01/" + OWN_NAME):
+            assert_error(_send(client, endpoint, reference), 404, "NOT_FOUND")
+        assert _send(client, endpoint, REAL_KEY).status_code == 200
+        assert _send(client, endpoint, LINK_IN_KEY).status_code == 200
     finally:
         watch.stop()
     assert watch.seen == []

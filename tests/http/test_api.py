@@ -245,13 +245,17 @@ def test_image_to_image_from_a_generation_and_from_a_data_uri(client: Client) ->
     assert "sourceId" not in data["parameters"]
 
 
+OWN_NAME = "2026-01-05/" + "ab" * 16  # the storage's own naming scheme, without the extension
+
+
 def test_image_to_image_from_a_path_inside_storage(client: Client, data_dir: Path) -> None:
-    folder = data_dir / "generated" / "mine"
+    """A file of the storage's own naming scheme (an image the server made, copied back in)."""
+    folder = data_dir / "generated" / "2026-01-05"
     folder.mkdir(parents=True)
-    Image.new("RGB", (128, 128), (255, 0, 0)).save(folder / "red.png")
+    Image.new("RGB", (128, 128), (255, 0, 0)).save(folder / f"{'ab' * 16}.png")
     response = client.post(
         "/api/generate/image-to-image",
-        json={"seedImage": "mine/red.png", "prompt": "a blue square", "steps": 1},
+        json={"seedImage": f"{OWN_NAME}.png", "prompt": "a blue square", "steps": 1},
     )
     assert response.status_code == 200, response.text
 
@@ -275,21 +279,21 @@ def test_image_references_outside_storage_are_400(client: Client, reference: str
 
 def test_a_missing_image_is_404_and_a_non_image_is_400(client: Client, data_dir: Path) -> None:
     assert_error(
-        client.post("/api/generate/upscale", json={"imagePath": "/generated/2026-01-01/missing.jpg"}),
+        client.post("/api/generate/upscale", json={"imagePath": f"/generated/{OWN_NAME}.jpg"}),
         404,
         "NOT_FOUND",
     )
-    folder = data_dir / "generated"
+    folder = data_dir / "generated" / "2026-01-05"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fake.jpg").write_bytes(b"this is not a jpeg")
+    (folder / f"{'ab' * 16}.jpg").write_bytes(b"this is not a jpeg")
     assert_error(
-        client.post("/api/generate/upscale", json={"imagePath": "fake.jpg"}), 400, "INVALID_PARAMETERS"
+        client.post("/api/generate/upscale", json={"imagePath": f"{OWN_NAME}.jpg"}), 400, "INVALID_PARAMETERS"
     )
     truncated = io.BytesIO()
     Image.new("RGB", (200, 200), (1, 2, 3)).save(truncated, format="PNG")
-    (folder / "cut.png").write_bytes(truncated.getvalue()[:-40])
+    (folder / f"{'ab' * 16}.png").write_bytes(truncated.getvalue()[:-40])
     assert_error(
-        client.post("/api/generate/upscale", json={"imagePath": "cut.png"}), 400, "INVALID_PARAMETERS"
+        client.post("/api/generate/upscale", json={"imagePath": f"{OWN_NAME}.png"}), 400, "INVALID_PARAMETERS"
     )
     assert client.get("/api/history").json()["total"] == 0
 

@@ -36,11 +36,14 @@ def doctor(data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def make_history(data_dir: Path, count: int, storage_path: str | None = None) -> list[Path]:
-    """Generate ``count`` small images with the local engine; return their files."""
+def make_history(
+    data_dir: Path, count: int, storage_path: str | None = None, roots: tuple[Path, ...] = ()
+) -> list[Path]:
+    """Generate ``count`` small images with the local engine (storage roots: the data dir and
+    ``roots``); return their files."""
 
     async def run() -> list[Path]:
-        async with Studio.open(data_dir, engine="local") as studio:
+        async with Studio.open(data_dir, engine="local", storage_roots=roots) as studio:
             if storage_path is not None:
                 await studio.update_settings(storage_path=storage_path)
             files = []
@@ -107,12 +110,12 @@ def test_leftovers_and_a_missing_file_are_reported_then_repaired_step_by_step(da
     assert "Checked 2 history rows and 2 image files" in again.stdout
 
 
-def check(data_dir: Path, **options: object) -> tuple[ConsistencyReport, str]:
+def check(data_dir: Path, roots: tuple[Path, ...] = (), **options: object) -> tuple[ConsistencyReport, str]:
     """The same check in-process (no interpreter start-up): the report and its text."""
     min_age = float(options.pop("min_age", 120.0))  # type: ignore[arg-type]
 
     async def run() -> ConsistencyReport:
-        async with consistency_check(Config(data_dir=data_dir)) as checker:
+        async with consistency_check(Config(data_dir=data_dir, storage_roots=roots)) as checker:
             return await checker(min_age=dt.timedelta(seconds=min_age), **options)  # type: ignore[arg-type]
 
     report = anyio.run(run)
@@ -121,10 +124,10 @@ def check(data_dir: Path, **options: object) -> tuple[ConsistencyReport, str]:
 
 def test_files_left_in_an_earlier_storage_folder_are_found_there(data_dir: Path, tmp_path: Path) -> None:
     [old] = make_history(data_dir, 1)
-    [new] = make_history(data_dir, 1, storage_path=str(tmp_path / "elsewhere"))
+    [new] = make_history(data_dir, 1, storage_path=str(tmp_path / "elsewhere"), roots=(tmp_path,))
     stray = aged(old.parent / f"{uuid.uuid4().hex}.png", b"stray")
 
-    report, text = check(data_dir)
+    report, text = check(data_dir, roots=(tmp_path / "elsewhere",))
     assert not report.consistent
     assert f"  {tmp_path / 'elsewhere'}  (current storage folder)" in text
     assert f"  {data_dir / 'generated'}\n" in text
@@ -152,12 +155,12 @@ def test_young_files_are_left_for_a_running_server_unless_min_age_is_zero(data_d
 def test_a_moved_image_keeps_its_row_even_with_prune_missing(data_dir: Path, tmp_path: Path) -> None:
     [image] = make_history(data_dir, 1)
     moved_root = tmp_path / "moved"
-    make_history(data_dir, 0, storage_path=str(moved_root))
+    make_history(data_dir, 0, storage_path=str(moved_root), roots=(moved_root,))
     target = moved_root / image.parent.name / image.name
     target.parent.mkdir(parents=True)
     shutil.move(image, target)
 
-    report, text = check(data_dir, repair=True, prune_missing=True)
+    report, text = check(data_dir, roots=(moved_root,), repair=True, prune_missing=True)
     assert not report.consistent
     assert f"a file of this name is in {moved_root}" in text
     assert target.exists()
@@ -171,3 +174,25 @@ def test_prune_missing_without_repair_and_a_wrong_data_dir_are_refused(tmp_path:
     assert nothing.returncode == 2
     assert "no database in" in nothing.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_repair_never_deletes_in_a_folder_outside_the_storage_roots(data_dir: Path, tmp_path: Path) -> None:
+    """A storage folder an older version (or a wider --storage-root) used, like a backup copy of the
+    image folder: its image-named files survive ``doctor --repair``, and the folder is reported."""
+    backup = tmp_path / "backup"
+    [kept] = make_history(data_dir, 1, storage_path=str(backup / "images"), roots=(backup,))
+    copy = aged(kept.parent / f"{uuid.uuid4().hex}.png", kept.read_bytes())  # no row names it
+
+    repaired = doctor(data_dir, "--repair", "--min-age", "0")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "Not scanned, outside the storage roots" in repaired.stdout
+    assert f"  {backup / 'images'}  (current storage folder: new images are refused)" in repaired.stdout
+    assert copy.exists()
+    assert kept.exists()
+
+    # the same check with the folder among the roots does judge it: the file above was at stake
+    widened = doctor(data_dir, "--repair", "--min-age", "0", "--storage-root", str(backup))
+    assert widened.returncode == 0, widened.stdout
+    assert f"{copy}" in widened.stdout
+    assert not copy.exists()
+    assert kept.exists()

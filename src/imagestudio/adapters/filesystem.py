@@ -8,6 +8,21 @@ disk, and are then renamed into place. Every call runs in a worker thread.
 ``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, ``.tmp-*``
 temporaries), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's
 own files in the storage folder for leftovers.
+
+Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
+first). Nothing is created, written, scanned or deleted outside them, symbolic links followed:
+
+- ``ensure_writable`` refuses a folder outside the roots with ``InvalidParameters`` (field
+  ``storagePath``) before creating anything, and one whose disk has less than ``min_free_bytes``
+  free with ``InvalidStoragePath``;
+- ``save`` into a folder outside the roots (a storage path recorded by an older version) is
+  ``InvalidStoragePath``; ``scan`` of one is refused; ``delete`` of an image outside them leaves
+  the file in place;
+- recorded images outside the roots are still read and served (``read``, ``locate``): they are
+  the user's history;
+- ``read_reference`` reads only names this storage gives (``owns``), inside a folder within the
+  roots; every read checks the opened file's size before reading a byte and reads at most
+  ``max_read_bytes``.
 """
 
 from __future__ import annotations
@@ -19,37 +34,64 @@ import os
 import re
 import stat
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio.to_thread
+import structlog
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
 from imagestudio.domain.model import StoredImage
 from imagestudio.domain.ports import StoredFile
 
-__all__ = ["TEMP_PREFIX", "FilesystemImageStorage"]
+__all__ = ["DEFAULT_MAX_READ_BYTES", "MIN_FREE_BYTES", "TEMP_PREFIX", "FilesystemImageStorage"]
+
+log = structlog.get_logger(__name__)
 
 TEMP_PREFIX = ".tmp-"
+DEFAULT_MAX_READ_BYTES = 32 * 1024 * 1024
+"""The largest file read as an input image: the request body limit (``Config.max_body_size``)."""
+MIN_FREE_BYTES = 64 * 1024 * 1024
+"""A storage folder whose disk has less free space than this is refused: room for a few dozen
+ordinary images, or a handful of 4096 px upscales."""
 _ALLOWED_EXTENSIONS = frozenset({"jpg", "png", "webp"})
-_MAX_REFERENCE = 4096
 _DAY_FOLDER = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)")
+_IMAGE_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{32}\.(?:jpg|png|webp)")
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{32}")
 _PROBE_NAME = re.compile(re.escape(TEMP_PREFIX) + r"probe-[0-9a-f]{32}")
+_OUTSIDE_ROOTS = (
+    "storagePath must be a folder inside the data dir or a storage root"
+    " (IMAGESTUDIO_STORAGE_ROOTS, --storage-root), symbolic links followed"
+)
+_STALE_FOLDER = (
+    "The storage folder in the settings lies outside the storage roots, so nothing is written there:"
+    " set storagePath (PUT /api/settings) to a folder inside the data dir or a storage root"
+)
 
 
 class FilesystemImageStorage:
-    """Stores images in folders on the local disk.
+    """Stores images in folders on the local disk, inside the storage ``roots``.
 
     ``data_dir`` anchors relative storage paths (CONTRACT.md section 1: "a relative
-    ``storagePath`` resolves against the data dir").
+    ``storagePath`` resolves against the data dir"); ``roots`` default to the data dir alone.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        roots: Sequence[str | os.PathLike[str]] = (),
+        max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
+        min_free_bytes: int = MIN_FREE_BYTES,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.roots = tuple(Path(root).expanduser().resolve() for root in roots) or (self.data_dir,)
+        self.max_read_bytes = max_read_bytes
+        self.min_free_bytes = min_free_bytes
 
     def root_for(self, storage_path: str) -> Path:
-        """The absolute folder that ``storage_path`` names."""
+        """The absolute folder that ``storage_path`` names (lexically; links are not followed)."""
         try:
             path = Path(storage_path).expanduser()
         except RuntimeError as error:  # "~someone" for a user this machine does not have
@@ -59,6 +101,17 @@ class FilesystemImageStorage:
         if not path.is_absolute():
             path = self.data_dir / path
         return Path(os.path.normpath(path))
+
+    def is_confined(self, folder: Path) -> bool:
+        """Whether ``folder`` (existing or not) lies inside a storage root once links are followed."""
+        try:
+            real = folder.resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            return False
+        return any(_is_inside(real, root) for root in self.roots)
+
+    def owns(self, key: str) -> bool:
+        return _IMAGE_KEY.fullmatch(key) is not None
 
     # --- port -----------------------------------------------------------------------------
 
@@ -71,9 +124,11 @@ class FilesystemImageStorage:
     async def read(self, image: StoredImage) -> bytes:
         return await anyio.to_thread.run_sync(self._read_stored_sync, image)
 
-    async def read_reference(self, reference: str, storage_path: str) -> bytes:
+    async def read_reference(self, key: str, storage_path: str) -> bytes:
+        if not self.owns(key):  # decided on the text alone: nothing is looked up on disk
+            raise InvalidParameters("Not the name of an image this storage made")
         root = self.root_for(storage_path)
-        return await anyio.to_thread.run_sync(self._read_reference_sync, reference, root)
+        return await anyio.to_thread.run_sync(self._read_reference_sync, key, root)
 
     async def delete(self, image: StoredImage) -> None:
         await anyio.to_thread.run_sync(self._delete_sync, image)
@@ -89,19 +144,26 @@ class FilesystemImageStorage:
     async def root_of(self, storage_path: str) -> str:
         return str(self.root_for(storage_path))
 
+    async def confined(self, root: str) -> bool:
+        return await anyio.to_thread.run_sync(self.is_confined, Path(root))
+
     async def scan(self, root: str) -> list[StoredFile]:
         return await anyio.to_thread.run_sync(self._scan_sync, Path(root))
 
     # --- blocking implementations -----------------------------------------------------------
 
     def _save_sync(self, data: bytes, extension: str, root: Path) -> StoredImage:
+        if not self.is_confined(root):  # checked before any folder is made
+            raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         key = f"{day}/{uuid.uuid4().hex}.{extension}"
         final = root / key
         temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if not self.is_confined(final.parent):  # a day folder that is a link leading out
+                raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
@@ -143,58 +205,60 @@ class FilesystemImageStorage:
         return real
 
     def _read_stored_sync(self, image: StoredImage) -> bytes:
-        return _read_resolved(self._real_file_of(image))
+        return _read_bounded(self._real_file_of(image), self.max_read_bytes)
+
+    def _read_reference_sync(self, key: str, root: Path) -> bytes:
+        if not self.is_confined(root):
+            raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
+        return _read_bounded(self._real_file_of(StoredImage(key=key, root=str(root))), self.max_read_bytes)
 
     def _locate_sync(self, image: StoredImage) -> str:
         real = self._real_file_of(image)
         try:
             # Open it once, so that an image which is there but cannot be read is a storage error
             # now, rather than a response that breaks off after its headers have gone out.
-            os.close(os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)))
+            os.close(os.open(real, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW))
         except FileNotFoundError as error:
             raise NotFound("Image not found") from error
         except OSError as error:
             raise StorageError(f"Could not read the image: {_describe(error)}") from error
         return str(real)
 
-    def _read_reference_sync(self, reference: str, root: Path) -> bytes:
-        if not reference or len(reference) > _MAX_REFERENCE or "\x00" in reference:
-            raise InvalidParameters("Image path is not valid")
-        # no "~" expansion: a client names files in storage, not in this machine's home folders
-        candidate = Path(reference.replace("\\", "/"))
-        if ".." in candidate.parts:
-            raise InvalidParameters("Image path must not contain '..'")
-        if not candidate.is_absolute():
-            candidate = root / candidate
-        # Compare the lexical path first: an absolute path elsewhere is refused without touching it.
-        if not _is_inside(Path(os.path.normpath(candidate)), root):
-            raise InvalidParameters("Image path must be inside the storage folder")
-        try:
-            real = candidate.resolve(strict=True)
-        except FileNotFoundError as error:
-            raise NotFound("Image not found") from error
-        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
-            raise InvalidParameters("Image path cannot be resolved") from error
-        if not _is_inside(real, root.resolve()):
-            raise InvalidParameters("Image path must be inside the storage folder")
-        if not real.is_file():
-            raise NotFound("Image not found")
-        return _read_resolved(real)
-
     def _delete_sync(self, image: StoredImage) -> None:
         path = self._path_of(image)
+        root = Path(image.root)
+        if not self.is_confined(root):
+            # An image an older version wrote outside the roots: its row goes, the file stays.
+            log.warning("image outside the storage roots left in place", key=image.key, root=image.root)
+            return
         try:
+            if not _is_inside(path.parent.resolve(), root.resolve()):
+                return  # its day folder is now a link that leads out of storage: not ours to remove
             path.unlink()
         except FileNotFoundError:
+            return
+        except RuntimeError:  # a symlink loop where the day folder was
             return
         except OSError as error:
             raise StorageError(f"Could not delete the image: {_describe(error)}") from error
 
     def _ensure_writable_sync(self, root: Path) -> None:
+        if not self.is_confined(root):  # before anything is created
+            raise InvalidParameters(_OUTSIDE_ROOTS, field="storagePath")
         try:
+            free = _free_bytes(root)
+            if free < self.min_free_bytes:
+                raise InvalidStoragePath(
+                    f"Storage folder's disk has {free // 2**20} MiB free; at least"
+                    f" {self.min_free_bytes // 2**20} MiB is needed",
+                    details={"field": "storagePath"},
+                )
             root.mkdir(parents=True, exist_ok=True)
+            if not self.is_confined(root):  # a link swapped in meanwhile
+                raise InvalidParameters(_OUTSIDE_ROOTS, field="storagePath")
             probe = root / f"{TEMP_PREFIX}probe-{uuid.uuid4().hex}"
-            probe.write_bytes(b"")
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            os.close(fd)
             probe.unlink()
         except OSError as error:
             raise InvalidStoragePath(
@@ -203,6 +267,8 @@ class FilesystemImageStorage:
             ) from error
 
     def _scan_sync(self, root: Path) -> list[StoredFile]:
+        if not self.is_confined(root):
+            raise InvalidStoragePath("Refusing to scan a folder outside the storage roots")
         found: list[StoredFile] = []
         try:
             for entry in _entries(root):
@@ -218,6 +284,19 @@ class FilesystemImageStorage:
         except OSError as error:
             raise StorageError(f"Could not list the storage folder: {_describe(error)}") from error
         return found
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged user may still write on the disk of ``folder`` (or of its nearest
+    existing parent, when it does not exist yet)."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    info = os.statvfs(probe)
+    return info.f_bavail * info.f_frsize
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -249,17 +328,39 @@ def _add_file(
     )
 
 
-def _read_resolved(real: Path) -> bytes:
-    """Read a file whose real path was checked to be inside storage."""
+def _read_bounded(real: Path, limit: int) -> bytes:
+    """Read a file whose real path was checked to be inside storage, at most ``limit`` bytes.
+
+    The size is taken from the opened descriptor (so the file checked is the file read) before
+    any byte is read; a file that grows past ``limit`` meanwhile is refused too.
+    """
     try:
-        # O_NOFOLLOW: if the last component was swapped for a link since it was resolved, refuse it
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as handle:
-            return handle.read()
+        # O_NOFOLLOW: if the last component was swapped for a link since it was resolved, refuse it;
+        # O_NONBLOCK: a FIFO put in place of the image must not hang the worker thread.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
     except FileNotFoundError as error:
         raise NotFound("Image not found") from error
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotFound("Image not found") from error
         raise StorageError(f"Could not read the image: {_describe(error)}") from error
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise NotFound("Image not found")
+            if info.st_size > limit:
+                raise InvalidParameters(_too_large(limit))
+            data = handle.read(limit + 1)
+        except OSError as error:
+            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+    if len(data) > limit:
+        raise InvalidParameters(_too_large(limit))
+    return data
+
+
+def _too_large(limit: int) -> str:
+    return f"The image file is larger than {limit / 2**20:g} MiB, the most an input image may be"
 
 
 def _is_inside(path: Path, root: Path) -> bool:

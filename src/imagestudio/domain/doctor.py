@@ -65,7 +65,7 @@ class ConsistencyReport:
     """What one check found (and, with a repair, what it fixed)."""
 
     roots: tuple[str, ...]
-    """The storage roots that were scanned: the current one first."""
+    """The storage folders that were scanned: the current one first (when it is scanned)."""
     rows: int
     """History rows checked."""
     files: int
@@ -73,6 +73,11 @@ class ConsistencyReport:
     findings: tuple[Finding, ...]
     recent: tuple[StoredFile, ...]
     """Files without a row that are too young to judge; they are neither problems nor touched."""
+    current: str = ""
+    """The storage folder of the settings (in ``roots`` or in ``outside``)."""
+    outside: tuple[str, ...] = ()
+    """Storage folders in use (the settings', or rows') that lie outside the storage roots: not
+    scanned, and nothing in them is ever removed."""
 
     @property
     def remaining(self) -> tuple[Finding, ...]:
@@ -94,7 +99,10 @@ class CheckConsistency:
     """Compare the history with the files of every storage root in use, and optionally repair.
 
     Rules:
-    - the roots checked are the current ``storagePath``'s and the root of every row;
+    - the folders checked are the current ``storagePath``'s and the root of every row, but only
+      those inside the storage roots (``ImageStorage.confined``): a folder outside them is listed in
+      ``outside``, never scanned, and nothing in it is removed (a row there whose file is gone may
+      still be pruned: that deletes the row only);
     - only files the storage itself names are considered (``ImageStorage.scan``), so files a
       user keeps in the storage folder are never reported or removed;
     - a file younger than ``min_age`` is not judged: a running server may be between writing it
@@ -122,7 +130,10 @@ class CheckConsistency:
         rows = await self._rows()
         settings = await self.settings.get()
         current = await self.storage.root_of(settings.storage_path)
-        roots = (current, *sorted({image.root for image in rows.values()} - {current}))
+        in_use = (current, *sorted({image.root for image in rows.values()} - {current}))
+        confined = [await self.storage.confined(root) for root in in_use]
+        roots = tuple(root for root, inside in zip(in_use, confined, strict=True) if inside)
+        outside = tuple(root for root, inside in zip(in_use, confined, strict=True) if not inside)
         files = [found for root in roots for found in await self.storage.scan(root)]
         images = [f for f in files if not f.temporary]
 
@@ -154,6 +165,8 @@ class CheckConsistency:
             files=len(images),
             findings=tuple(findings),
             recent=tuple(recent),
+            current=current,
+            outside=outside,
         )
 
     async def _rows(self) -> dict[int, StoredImage]:

@@ -61,6 +61,8 @@ class DeleteGeneration:
     Rules:
     - the record goes first: a crash in between leaves an unreferenced file (which
       ``imagestudio doctor`` can clean), never a record whose file is gone;
+    - a file outside the storage roots (written there by an older version) is left in place:
+      the record goes, nothing outside the roots is ever removed;
     - a second delete of the same id is ``NotFound``.
     """
 
@@ -78,7 +80,14 @@ class DeleteGeneration:
 
 @dataclass(frozen=True, kw_only=True)
 class OpenImage:
-    """The file behind a ``/generated/<key>`` URL: only images that belong to a generation are served."""
+    """The file behind a ``/generated/<key>`` URL.
+
+    Rules:
+    - only images that belong to a generation are served, from the folder their row records
+      (also one outside the storage roots, written there by an older version: it is the user's
+      history);
+    - a file swapped for a link that leaves its folder is not found.
+    """
 
     repository: GenerationRepository
     storage: ImageStorage

@@ -4,18 +4,20 @@ Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
 - the image is stored before its row is written; if the row cannot be written the file is
   removed again, so a failure leaves neither a file nor a row;
+- a storage folder outside the storage roots (recorded by an older version) gets no image: the
+  task fails with ``InvalidStoragePath`` before the engine runs, so no credit is spent;
 - the task lifecycle (queued, generating, one terminal event) is the ``TaskManager``'s.
 """
 
 from __future__ import annotations
 
-import re
+import posixpath
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath
 from imagestudio.domain.model import (
     MAX_SEED,
     GeneratedImage,
@@ -38,7 +40,11 @@ from imagestudio.domain.tasks import Job, TaskControl, TaskManager
 __all__ = ["GenerationPipeline", "SourceResolver", "new_task_id", "random_seed"]
 
 GENERATED_PREFIX = "/generated/"
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+MAX_REFERENCE = 4096
+STALE_STORAGE_FOLDER = (
+    "The storage folder in the settings lies outside the storage roots, so no image can be written"
+    " there: set storagePath (PUT /api/settings) to a folder inside the data dir or a storage root"
+)
 
 
 def new_task_id() -> str:
@@ -55,10 +61,16 @@ class SourceResolver:
 
     Rules:
     - ``data:image/...;base64,`` URIs are decoded;
-    - ``/generated/<key>`` names an earlier generation (or a file in the current storage folder);
-    - any other string is a path inside the current storage folder;
-    - URLs of any scheme, ``..`` and paths leaving storage are refused with 400, missing files are 404;
-    - the bytes must decode as an image of at most 64,000,000 pixels.
+    - a path names an image the server itself made, and nothing else: the ``filePath`` of a
+      generation (``/generated/<key>``), its key (``2026-01-02/<32 hex>.png``, also with ``./``
+      or inside the current storage folder's absolute path), or a file of that naming scheme in
+      the current storage folder (one no row names, e.g. copied back in);
+    - every other string (URLs of any scheme, ``..``, absolute paths elsewhere, names of another
+      form, links) gets one and the same 400 ``INVALID_PARAMETERS``, decided without touching the
+      disk, so an answer never tells whether some file exists; a missing image of our own naming
+      scheme is 404;
+    - the file's size is checked before it is read (at most the body limit), and the bytes must
+      decode as an image of at most 64,000,000 pixels.
     """
 
     storage: ImageStorage
@@ -70,50 +82,67 @@ class SourceResolver:
         if reference.startswith("data:"):
             data = await self.inspector.decode_data_uri(reference, field_name)
             return await self.inspector.inspect(data, field_name)
-        generation: Generation | None = None
-        if reference.startswith(GENERATED_PREFIX):
-            key = reference[len(GENERATED_PREFIX) :]
-            _check_key(key, field_name)
-            generation = await self.repository.get_by_key(key)
-            if generation is None:
-                data = await self._read_inside_storage(key, field_name)
-            else:
+        key, generation = await self._find(reference)
+        try:
+            if generation is not None:
                 data = await self.storage.read(generation.image)
-        else:
-            if _URL_SCHEME.match(reference) and not _looks_like_windows_drive(reference):
-                raise InvalidParameters(
-                    f"{field_name} must be a /generated/ path, a path inside storage or a data: URI",
-                    field=field_name,
-                )
-            data = await self._read_inside_storage(reference, field_name)
-            normalized = reference.replace("\\", "/").lstrip("./")
-            if normalized and ".." not in normalized.split("/"):
-                generation = await self.repository.get_by_key(normalized)
+            elif key is not None and self.storage.owns(key):
+                settings = await self.settings.get()
+                data = await self.storage.read_reference(key, settings.storage_path)
+            else:
+                raise InvalidParameters(_unusable(field_name), field=field_name)
+        except InvalidParameters as error:
+            raise InvalidParameters(error.message, field=field_name) from error
         source = await self.inspector.inspect(data, field_name)
         return replace(source, generation=generation)
 
-    async def _read_inside_storage(self, reference: str, field_name: str) -> bytes:
+    async def _find(self, reference: str) -> tuple[str | None, Generation | None]:
+        """The key ``reference`` names and the generation recorded under it (if any); no key when it
+        cannot name one of our images. Only the text and the database are consulted."""
+        if not reference or len(reference) > MAX_REFERENCE or "\x00" in reference:
+            return None, None
+        text = reference.replace("\\", "/")
+        if text.startswith(GENERATED_PREFIX):
+            key = _relative_key(text[len(GENERATED_PREFIX) :])
+        elif text.startswith("/"):
+            return await self._find_absolute(text)
+        else:
+            key = _relative_key(text)
+        if key is None:
+            return None, None
+        return key, await self.repository.get_by_key(key)
+
+    async def _find_absolute(self, text: str) -> tuple[str | None, Generation | None]:
+        """An absolute path: inside the current storage folder, or the file of a recorded generation."""
+        parts = text.split("/")
+        if ".." in parts:
+            return None, None
+        path = posixpath.normpath(text)
         settings = await self.settings.get()
-        try:
-            return await self.storage.read_reference(reference, settings.storage_path)
-        except InvalidParameters as error:
-            raise InvalidParameters(error.message, field=field_name) from error
+        root = posixpath.normpath((await self.storage.root_of(settings.storage_path)).replace("\\", "/"))
+        if path.startswith(root.rstrip("/") + "/"):
+            key = _relative_key(path[len(root.rstrip("/")) + 1 :])
+            return (None, None) if key is None else (key, await self.repository.get_by_key(key))
+        key = "/".join(path.split("/")[-2:])
+        generation = await self.repository.get_by_key(key)
+        if generation is not None and posixpath.join(generation.image.root, key) == path:
+            return key, generation
+        return None, None
 
 
-def _looks_like_windows_drive(reference: str) -> bool:
-    return len(reference) >= 3 and reference[0].isalpha() and reference[1] == ":" and reference[2] in "\\/"
+def _relative_key(text: str) -> str | None:
+    """``a/./b//c`` as ``a/b/c``; ``None`` for an empty path or one that climbs (``..``)."""
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
 
 
-def _check_key(key: str, field_name: str) -> None:
-    parts = key.split("/")
-    if (
-        not key
-        or "\\" in key
-        or "\x00" in key
-        or key.startswith("/")
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise InvalidParameters(f"{field_name} is not a valid image path", field=field_name)
+def _unusable(field_name: str) -> str:
+    return (
+        f"{field_name} must be the filePath of a generation (/generated/...), an image this server"
+        " stored in the storage folder (YYYY-MM-DD/<name>.png), or a data:image/... URI"
+    )
 
 
 Produce = Callable[[ProgressCallback], Awaitable[GeneratedImage]]
@@ -151,6 +180,9 @@ class GenerationPipeline:
         the image is ready."""
 
         async def execute(control: TaskControl) -> Generation:
+            planned = storage_path if storage_path is not None else (await self.settings.get()).storage_path
+            if not await self.storage.confined(await self.storage.root_of(planned)):
+                raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
             image = await control.produce(lambda: produce(control.step))
             folder = storage_path if storage_path is not None else (await self.settings.get()).storage_path
             stored = await self.storage.save(image.data, image.extension, folder)

@@ -92,26 +92,39 @@ class StoredFile:
 
 
 class ImageStorage(Protocol):
-    """Where image files live."""
+    """Where image files live: folders inside the storage roots the server was started with.
+
+    Nothing is created, written, scanned or removed outside the roots (symbolic links followed);
+    images recorded outside them by an older version are still read and located.
+    """
 
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
-        """Write ``data`` atomically under the folder ``storage_path`` with a fresh, unique name."""
+        """Write ``data`` atomically under the folder ``storage_path`` with a fresh, unique name;
+        ``InvalidStoragePath`` if that folder lies outside the roots."""
         ...
 
     async def read(self, image: StoredImage) -> bytes:
-        """Read a stored image; ``NotFound`` if it is gone."""
+        """Read a stored image; ``NotFound`` if it is gone, ``InvalidParameters`` if it is larger
+        than an input may be (checked before a byte is read)."""
         ...
 
-    async def read_reference(self, reference: str, storage_path: str) -> bytes:
-        """Read a file named by a client, which must lie inside ``storage_path``.
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` is a name this storage gives its images (decided on the text alone)."""
+        ...
 
-        Raises ``InvalidParameters`` for anything that leaves the folder and ``NotFound``
-        for a well-formed reference to a missing file. Never opens a file outside it.
+    async def read_reference(self, key: str, storage_path: str) -> bytes:
+        """Read the image ``key`` (a name :meth:`owns` accepts) in the folder ``storage_path``.
+
+        ``InvalidParameters`` for a key it does not own (without touching the disk) or a file
+        larger than an input may be; ``NotFound`` for a missing file, or a link that leaves the
+        folder; ``InvalidStoragePath`` if the folder lies outside the roots. Never opens a file
+        outside the folder.
         """
         ...
 
     async def delete(self, image: StoredImage) -> None:
-        """Remove a stored image; a missing file is not an error."""
+        """Remove a stored image; a missing file is not an error, and a file outside the roots
+        is left in place."""
         ...
 
     async def locate(self, image: StoredImage) -> str:
@@ -119,19 +132,29 @@ class ImageStorage(Protocol):
         ...
 
     async def ensure_writable(self, storage_path: str) -> str:
-        """Create ``storage_path`` if needed and prove it writable; ``InvalidStoragePath`` if not."""
+        """Create ``storage_path`` if needed and prove it writable.
+
+        ``InvalidParameters`` (field ``storagePath``) if it lies outside the roots, checked before
+        anything is created; ``InvalidStoragePath`` if it cannot be created or written, or its disk
+        has too little room.
+        """
         ...
 
     async def root_of(self, storage_path: str) -> str:
         """The root that images saved under ``storage_path`` get (``StoredImage.root``); creates nothing."""
         ...
 
+    async def confined(self, root: str) -> bool:
+        """Whether the folder ``root`` (a ``StoredImage.root``) lies inside the storage roots."""
+        ...
+
     async def scan(self, root: str) -> list[StoredFile]:
         """Every file this storage wrote under ``root``: finished images and leftover temporaries.
 
         Only names this storage gives are listed, so files a user keeps in the same folder are
-        never reported (nor removed by a repair). A root that does not exist holds nothing.
-        Temporaries are removed with ``delete`` like images.
+        never reported (nor removed by a repair). A root that does not exist holds nothing; one
+        outside the roots is refused (``StorageError``). Temporaries are removed with ``delete``
+        like images.
         """
         ...
 

@@ -26,7 +26,9 @@ class UpdateSettings:
 
     Rules:
     - every value is validated before anything is written (the patch validates itself);
-    - a new storage folder must be creatable and writable, else ``InvalidStoragePath``;
+    - a new storage folder must lie inside the storage roots (symbolic links followed), else
+      ``InvalidParameters`` on ``storagePath``, and nothing is created;
+    - it must be creatable and writable, with room on its disk, else ``InvalidStoragePath``;
     - the update is all-or-nothing and the answer is the whole merged settings.
     """
 
