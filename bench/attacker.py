@@ -145,7 +145,12 @@ async def slow(url: str, connections: int, interval: float, duration: float) -> 
         counts["not all opened in the ramp"] += 1
     print("ready", flush=True)
     await asyncio.gather(*tasks)
-    return {"connections": connections, "interval_s": interval, "most_open": most_open, "counts": dict(counts)}
+    return {
+        "connections": connections,
+        "interval_s": interval,
+        "most_open": most_open,
+        "counts": dict(counts),
+    }
 
 
 def main(argv: list[str]) -> int:

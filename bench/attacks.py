@@ -107,13 +107,14 @@ def tall_png(width: int = 1, height: int = 64_000_000) -> bytes:
         left -= take
     parts.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 
 
 # --- clients --------------------------------------------------------------------------------------
 
 
-async def post_streamed(url: str, payload: bytes, timeout: float = 180) -> str:
+async def post_streamed(url: str, payload: bytes, answer_within: float = 180) -> str:
     """POST ``payload`` as JSON in 1 MiB writes on its own connection; the status, or why none."""
     parts = urlsplit(url)
     try:
@@ -132,7 +133,7 @@ async def post_streamed(url: str, payload: bytes, timeout: float = 180) -> str:
         for start in range(0, len(payload), MB):
             writer.write(view[start : start + MB])
             await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout=timeout)
+        line = await asyncio.wait_for(reader.readline(), timeout=answer_within)
         return line.split(b" ", 2)[1].decode() if line else "closed"
     except (OSError, TimeoutError) as error:
         return type(error).__name__
