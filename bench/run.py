@@ -2,8 +2,9 @@
 
 Runs the scenarios of issue 7 (and P8, the attacks of issue 12: ``bench/attacks.py``) against
 real processes on loopback (``imagestudio serve``, the fake Runware, a bare Litestar app, a
-separate load-generator process), takes the median of repeated rounds, and writes ``BENCHMARKS.md`` (and the raw figures to ``bench/last-run.json``). The P3
-section of ``BENCHMARKS.md`` belongs to ``bench/history.py``: this runner keeps it as it finds it.
+separate load-generator process), takes the median of repeated rounds, and writes
+``BENCHMARKS.md`` (and the raw figures to ``bench/last-run.json``). The P3 section of
+``BENCHMARKS.md`` belongs to ``bench/history.py``: this runner keeps it as it finds it.
 
 Machines here are shared and noisy: every comparison is measured side by side, in alternating
 rounds of the same run, and the report gives ratios next to absolute times.

@@ -80,7 +80,7 @@ def chromium_executable(environ: Mapping[str, str] | None = None) -> str:
     found = shutil.which(wanted)
     if found is None:
         browser_unavailable(
-            f"Chromium not found at {wanted} (set {CHROMIUM_ENV}, or apt-get install chromium)"
+            f"Chromium not found at {wanted} (set {CHROMIUM_ENV}, or apt-get install chromium)", environ
         )
     return str(found)
 
