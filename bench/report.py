@@ -8,6 +8,7 @@ gets them appended.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def render(results: dict[str, Any]) -> str:
 
 def _rows(results: dict[str, Any]) -> list[str]:
     rows: list[str] = []
-    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "cold", "suite"):
+    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "P8", "cold", "suite"):
         if "error" in results.get(name, {}):
             rows.append(f"| {name} | failed in this run | {results[name]['error']} | | | **not measured** |")
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
@@ -192,6 +193,7 @@ def _rows(results: dict[str, Any]) -> list[str]:
             f"| RSS before the request: {median([r['rss_before_mb'] for r in rounds]):.0f} MB "
             f"| under 150 MB | {_verdict(growth < 150)} |"
         )
+    rows.extend(_p8_rows(results.get("P8")))
     cold = results.get("cold")
     if cold:
         rows.append(
@@ -203,6 +205,55 @@ def _rows(results: dict[str, Any]) -> list[str]:
         rows.append(
             f"| - | the test suite, `python -m pytest -q` (run once, {suite.get('measured', '?')}) "
             f"| {suite['seconds']:.0f} s | {suite['summary']} | no target | |"
+        )
+    return rows
+
+
+def _statuses(figures: dict[str, Any]) -> str:
+    return ", ".join(f"{count}x {status}" for status, count in sorted(figures["statuses"].items()))
+
+
+def _killed(figures: dict[str, Any]) -> str:
+    return " (**killed at the RSS ceiling**)" if figures.get("killed") else ""
+
+
+def _health(figures: dict[str, Any]) -> str:
+    if "p50_ms" not in figures:
+        return f"no answer ({figures['failures']})"
+    failed = sum(figures["failures"].values())
+    shown = f"p50 {_ms(figures['p50_ms'])}, p99 {_ms(figures['p99_ms'])}"
+    return shown + (f", {failed} of {figures['probes']} failed" if failed else "")
+
+
+def _p8_rows(p8: dict[str, Any] | None) -> list[str]:
+    """P8, the attacks of issue 12 (``bench/attacks.py``): one round each, no fixed target."""
+    if not p8:
+        return []
+    rows = []
+    queued = p8["queued"]
+    rows.append(
+        f"| P8 | {queued['requests']} image-to-image at once, {queued['body_mb']:.0f} MiB data URI each "
+        f"| peak RSS **{queued['peak_mb']:.0f} MB**{_killed(queued)}, {queued['after_mb']:.0f} MB after "
+        f"they drained | idle {queued['idle_mb']:.0f} MB; {_statuses(queued)} in {queued['wall_s']:.0f} s "
+        "| bounded by the queued-bytes limit | |"
+    )
+    pixels = p8["pixels"]
+    rows.append(
+        f"| P8 | image-to-image of a {pixels['png_kb']:.0f} KB PNG declaring {pixels['declared']} px, "
+        f"{pixels['requests']} requests, {pixels['parallel']} at a time "
+        f"| peak RSS **{pixels['peak_mb']:.0f} MB**{_killed(pixels)}, {pixels['after_mb']:.0f} MB after "
+        f"| idle {pixels['idle_mb']:.0f} MB; {_statuses(pixels)} | bounded by the pixel limit | |"
+    )
+    for key, label in (
+        ("bodies", "while 4 clients upload 32 MiB JSON bodies"),
+        ("slow", "while 1,000 connections send headers a byte every 3 s"),
+    ):
+        load = p8[key]
+        alive = "" if load["server_alive"] else "; **the server died**"
+        rows.append(
+            f"| P8 | `GET /health` on fresh connections {label} ({load['seconds']:g} s) "
+            f"| **{_health(load['during'])}**{alive} | alone: {_health(load['alone'])}; "
+            f"peak RSS {load['peak_mb']:.0f} MB{_killed(load)} | /health keeps answering | |"
         )
     return rows
 
@@ -243,6 +294,11 @@ def _details(results: dict[str, Any]) -> list[str]:
     if p7:
         for key in ("own_ms", "total_ms", "provider_ms", "rss_growth_mb"):
             lines.append(f"- P7 {key}: {', '.join(f'{r[key]:.1f}' for r in p7['rounds'])}")
+    p8 = results.get("P8")
+    if p8:
+        for key in ("bodies", "slow"):
+            load = p8[key]
+            lines.append(f"- P8 {key}: the attacker's counts {json.dumps(load['attacker'])}")
     cold = results.get("cold")
     if cold:
         lines.append(f"- cold start: {', '.join(f'{s:.2f}' for s in cold['seconds'])} s")

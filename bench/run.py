@@ -1,9 +1,10 @@
 """The benchmark runner: ``python bench/run.py [--quick] [--only P1,P4] [--with-suite]``.
 
-Runs the scenarios of issue 7 against real processes on loopback (``imagestudio serve``, the fake
-Runware, a bare Litestar app, a separate load-generator process), takes the median of repeated
-rounds, and writes ``BENCHMARKS.md`` (and the raw figures to ``bench/last-run.json``). The P3
-section of ``BENCHMARKS.md`` belongs to ``bench/history.py``: this runner keeps it as it finds it.
+Runs the scenarios of issue 7 (and P8, the attacks of issue 12: ``bench/attacks.py``) against
+real processes on loopback (``imagestudio serve``, the fake Runware, a bare Litestar app, a
+separate load-generator process), takes the median of repeated rounds, and writes
+``BENCHMARKS.md`` (and the raw figures to ``bench/last-run.json``). The P3 section of
+``BENCHMARKS.md`` belongs to ``bench/history.py``: this runner keeps it as it finds it.
 
 Machines here are shared and noisy: every comparison is measured side by side, in alternating
 rounds of the same run, and the report gives ratios next to absolute times.
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attacks
 import harness
 import httpx
 import numpy as np
@@ -392,6 +394,7 @@ SCENARIOS: dict[str, Callable[[Mode], dict[str, Any]]] = {
     "P4": p4_throughput,
     "P5": p5_local_engine,
     "P7": p7_big_body,
+    "P8": attacks.p8_attacks,
     "cold": cold_start,
 }
 
@@ -482,7 +485,9 @@ def _dist_version(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run, not a measurement")
-    parser.add_argument("--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,cold,suite)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,P8,cold,suite)"
+    )
     parser.add_argument(
         "--with-suite",
         action="store_true",
