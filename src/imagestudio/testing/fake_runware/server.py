@@ -829,8 +829,8 @@ class FakeRunware:
             await send({"type": "http.response.body", "body": b'{"data": [', "more_body": False})
             return
         if fault in (Fault.ACCEPTED_502, Fault.ACCEPTED_504):
-            code = 502 if fault is Fault.ACCEPTED_502 else 504
-            await _send(send, code, b"<html><body>Bad gateway</body></html>", "text/html")
+            gateway = 502 if fault is Fault.ACCEPTED_502 else 504
+            await _send(send, gateway, b"<html><body>Bad gateway</body></html>", "text/html")
             return
         await _send_json(send, status, answer)
 
