@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from imagestudio.domain.models import DIFFUSION_PARAMETERS, ModelInfo, ModelPage, ModelQuery, SizeRule
 from imagestudio.domain.model import MAX_SIDE, MIN_SIDE, SIDE_STEP
+from imagestudio.domain.models import DIFFUSION_PARAMETERS, ModelInfo, ModelPage, ModelQuery, SizeRule
 
 __all__ = ["LOCAL_MODEL", "LocalModelCatalogue"]
 

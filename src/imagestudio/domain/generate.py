@@ -22,7 +22,14 @@ from imagestudio.domain.model import (
     Upscale,
     nearest_valid_side,
 )
-from imagestudio.domain.models import INPUT_IMAGE, NEGATIVE_PROMPT, SEED, STRENGTH, ModelInfo, resolve_guidance
+from imagestudio.domain.models import (
+    INPUT_IMAGE,
+    NEGATIVE_PROMPT,
+    SEED,
+    STRENGTH,
+    ModelInfo,
+    resolve_guidance,
+)
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver, random_seed
 from imagestudio.domain.tasks import IdempotencyKey, Job, Task
 

@@ -28,12 +28,12 @@ __all__ = [
     "CFG_SCALE",
     "DIFFUSION_PARAMETERS",
     "INPUT_IMAGE",
+    "MAX_MODEL_LIMIT",
     "NEGATIVE_PROMPT",
     "SEED",
     "STEPS",
     "STRENGTH",
     "ListModels",
-    "MAX_MODEL_LIMIT",
     "ModelInfo",
     "ModelPage",
     "ModelQuery",
@@ -68,7 +68,8 @@ class SizeRule:
         if self.sizes:
             return (width, height) in self.sizes
         return all(
-            self.min_side <= side <= self.max_side and side % self.multiple_of == 0 for side in (width, height)
+            self.min_side <= side <= self.max_side and side % self.multiple_of == 0
+            for side in (width, height)
         )
 
     def describe(self) -> str:
@@ -104,7 +105,7 @@ class ModelInfo:
     family: str = "unknown"
     """The architecture, e.g. ``flux-1-schnell``, ``sdxl``, or the partner model's own."""
     parameters: frozenset[str] = field(default_factory=frozenset)
-    """Which of ``negativePrompt``, ``steps``, ``cfgScale``, ``seed``, ``strength``, ``seedImage`` it takes."""
+    """Which of negativePrompt, steps, cfgScale, seed, strength and seedImage (an input image) it takes."""
     sizes: SizeRule | None = None
     recommended_steps: int | None = None
     recommended_cfg_scale: float | None = None
