@@ -179,7 +179,7 @@ class RunwareTransport:
                 wire["deliveryMethod"] = "async"
             body = await _encode([wire])
             try:
-                item = await self._submit(body, task_type, task_uuid, budget)
+                item = await self._submit(body, task_type, task_uuid, budget, immediate=not asynchronous)
                 if item is None:
                     item = await self._poll(task_type, task_uuid, budget, progress)
                 return task_uuid, item
@@ -194,16 +194,18 @@ class RunwareTransport:
     # --- submitting, with retries of the same body ----------------------------------------------
 
     async def _submit(
-        self, body: bytes, task_type: str, task_uuid: str, budget: _Budget
+        self, body: bytes, task_type: str, task_uuid: str, budget: _Budget, *, immediate: bool
     ) -> dict[str, Any] | None:
-        """Send until Runware takes the task; its result item if the answer holds it, else ``None``."""
+        """Send until Runware takes the task; its result item if the answer holds it, else ``None``.
+
+        ``immediate``: the task is answered in full at once (a utility task), whatever its item holds."""
         attempt = 0
         while True:
             attempt += 1
             budget.tries_left -= 1
             try:
                 status, answer, headers = await self._post(body, task_type, task_uuid, attempt, budget)
-                return self._submitted(status, answer, headers, task_uuid)
+                return self._submitted(status, answer, headers, task_uuid, immediate=immediate)
             except _Retry as retry:
                 if budget.tries_left < 1 or not await self._back_off(
                     budget, attempt, retry.wait, task_type, retry
@@ -211,7 +213,7 @@ class RunwareTransport:
                     raise retry.error from retry.__cause__
 
     def _submitted(
-        self, status: int, answer: bytes, headers: httpx.Headers, task_uuid: str
+        self, status: int, answer: bytes, headers: httpx.Headers, task_uuid: str, *, immediate: bool = False
     ) -> dict[str, Any] | None:
         document = read_json(answer)
         failure = provider_error(document, task_uuid)
@@ -220,7 +222,7 @@ class RunwareTransport:
                 raise ProviderUnavailable("Generation failed: Runware sent an answer that is not JSON")
             mine = [item for item in items_of(document) if item.get("taskUUID") == task_uuid]
             if mine:
-                return self._settled(mine[0], task_uuid)
+                return self._settled(mine[0], task_uuid, immediate=immediate)
             if failure is not None:
                 raise self._failure_error(failure, status)
             if not isinstance(document.get("data"), list):
@@ -246,7 +248,9 @@ class RunwareTransport:
                 )
         raise self._rejection(failure)
 
-    def _settled(self, item: dict[str, Any], task_uuid: str) -> dict[str, Any] | None:
+    def _settled(
+        self, item: dict[str, Any], task_uuid: str, *, immediate: bool = False
+    ) -> dict[str, Any] | None:
         """Our item of an answer: the result, ``None`` while it runs, or the error it reports."""
         if item.get("status") == "error":
             failure = provider_error({"data": [item]}, task_uuid) or ProviderFailure(
@@ -255,7 +259,7 @@ class RunwareTransport:
             if is_transient(failure.code):
                 raise _TaskFailed(failure)
             raise self._rejection(failure)
-        return item if is_terminal(item) else None
+        return item if immediate or is_terminal(item) else None
 
     # --- polling ------------------------------------------------------------------------------
 
