@@ -166,7 +166,7 @@ async def test_a_slow_task_is_delivered_by_polling_after_longer_than_one_http_wa
     assert fake.polls >= 2
     assert fake.billed == 1
     assert image.width == 512
-    assert progress[0] == (0, 1) and progress[-1] == (1, 1)
+    assert (progress[0], progress[-1]) == ((0, 1), (1, 1))
     assert any(total == 100 for _, total in progress)  # processing answers reported progress
 
 

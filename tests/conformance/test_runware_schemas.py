@@ -11,7 +11,6 @@ of their model or operation: no unknown key, every required key, enumerated valu
 from __future__ import annotations
 
 import io
-import typing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -79,9 +78,10 @@ async def all_bodies(fake: FakeRunware) -> list[dict[str, Any]]:
                 info, steps=None, cfg_scale=None, default_steps=25, default_cfg_scale=7.5
             )
             width, height = SIZES.get(model, (512, 512))
+            negative = "blurry" if "negativePrompt" in info.parameters else None
             spec = ImageSpec(
-                prompt="a lighthouse at dusk", negative_prompt="blurry" if "negativePrompt" in info.parameters else None,
-                width=width, height=height, steps=steps, cfg_scale=cfg, seed=7, model=model, accepts=info.parameters,
+                prompt="a lighthouse at dusk", negative_prompt=negative, width=width, height=height,
+                steps=steps, cfg_scale=cfg, seed=7, model=model, accepts=info.parameters,
             )  # fmt: skip
             await runware.text_to_image(spec, nothing)
             if info.accepts(INPUT_IMAGE):
@@ -134,13 +134,14 @@ def test_the_known_models_table_agrees_with_the_models_schema(model: str) -> Non
         if choices is not None:
             assert tuple(sorted(choices)) == info.upscale_factors
         else:  # Clarity types its factor as a bare float; RUNWARE.md point 1 says it takes 2
-            assert typing.get_args(schema.fields["upscaleFactor"].kinds) == () and info.upscale_factors == (
-                2,
-            )
+            assert schema.fields["upscaleFactor"].kinds == (float,)
+            assert info.upscale_factors == (2,)
         assert {"model", "inputs"} <= schema.required
         return
-    schema_names = {"negativePrompt": "negativePrompt", "steps": "steps", "cfgScale": "CFGScale", "seed": "seed",
-                    "strength": "strength", "seedImage": "inputs"}  # fmt: skip
+    schema_names = {
+        "negativePrompt": "negativePrompt", "steps": "steps", "cfgScale": "CFGScale", "seed": "seed",
+        "strength": "strength", "seedImage": "inputs",
+    }  # fmt: skip
     assert {ours for ours, theirs in schema_names.items() if theirs in keys} == set(info.parameters)
     assert {"positivePrompt", "width", "height", "model"} <= schema.required
 

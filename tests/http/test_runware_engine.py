@@ -143,7 +143,8 @@ def test_a_size_the_model_cannot_take_is_refused_before_any_call(
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "INVALID_PARAMETERS"
-    assert "1024x1024" in body["error"] and body["details"]["model"] == "openai:1@1"
+    assert "1024x1024" in body["error"]
+    assert body["details"]["model"] == "openai:1@1"
     assert fake.submissions == 0
 
 
