@@ -27,6 +27,7 @@ from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.models import ListModels, ModelPage, ModelQuery
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.ports import (
     ChangeWatch,
@@ -36,6 +37,7 @@ from imagestudio.domain.ports import (
     ImageGenerator,
     ImageInspector,
     ImageStorage,
+    ModelCatalogue,
     SettingsRepository,
     TaskRepository,
 )
@@ -76,6 +78,7 @@ class Services:
     events: InMemoryTaskEvents
     tasks: TaskManager
     engine: str
+    list_models: ListModels
     version: str = __version__
 
 
@@ -93,12 +96,18 @@ def build_services(
     history_watch: ChangeWatch | None = None,
     max_running: int | None = None,
     max_queued: int = 100,
+    catalogue: ModelCatalogue | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
     ``max_running`` defaults by engine: the CPU count for the local engine's CPU work, 64 for a
-    network engine that mostly waits.
+    network engine that mostly waits. ``catalogue`` says what the engine's models take (the local
+    engine's own by default; without one, every parameter is sent as asked).
     """
+    if catalogue is None and generator.name == "local":
+        from imagestudio.adapters.local_models import LocalModelCatalogue
+
+        catalogue = LocalModelCatalogue()
     events = events or InMemoryTaskEvents()
     clock = clock or SystemClock()
     if max_running is None:
@@ -120,6 +129,7 @@ def build_services(
         settings=settings,
         tasks=tasks,
         clock=clock,
+        catalogue=catalogue,
     )
     resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
     return Services(
@@ -135,6 +145,7 @@ def build_services(
         events=events,
         tasks=tasks,
         engine=generator.name,
+        list_models=ListModels(catalogue=catalogue or _NoModels()),
     )
 
 
@@ -151,8 +162,13 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             stack.callback(watch.close)
         inspector = PillowImageInspector()
         generator: ImageGenerator
+        catalogue: ModelCatalogue | None = None
         if config.engine == "runware":
-            from imagestudio.adapters.runware import RunwareImageGenerator, runware_client
+            from imagestudio.adapters.runware import (
+                RunwareImageGenerator,
+                RunwareModelCatalogue,
+                runware_client,
+            )
 
             assert config.runware_api_key is not None  # Config refuses runware without a key
             client = await stack.enter_async_context(runware_client())
@@ -162,7 +178,9 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
                 api_url=config.runware_api_url,
                 timeout=config.runware_timeout,
                 inspector=inspector,
+                upscale_model=config.upscale_model,
             )
+            catalogue = RunwareModelCatalogue(generator.transport)
         else:
             from imagestudio.adapters.local_engine import LocalImageGenerator
 
@@ -181,6 +199,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             history_watch=watch,
             max_running=config.max_running,
             max_queued=config.max_queued,
+            catalogue=catalogue,
         )
         interrupted = await services.tasks.recover()
         if interrupted:
@@ -212,6 +231,18 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
         )
     finally:
         db.dispose()
+
+
+class _NoModels:
+    """The catalogue of an engine that names none: no default of its own, nothing to list."""
+
+    default_model = "runware:100@1"
+
+    async def get(self, model_id: str) -> None:
+        return None
+
+    async def search(self, query: ModelQuery) -> ModelPage:
+        return ModelPage(items=[])
 
 
 def _safe_url(url: str) -> str:

@@ -33,6 +33,8 @@ default: it is accepted only together with ``IMAGESTUDIO_API_TOKEN`` (CONTRACT.m
 DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_RUNWARE_URL = "https://api.runware.ai/v1"
+DEFAULT_UPSCALE_MODEL = "runware:504@1"
+UPSCALE_MODELS = ("runware:500@1", "runware:501@1", "runware:502@1", "runware:503@1", "runware:504@1")
 Engine = Literal["local", "runware"]
 MIN_TOKEN_LENGTH = 16
 # URL-safe characters only: the token can ride in a WebSocket query string without percent-encoding,
@@ -123,7 +125,7 @@ class Config:
     engine: Engine = "local"
     runware_api_key: Secret | None = None
     runware_api_url: str = DEFAULT_RUNWARE_URL
-    runware_timeout: float = 120.0
+    runware_timeout: float = 300.0
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     host: str = "127.0.0.1"
     port: int = 8000
@@ -154,6 +156,8 @@ class Config:
     """Open connections at once (``IMAGESTUDIO_MAX_CONNECTIONS``; default: from the descriptor limit)."""
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     """Seconds a client has to send a request's headers (``IMAGESTUDIO_HEADER_TIMEOUT``)."""
+    upscale_model: str = DEFAULT_UPSCALE_MODEL
+    """The Runware upscaler (``IMAGESTUDIO_UPSCALE_MODEL``): one of ``runware:500@1`` to ``504@1``."""
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "runware"):
@@ -192,6 +196,11 @@ class Config:
             raise ConfigError("IMAGESTUDIO_MAX_CONNECTIONS must be at least 1")
         if not (math.isfinite(self.header_timeout) and self.header_timeout > 0):
             raise ConfigError("IMAGESTUDIO_HEADER_TIMEOUT must be a positive number of seconds")
+        if self.upscale_model not in UPSCALE_MODELS:
+            allowed = ", ".join(UPSCALE_MODELS)
+            raise ConfigError(
+                f"IMAGESTUDIO_UPSCALE_MODEL must be one of {allowed}, not {self.upscale_model!r}"
+            )
         if self.rate_limit is not None and not (
             self.rate_limit.requests >= 1
             and math.isfinite(self.rate_limit.period)
@@ -236,7 +245,7 @@ class Config:
             "database_url": env.get("IMAGESTUDIO_DATABASE_URL") or None,
             "runware_api_key": Secret(key) if key else None,
             "runware_api_url": env.get("RUNWARE_API_URL") or DEFAULT_RUNWARE_URL,
-            "runware_timeout": _number(env, "RUNWARE_TIMEOUT", 120.0),
+            "runware_timeout": _number(env, "RUNWARE_TIMEOUT", 300.0),
             "cors_origins": _origins(env.get("IMAGESTUDIO_CORS_ORIGINS")),
             "log_format": env.get("IMAGESTUDIO_LOG_FORMAT", "auto"),
             "log_level": env.get("IMAGESTUDIO_LOG_LEVEL", "info"),
@@ -251,6 +260,7 @@ class Config:
             "max_queued_bytes": _integer(env, "IMAGESTUDIO_MAX_QUEUED_BYTES", DEFAULT_MAX_QUEUED_BYTES),
             "max_connections": _integer(env, "IMAGESTUDIO_MAX_CONNECTIONS"),
             "header_timeout": _number(env, "IMAGESTUDIO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+            "upscale_model": (env.get("IMAGESTUDIO_UPSCALE_MODEL") or "").strip() or DEFAULT_UPSCALE_MODEL,
         }
         engine = (env.get("IMAGESTUDIO_ENGINE") or "").strip().lower()
         values["engine"] = engine or ("runware" if key else "local")

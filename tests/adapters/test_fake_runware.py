@@ -1,4 +1,5 @@
-"""The fake Runware server is as strict as Runware (RUNWARE.md), and misbehaves on request."""
+"""The fake Runware server accepts what Runware's schemas accept (its oracle is runware-sdk's
+``task_map``), follows RUNWARE.md where they are silent, and misbehaves on request."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def upscale(image: str, **changes: Any) -> dict[str, Any]:
     task: dict[str, Any] = {
         "taskType": "upscale",
         "taskUUID": str(uuid.uuid4()),
-        "inputImage": image,
+        "model": "runware:504@1",
+        "inputs": {"image": image},
         "upscaleFactor": 2,
     }
     task.update(changes)
@@ -155,17 +157,70 @@ def test_upscale_output_is_capped_at_4096_pixels_a_side(fake: FakeRunware) -> No
     assert picture(httpx.get(item["imageURL"]).content)[1] == (4096, 2731)
 
 
-def test_the_older_upscale_task_name_is_accepted(fake: FakeRunware) -> None:
-    response = post(fake, [upscale(data_uri(png()), taskType="imageUpscale")])
+def test_the_2024_upscale_shape_is_refused(fake: FakeRunware) -> None:
+    legacy = {
+        "taskType": "upscale",
+        "taskUUID": str(uuid.uuid4()),
+        "inputImage": data_uri(png()),
+        "upscaleFactor": 2,
+    }
+    response = post(fake, [legacy])
 
-    assert response.status_code == 200
+    assert response.status_code == 400
+    assert first_error(response)["code"] in ("unknownParameter", "missingModel")
+
+
+@pytest.mark.parametrize(
+    ("model", "factor"), [("runware:501@1", 4), ("runware:500@1", 4), ("runware:504@1", 3)]
+)
+def test_each_upscaler_takes_only_its_own_factors(fake: FakeRunware, model: str, factor: int) -> None:
+    response = post(fake, [upscale(data_uri(png()), model=model, upscaleFactor=factor)])
+
+    assert response.status_code == 400
+    assert first_error(response)["code"] == "invalidUpscaleFactor"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_inputs_other_than_png_jpg_webp_are_refused(fake: FakeRunware, fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, format=fmt)
+    response = post(fake, [upscale("data:image/x;base64," + base64.b64encode(buffer.getvalue()).decode())])
+
+    assert response.status_code == 400
+    assert first_error(response)["parameter"] == "inputs.image"
+
+
+def test_a_slow_async_task_is_processing_until_ready_and_a_reused_uuid_keeps_the_first(
+    fake: FakeRunware,
+) -> None:
+    fake.latency = 0.5
+    task = inference(deliveryMethod="async")
+    assert post(fake, [task]).status_code == 200
+    again = post(fake, [task])
+    [processing] = post(fake, [{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()["data"]
+    time.sleep(0.8)
+    [done] = post(fake, [{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()["data"]
+
+    assert (again.status_code, first_error(again)["code"]) == (409, "conflictTaskUUID")
+    assert processing["status"] == "processing"
+    assert "imageURL" not in processing
+    assert done["status"] == "success"
+    assert fake.billed == 1
+
+
+def test_model_search_answers_with_the_sdks_result_shape(fake: FakeRunware) -> None:
+    answer = post(fake, [{"taskType": "modelSearch", "taskUUID": str(uuid.uuid4()), "search": "flux"}])
+
+    [item] = answer.json()["data"]
+    assert {"taskType", "taskUUID", "totalResults", "results"} == set(item)
+    assert all("air" in model for model in item["results"])
 
 
 def test_an_uploaded_image_can_be_used_by_its_uuid_and_its_url(fake: FakeRunware) -> None:
     upload = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": data_uri(png(64, 64))}
     [uploaded] = post(fake, [upload]).json()["data"]
 
-    by_uuid = post(fake, [inference(seedImage=uploaded["imageUUID"], strength=0.5)])
+    by_uuid = post(fake, [inference(inputs={"seedImage": uploaded["imageUUID"]}, strength=0.5)])
     by_url = post(fake, [upscale(uploaded["imageURL"])])
 
     assert (by_uuid.status_code, by_url.status_code) == (200, 200)
@@ -178,7 +233,7 @@ def test_an_uploaded_image_can_be_used_by_its_uuid_and_its_url(fake: FakeRunware
     ids=["data-uri", "bare-base64"],
 )
 def test_seed_image_accepts_a_data_uri_or_bare_base64(fake: FakeRunware, seed_image: str) -> None:
-    assert post(fake, [inference(seedImage=seed_image)]).status_code == 200
+    assert post(fake, [inference(inputs={"seedImage": seed_image})]).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -195,11 +250,11 @@ def test_seed_image_accepts_a_data_uri_or_bare_base64(fake: FakeRunware, seed_im
     ids=["local-path", "foreign-url", "file-url", "not-an-image", "bad-base64", "unknown-uuid", "empty"],
 )
 def test_seed_image_refuses_anything_runware_could_not_read(fake: FakeRunware, seed_image: str) -> None:
-    response = post(fake, [inference(seedImage=seed_image)])
+    response = post(fake, [inference(inputs={"seedImage": seed_image})])
 
     assert response.status_code == 400
     assert first_error(response)["code"] == "invalidSeedImage"
-    assert first_error(response)["parameter"] == "seedImage"
+    assert first_error(response)["parameter"] == "inputs.seedImage"
 
 
 def test_async_delivery_is_acknowledged_then_collected_with_get_response(fake: FakeRunware) -> None:
@@ -282,14 +337,13 @@ def test_an_unknown_task_type_is_refused(fake: FakeRunware) -> None:
 @pytest.mark.parametrize(
     ("task_uuid", "code"),
     [
-        (str(uuid.uuid1()), "invalidTaskUUID"),
         ("not-a-uuid", "invalidTaskUUID"),
         (12345, "invalidTaskUUID"),
         (None, "missingTaskUUID"),
     ],
-    ids=["uuid1", "text", "number", "missing"],
+    ids=["text", "number", "missing"],
 )
-def test_the_task_uuid_must_be_a_uuid_v4(fake: FakeRunware, task_uuid: Any, code: str) -> None:
+def test_the_task_uuid_must_be_a_uuid(fake: FakeRunware, task_uuid: Any, code: str) -> None:
     response = post(fake, [inference(taskUUID=task_uuid)])
 
     assert response.status_code == 400
@@ -351,7 +405,7 @@ def test_inference_parameters_outside_runware_limits_are_refused(
 def test_size_errors_carry_runware_validation_limits(fake: FakeRunware) -> None:
     error = first_error(post(fake, [inference(width=500)]))
 
-    assert (error["min"], error["max"], error["multiplier"]) == (128, 2048, 64)
+    assert (error["min"], error["max"], error["multiplier"]) == (128, 2048, 16)  # FLUX: multiples of 16
 
 
 @pytest.mark.parametrize(
@@ -396,17 +450,17 @@ def test_unknown_parameters_are_refused(fake: FakeRunware, task: dict[str, Any])
     response = post(fake, [task])
 
     assert response.status_code == 400
-    assert first_error(response)["code"] == "unsupportedParameter"
+    assert first_error(response)["code"] == "unknownParameter"
 
 
 @pytest.mark.parametrize(
     ("changes", "code"),
     [
         ({"upscaleFactor": 5}, "invalidUpscaleFactor"),
-        ({"upscaleFactor": 2.0}, "invalidUpscaleFactor"),
-        ({"upscaleFactor": None}, "missingUpscaleFactor"),
-        ({"inputImage": None}, "missingInputImage"),
-        ({"inputImage": "./picture.png"}, "invalidInputImage"),
+        ({"upscaleFactor": "2"}, "invalidUpscaleFactor"),
+        ({"model": None, "upscaleFactor": None}, "missingModel"),
+        ({"inputs": None}, "missingInputs"),
+        ({"inputs": {"image": "./picture.png"}}, "invalidImage"),
     ],
 )
 def test_upscale_parameters_are_checked(fake: FakeRunware, changes: dict[str, Any], code: str) -> None:
@@ -424,7 +478,7 @@ def test_upscale_parameters_are_checked(fake: FakeRunware, changes: dict[str, An
 @pytest.mark.parametrize(
     ("fault", "status", "code"),
     [
-        (Fault.RATE_LIMITED, 429, "tooManyRequests"),
+        (Fault.RATE_LIMITED, 429, "rateLimitExceeded"),
         (Fault.SERVER_ERROR, 500, "internalServerError"),
         (Fault.UNAVAILABLE, 503, "serviceUnavailable"),
         (Fault.INSUFFICIENT_CREDITS, 402, "insufficientCredits"),
@@ -576,7 +630,7 @@ def test_calls_are_counted_by_task_type_and_bodies_recorded_without_credentials(
 def test_the_control_endpoints_set_faults_and_report_stats(fake: FakeRunware) -> None:
     control = httpx.post(f"{fake.base_url}/_fake/control", json={"faults": [{"fault": "503", "times": 1}]})
     assert control.status_code == 200
-    assert control.json()["faults"] == [{"fault": "503", "times": 1}]
+    assert control.json()["faults"] == [{"fault": "503", "times": 1, "polls": False}]
 
     assert post(fake, [inference()]).status_code == 503
     stats = httpx.get(f"{fake.base_url}/_fake/stats").json()

@@ -55,6 +55,8 @@ async def runware(fake: FakeRunware, **overrides: Any) -> AsyncIterator[RunwareI
         "inspector": PillowImageInspector(),
         "backoff_base": 0.01,
         "backoff_cap": 0.05,
+        "jitter": 0.0,
+        "poll_first": 0.01,
     }
     options.update(overrides)
     async with runware_client() as client:
@@ -95,12 +97,9 @@ def pixels_of(data: bytes) -> tuple[str | None, tuple[int, int]]:
         return image.format, image.size
 
 
-def only_task(fake: FakeRunware) -> dict[str, Any]:
-    body = fake.last_request
-    assert isinstance(body, list)
-    assert len(body) == 1
-    task = body[0]
-    assert isinstance(task, dict)
+def only_task(fake: FakeRunware, task_type: str = "imageInference") -> dict[str, Any]:
+    """The one task of ``task_type`` the fake received (polls and uploads aside)."""
+    [task] = [task for task in fake.tasks if task.get("taskType") == task_type]
     return task
 
 
@@ -128,8 +127,9 @@ async def test_text_to_image_returns_the_downloaded_image_with_runware_seed_url_
     assert image.remote_url.startswith(f"{fake.base_url}/image/")
     assert image.cost is not None
     assert image.cost > 0
-    assert progress.calls == [(0, 1), (1, 1)]
-    assert fake.calls == 1
+    assert (progress.calls[0], progress.calls[-1]) == ((0, 1), (1, 1))
+    assert fake.submissions == 1
+    assert fake.billed == 1
     assert fake.image_downloads == 1
 
 
@@ -154,6 +154,7 @@ async def test_text_to_image_maps_the_spec_to_runware_field_names(fake: FakeRunw
         "outputType": "URL",
         "outputFormat": "JPG",
         "includeCost": True,
+        "deliveryMethod": "async",
     }
 
 
@@ -169,7 +170,7 @@ async def test_every_call_carries_a_fresh_task_uuid(fake: FakeRunware) -> None:
         await engine.text_to_image(spec(), Progress())
         await engine.text_to_image(spec(), Progress())
 
-    first, second = (body[0]["taskUUID"] for body in fake.requests)
+    first, second = (task["taskUUID"] for task in fake.tasks if task["taskType"] == "imageInference")
     assert first != second
 
 
@@ -182,34 +183,48 @@ async def test_png_output_format_gives_a_png_file(fake: FakeRunware) -> None:
     assert pixels_of(image.data) == ("PNG", (256, 256))
 
 
-async def test_image_to_image_sends_the_source_bytes_as_a_data_uri(fake: FakeRunware) -> None:
+async def test_image_to_image_uploads_the_source_bytes_once_and_sends_its_uuid(fake: FakeRunware) -> None:
     source = await source_image()
     async with runware(fake) as engine:
         image = await engine.image_to_image(spec(width=192, height=128), source, 0.35, Progress())
 
-    task = only_task(fake)
+    upload = only_task(fake, "imageUpload")
     prefix = "data:image/png;base64,"
-    assert task["seedImage"].startswith(prefix)
-    assert base64.b64decode(task["seedImage"][len(prefix) :]) == source.data
+    assert upload["image"].startswith(prefix)
+    sent = base64.b64decode(upload["image"][len(prefix) :])
+    assert pixels_of(sent) == ("PNG", (192, 144))  # shrunk to what the task needs
+    task = only_task(fake)
+    assert uuid.UUID(task["inputs"]["seedImage"])
+    assert "seedImage" not in task
     assert task["strength"] == 0.35
     assert pixels_of(image.data) == ("JPEG", (192, 128))
     assert (image.width, image.height) == (192, 128)
 
 
-async def test_upscale_sends_the_input_as_a_data_uri_and_returns_the_larger_image(fake: FakeRunware) -> None:
+async def test_upscale_sends_model_and_inputs_image_and_returns_the_larger_image(fake: FakeRunware) -> None:
     source = await source_image(200, 150)
     progress = Progress()
     async with runware(fake) as engine:
         image = await engine.upscale(source, 3, progress)
 
-    task = only_task(fake)
-    assert task.pop("inputImage") == "data:image/png;base64," + base64.b64encode(source.data).decode()
+    task = only_task(fake, "upscale")
+    upload = only_task(fake, "imageUpload")
+    assert upload["image"] == "data:image/png;base64," + base64.b64encode(source.data).decode()
+    assert uuid.UUID(task.pop("inputs")["image"])
     task.pop("taskUUID")
-    assert task == {"taskType": "upscale", "upscaleFactor": 3, "outputFormat": "JPG", "includeCost": True}
+    assert task == {
+        "taskType": "upscale",
+        "model": "runware:504@1",
+        "upscaleFactor": 4,
+        "outputType": "URL",
+        "outputFormat": "JPG",
+        "includeCost": True,
+        "deliveryMethod": "async",
+    }
     assert pixels_of(image.data) == ("JPEG", (600, 450))
-    assert (image.width, image.height, image.seed) == (600, 450, None)
+    assert (image.width, image.height, image.seed, image.provider_scale) == (600, 450, None, 4)
     assert image.cost is not None
-    assert progress.calls == [(0, 1), (1, 1)]
+    assert (progress.calls[0], progress.calls[-1]) == ((0, 1), (1, 1))
 
 
 async def test_logs_name_the_task_attempt_status_and_duration(fake: FakeRunware) -> None:
@@ -217,7 +232,11 @@ async def test_logs_name_the_task_attempt_status_and_duration(fake: FakeRunware)
         async with runware(fake) as engine:
             await engine.text_to_image(spec(), Progress())
 
-    answered = [entry for entry in logs if entry["event"] == "runware.answered"]
+    answered = [
+        entry
+        for entry in logs
+        if entry["event"] == "runware.answered" and entry["task_type"] == "imageInference"
+    ]
     assert len(answered) == 1
     assert answered[0]["task_uuid"] == only_task(fake)["taskUUID"]
     assert answered[0]["task_type"] == "imageInference"
@@ -246,7 +265,7 @@ async def test_a_call_that_times_out_is_not_retried(fake: FakeRunware) -> None:
     assert time.monotonic() - started < 3
     assert caught.value.code == "API_TIMEOUT"
     assert caught.value.message == "Generation failed: Runware did not answer in time"
-    assert fake.calls == 1
+    assert fake.submissions == 1
 
 
 async def test_latency_beyond_the_timeout_is_a_timeout(fake: FakeRunware) -> None:
@@ -255,11 +274,11 @@ async def test_latency_beyond_the_timeout_is_a_timeout(fake: FakeRunware) -> Non
         with pytest.raises(ProviderTimeout):
             await engine.text_to_image(spec(), Progress())
 
-    assert fake.calls == 1
+    assert fake.submissions == 1
 
 
 @pytest.mark.parametrize("fault", [Fault.RATE_LIMITED, Fault.SERVER_ERROR, Fault.UNAVAILABLE])
-async def test_overload_and_server_errors_are_retried_three_times_then_unavailable(
+async def test_overload_and_server_errors_are_tried_four_times_then_unavailable(
     fake: FakeRunware, fault: Fault
 ) -> None:
     fake.inject(fault)
@@ -272,13 +291,11 @@ async def test_overload_and_server_errors_are_retried_three_times_then_unavailab
         with pytest.raises(ProviderUnavailable) as caught:
             await engine.text_to_image(spec(), Progress())
 
-    assert fake.calls == 3
+    assert fake.submissions == 4
     assert caught.value.code == "API_ERROR"
     assert caught.value.message.startswith("Generation failed:")
     assert caught.value.details["providerCode"]
-    assert len(delays) == 2
-    assert 0 <= delays[0] <= 0.01
-    assert 0 <= delays[1] <= 0.015
+    assert delays == [0.01, 0.015, 0.015]
 
 
 async def test_a_transient_failure_is_retried_until_runware_answers(fake: FakeRunware) -> None:
@@ -286,7 +303,8 @@ async def test_a_transient_failure_is_retried_until_runware_answers(fake: FakeRu
     async with runware(fake) as engine:
         image = await engine.text_to_image(spec(), Progress())
 
-    assert fake.calls == 3
+    assert fake.submissions == 3
+    assert fake.billed == 1
     assert image.width == 640
 
 
@@ -295,7 +313,7 @@ async def test_flaky_runware_succeeds_after_one_retry(fake: FakeRunware) -> None
     async with runware(fake) as engine:
         image = await engine.text_to_image(spec(), Progress())
 
-    assert fake.calls == 2
+    assert fake.submissions == 2
     assert pixels_of(image.data)[1] == (640, 384)
 
 
@@ -321,7 +339,7 @@ async def test_unreachable_runware_is_retried_then_unavailable(fake: FakeRunware
 
     assert caught.value.code == "API_ERROR"
     assert caught.value.message == "Generation failed: Runware could not be reached"
-    assert len(delays) == 2
+    assert len(delays) == 3
 
 
 async def test_a_bad_api_key_is_rejected_with_runware_code_and_not_retried(fake: FakeRunware) -> None:
@@ -329,7 +347,7 @@ async def test_a_bad_api_key_is_rejected_with_runware_code_and_not_retried(fake:
         with pytest.raises(ProviderRejected) as caught:
             await engine.text_to_image(spec(), Progress())
 
-    assert fake.calls == 1
+    assert fake.submissions == 1
     assert caught.value.code == "API_ERROR"
     assert caught.value.message.startswith("Generation failed:")
     assert caught.value.details["providerCode"] == "invalidApiKey"
@@ -342,7 +360,7 @@ async def test_insufficient_credits_is_rejected_and_not_retried(fake: FakeRunwar
         with pytest.raises(ProviderRejected) as caught:
             await engine.text_to_image(spec(), Progress())
 
-    assert fake.calls == 1
+    assert fake.submissions == 1
     assert caught.value.details["providerCode"] == "insufficientCredits"
 
 
@@ -351,7 +369,7 @@ async def test_a_parameter_runware_refuses_is_rejected_with_its_code(fake: FakeR
         with pytest.raises(ProviderRejected) as caught:
             await engine.text_to_image(spec(model="runware:flux@dev"), Progress())
 
-    assert fake.calls == 1
+    assert fake.submissions == 1
     assert caught.value.code == "API_ERROR"
     assert caught.value.details["providerCode"] == "invalidModel"
 
@@ -365,7 +383,7 @@ async def test_an_answer_outside_the_protocol_is_unavailable(fake: FakeRunware, 
 
     assert caught.value.code == "API_ERROR"
     assert caught.value.message.startswith("Generation failed:")
-    assert fake.calls == 1  # a 200 may have been billed: it is not sent again
+    assert fake.submissions == 1  # a 200 may have been billed: it is not sent again
 
 
 @pytest.mark.parametrize("fault", [Fault.IMAGE_404, Fault.IMAGE_NOT_AN_IMAGE])
@@ -400,8 +418,12 @@ def _inject(fault: Fault) -> Scenario:
     return arrange
 
 
+SUCCEED_IN_THE_END = {
+    Fault.FLAKY, Fault.PARTIAL, Fault.TASK_TRANSIENT,
+    Fault.DROP_AFTER_BODY, Fault.ACCEPTED_502, Fault.ACCEPTED_504,
+}  # fmt: skip
 SCENARIOS: dict[str, Scenario] = {
-    **{fault.value: _inject(fault) for fault in Fault if fault is not Fault.FLAKY},
+    **{fault.value: _inject(fault) for fault in Fault if fault not in SUCCEED_IN_THE_END},
     "bad-key": lambda fake: {"api_key": WRONG_KEY},
     "unreachable": lambda fake: {"api_url": closed_port_url()},
     "bad-parameter": lambda fake: {},
@@ -450,5 +472,6 @@ async def test_sixteen_generations_against_a_slow_runware_run_concurrently(fake:
         elapsed = time.monotonic() - started
 
     assert sorted(results) == list(range(1, 17))
-    assert fake.calls == 16
+    assert fake.submissions == 16
+    assert fake.billed == 16
     assert elapsed < 6, f"16 one-second generations took {elapsed:.1f} s"

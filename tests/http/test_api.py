@@ -51,7 +51,7 @@ def test_text_to_image_returns_the_generation_and_serves_its_bytes(client: Clien
         "steps": 2,
         "cfgScale": 5.0,
         "seed": 42,
-        "model": "runware:100@1",
+        "model": "local:procedural@1",  # the model that really ran (CONTRACT.md section 4)
         "engine": "local",
     }
     assert data["filePath"].startswith("/generated/")

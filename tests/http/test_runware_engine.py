@@ -80,12 +80,12 @@ def test_text_to_image_stores_runwares_image_and_reports_its_url_seed_and_cost(
     assert data["seed"] == 9
     assert data["cost"] is not None
     assert data["parameters"]["engine"] == "runware"
-    task = fake.last_request[0]
-    assert task["taskType"] == "imageInference"
+    [task] = [task for task in fake.tasks if task["taskType"] == "imageInference"]
     assert task["positivePrompt"] == "a red sunset"
     assert task["negativePrompt"] == "blurry"
     assert (task["width"], task["height"], task["seed"], task["steps"]) == (256, 192, 9, 4)
-    assert task["CFGScale"] == 7.5
+    assert "CFGScale" not in task  # FLUX.1 schnell runs with guidance off
+    assert data["parameters"]["cfgScale"] is None
     served = client.get(data["filePath"])
     assert served.status_code == 200
     assert Image.open(io.BytesIO(served.content)).size == (256, 192)
@@ -104,17 +104,89 @@ def test_image_to_image_and_upscale_send_image_content_never_a_path(
         json={"seedImage": source["filePath"], "prompt": "a dog", "strength": 0.3},
     )
     assert changed.status_code == 200, changed.text
-    task = fake.last_request[0]
-    assert task["seedImage"].startswith("data:image/")
+    task = [task for task in fake.tasks if task["taskType"] == "imageInference"][-1]
+    assert len(task["inputs"]["seedImage"]) == 36  # Runware's own imageUUID of the source
     assert task["strength"] == 0.3
-    bigger = client.post("/api/generate/upscale", json={"imagePath": source["filePath"], "scale": 2})
+    bigger = client.post("/api/generate/upscale", json={"imagePath": source["filePath"], "scale": 3})
     assert bigger.status_code == 200, bigger.text
-    task = fake.last_request[0]
-    assert task["taskType"] == "upscale"
-    assert task["inputImage"].startswith("data:image/")
-    assert task["upscaleFactor"] == 2
+    [task] = [task for task in fake.tasks if task["taskType"] == "upscale"]
+    assert (task["model"], task["upscaleFactor"]) == ("runware:504@1", 4)
+    assert (
+        task["inputs"]["image"]
+        == [t for t in fake.tasks if t["taskType"] == "imageInference"][-1]["inputs"]["seedImage"]
+    )
     data = bigger.json()["data"]
-    assert (data["width"], data["height"]) == (256, 256)
+    assert (data["width"], data["height"]) == (384, 384)
+    assert (data["parameters"]["model"], data["parameters"]["providerScale"]) == ("runware:504@1", 4)
+
+
+def test_the_default_request_is_one_the_default_model_is_made_for(
+    runware: tuple[Client, FakeRunware, Path],
+) -> None:
+    client, fake, _ = runware
+    data = client.post("/api/generate/text-to-image", json={"prompt": "a red sunset"}).json()["data"]
+
+    [task] = [task for task in fake.tasks if task["taskType"] == "imageInference"]
+    assert (task["model"], task["steps"]) == ("runware:100@1", 4)
+    assert "CFGScale" not in task
+    assert (data["parameters"]["steps"], data["parameters"]["cfgScale"]) == (4, None)
+
+
+def test_a_size_the_model_cannot_take_is_refused_before_any_call(
+    runware: tuple[Client, FakeRunware, Path],
+) -> None:
+    client, fake, _ = runware
+    response = client.post(
+        "/api/generate/text-to-image", json={"prompt": "a red sunset", "model": "openai:1@1", "width": 512}
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "INVALID_PARAMETERS"
+    assert "1024x1024" in body["error"]
+    assert body["details"]["model"] == "openai:1@1"
+    assert fake.submissions == 0
+
+
+def test_a_partner_model_is_sent_no_steps_guidance_or_negative_prompt(
+    runware: tuple[Client, FakeRunware, Path],
+) -> None:
+    client, fake, _ = runware
+    response = client.post(
+        "/api/generate/text-to-image",
+        json={
+            "prompt": "a red sunset",
+            "model": "bfl:2@1",
+            "steps": 30,
+            "cfgScale": 5,
+            "negativePrompt": "blur",
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    [task] = [task for task in fake.tasks if task["taskType"] == "imageInference"]
+    assert not {"steps", "CFGScale", "negativePrompt"} & set(task)
+    parameters = response.json()["data"]["parameters"]
+    assert (parameters["steps"], parameters["cfgScale"]) == (None, None)
+
+
+def test_the_models_route_lists_what_runware_runs_with_its_rules(
+    runware: tuple[Client, FakeRunware, Path],
+) -> None:
+    client, _, _ = runware
+    page = client.get("/api/models", params={"q": "flux", "limit": 2})
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["success"] is True
+    schnell = next(model for model in body["data"] if model["id"] == "runware:100@1")
+    assert schnell["family"] == "flux-1-schnell"
+    assert (schnell["recommendedSteps"], schnell["recommendedCfgScale"]) == (4, None)
+    assert schnell["sizes"]["multipleOf"] == 16
+    assert "steps" in schnell["parameters"]
+    assert body["nextCursor"]
+    more = client.get("/api/models", params={"q": "flux", "limit": 2, "cursor": body["nextCursor"]}).json()
+    assert {m["id"] for m in more["data"]}.isdisjoint({m["id"] for m in body["data"]})
+    assert client.get("/api/models", params={"limit": 0}).json()["code"] == "INVALID_PARAMETERS"
 
 
 @pytest.mark.parametrize(

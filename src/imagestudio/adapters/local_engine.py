@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -1261,12 +1261,12 @@ def _latent_rng(spec: ImageSpec) -> np.random.Generator:
 
 def _understand(spec: ImageSpec) -> tuple[_Reading, dict[str, F32]]:
     reading = _read(spec.prompt, spec.negative_prompt)
-    return reading, _palette(reading, spec.cfg_scale, _hue_colour(spec.prompt))
+    return reading, _palette(reading, _or(spec.cfg_scale, 7.5), _hue_colour(spec.prompt))
 
 
 def _text_to_image(spec: ImageSpec, progress: ProgressCallback) -> GeneratedImage:
     picture = _compose(spec, *_understand(spec))
-    residual = _denoise(_downsample(picture), 1.0, spec.steps, _latent_rng(spec), progress)
+    residual = _denoise(_downsample(picture), 1.0, _or(spec.steps, 25), _latent_rng(spec), progress)
     data = _encode(_finish(picture, residual))
     return GeneratedImage(data=data, extension="jpg", width=spec.width, height=spec.height, seed=spec.seed)
 
@@ -1298,7 +1298,7 @@ def _image_to_image(
         base += (_gradient_map(planes, pal) - base) * np.float32(grade)
     if strength > 0:
         base += (_compose(spec, reading, pal) - base) * np.float32(strength**2)
-    residual = _denoise(_downsample(base), strength, spec.steps, _latent_rng(spec), progress)
+    residual = _denoise(_downsample(base), strength, _or(spec.steps, 25), _latent_rng(spec), progress)
     data = _encode(_finish(base, residual))
     return GeneratedImage(data=data, extension="jpg", width=spec.width, height=spec.height, seed=spec.seed)
 
@@ -1312,6 +1312,14 @@ def _upscale(source: SourceImage, scale: int, progress: ProgressCallback) -> Gen
     data = _encode(larger)
     progress(3, 3)
     return GeneratedImage(data=data, extension="jpg", width=width, height=height, seed=None)
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _or(value: _N | None, default: _N) -> _N:
+    """A spec value the local model always takes; unset only when a caller built the spec by hand."""
+    return default if value is None else value
 
 
 class LocalImageGenerator:

@@ -664,6 +664,7 @@ def _parameters_to_json(parameters: Parameters) -> dict[str, Any]:
         "strength": parameters.strength,
         "scale": parameters.scale,
         "sourceId": parameters.source_id,
+        **({"providerScale": parameters.provider_scale} if parameters.provider_scale is not None else {}),
     }
 
 
@@ -679,6 +680,7 @@ def _parameters_from_json(data: dict[str, Any]) -> Parameters:
         strength=data.get("strength"),
         scale=data.get("scale"),
         source_id=data.get("sourceId"),
+        provider_scale=data.get("providerScale"),
     )
 
 

@@ -22,6 +22,14 @@ from imagestudio.domain.model import (
     Upscale,
     nearest_valid_side,
 )
+from imagestudio.domain.models import (
+    INPUT_IMAGE,
+    NEGATIVE_PROMPT,
+    SEED,
+    STRENGTH,
+    ModelInfo,
+    resolve_guidance,
+)
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver, random_seed
 from imagestudio.domain.tasks import IdempotencyKey, Job, Task
 
@@ -45,19 +53,59 @@ class _Generating(Generic[C]):
         return await self.pipeline.tasks.submit(await self.prepare(command), idempotency)
 
 
+async def _model(pipeline: GenerationPipeline, requested: str | None) -> tuple[str, ModelInfo | None]:
+    """The model that will run (the catalogue's default when none is asked for) and its facts."""
+    catalogue = pipeline.catalogue
+    if catalogue is None:
+        return requested or DEFAULT_MODEL, None
+    wanted = requested or catalogue.default_model
+    info = await catalogue.get(wanted)
+    return (info.id if info is not None else wanted), info
+
+
 def _spec(
-    command: TextToImage | ImageToImage, settings: Settings, seed: int, width: int, height: int
+    command: TextToImage | ImageToImage,
+    settings: Settings,
+    seed: int,
+    width: int,
+    height: int,
+    model: tuple[str, ModelInfo | None],
 ) -> ImageSpec:
+    """The request as the model takes it (``domain/models.py``): what it does not take is left
+    out, unset guidance follows its recommendations, and a size it cannot take is refused."""
+    model_id, info = model
+    if info is not None and info.sizes is not None:
+        info.sizes.check(model_id, width, height)
+    steps, cfg_scale = resolve_guidance(
+        info,
+        steps=command.steps,
+        cfg_scale=command.cfg_scale,
+        default_steps=settings.default_steps,
+        default_cfg_scale=settings.default_cfg_scale,
+    )
+    takes_negative = info is None or info.accepts(NEGATIVE_PROMPT)
     return ImageSpec(
         prompt=command.prompt,
-        negative_prompt=command.negative_prompt,
+        negative_prompt=command.negative_prompt if takes_negative else None,
         width=width,
         height=height,
-        steps=command.steps if command.steps is not None else settings.default_steps,
-        cfg_scale=command.cfg_scale if command.cfg_scale is not None else settings.default_cfg_scale,
+        steps=steps,
+        cfg_scale=cfg_scale,
         seed=seed,
-        model=command.model or DEFAULT_MODEL,
+        model=model_id,
+        accepts=info.parameters if info is not None else None,
     )
+
+
+def _sent(spec: ImageSpec, parameter: str) -> bool:
+    return spec.accepts is None or parameter in spec.accepts
+
+
+def _seed(image: GeneratedImage, spec: ImageSpec) -> int | None:
+    """The seed the engine reports, else the one sent; ``None`` for a model that takes none."""
+    if image.seed is not None:
+        return image.seed
+    return spec.seed if _sent(spec, SEED) else None
 
 
 def _generation(
@@ -76,6 +124,7 @@ def _generation(
     strength: float | None = None,
     scale: int | None = None,
     source_id: int | None = None,
+    provider_scale: int | None = None,
 ) -> Generation:
     return Generation(
         id=None,
@@ -93,6 +142,7 @@ def _generation(
             strength=strength,
             scale=scale,
             source_id=source_id,
+            provider_scale=provider_scale,
         ),
         seed=seed,
         width=image.width,
@@ -110,8 +160,11 @@ class GenerateTextToImage(_Generating[TextToImage]):
     """Make an image from a prompt.
 
     Rules:
-    - unset size, steps and guidance come from the settings' defaults;
-    - an unset seed is drawn at random, always passed to the engine, and recorded;
+    - unset size comes from the settings; the model is the engine's default unless named;
+    - only the parameters the model takes are sent; unset steps and guidance follow the
+      model's recommendations, else the settings' defaults (``domain/models.py``);
+    - a size the model cannot take is refused (400 naming its rule) before any engine call;
+    - an unset seed is drawn at random, passed to the engine (if the model takes one), and recorded;
     - the recorded seed is the one the engine reports, when it reports one.
     """
 
@@ -127,6 +180,7 @@ class GenerateTextToImage(_Generating[TextToImage]):
             seed=command.seed if command.seed is not None else self.seeds(),
             width=command.width or settings.default_width,
             height=command.height or settings.default_height,
+            model=await _model(self.pipeline, command.model),
         )
         task_id = command.task_id or self.pipeline.new_task_id()
 
@@ -142,7 +196,7 @@ class GenerateTextToImage(_Generating[TextToImage]):
                 negative_prompt=spec.negative_prompt,
                 image=image,
                 stored=stored,
-                seed=image.seed if image.seed is not None else spec.seed,
+                seed=_seed(image, spec),
                 steps=spec.steps,
                 cfg_scale=spec.cfg_scale,
                 model=spec.model,
@@ -165,7 +219,8 @@ class GenerateImageToImage(_Generating[ImageToImage]):
     - the input is resolved by :class:`SourceResolver` (storage-only paths, data URIs);
     - the output has the source's size snapped to the nearest valid generation size,
       unless ``width``/``height`` are given;
-    - ``strength`` 0 keeps the source, 1 replaces it.
+    - ``strength`` 0 keeps the source, 1 replaces it;
+    - a model that takes no input image is refused (400); model rules as for text-to-image.
     """
 
     pipeline: GenerationPipeline
@@ -176,12 +231,19 @@ class GenerateImageToImage(_Generating[ImageToImage]):
         """Validate and resolve everything up front, so bad input fails before a task exists."""
         settings = await self.pipeline.settings.get()
         source = await self.resolve(command.source, "seedImage")
+        model = await _model(self.pipeline, command.model)
+        if model[1] is not None and not model[1].accepts(INPUT_IMAGE):
+            raise InvalidParameters(
+                f"The model {model[0]} does not take an input image; choose another for image-to-image",
+                field="model",
+            )
         spec = _spec(
             command,
             settings,
             seed=command.seed if command.seed is not None else self.seeds(),
             width=command.width or nearest_valid_side(source.width),
             height=command.height or nearest_valid_side(source.height),
+            model=model,
         )
         task_id = command.task_id or self.pipeline.new_task_id()
 
@@ -197,11 +259,11 @@ class GenerateImageToImage(_Generating[ImageToImage]):
                 negative_prompt=spec.negative_prompt,
                 image=image,
                 stored=stored,
-                seed=image.seed if image.seed is not None else spec.seed,
+                seed=_seed(image, spec),
                 steps=spec.steps,
                 cfg_scale=spec.cfg_scale,
                 model=spec.model,
-                strength=command.strength,
+                strength=command.strength if _sent(spec, STRENGTH) else None,
                 source_id=source.generation.id if source.generation else None,
             )
 
@@ -220,7 +282,9 @@ class UpscaleImage(_Generating[Upscale]):
 
     Rules:
     - the output is ``scale`` times the input on each side, at most 4096 px a side (else 400);
-    - the result is a new generation carrying the source generation's prompt, if any.
+    - the result is a new generation carrying the source generation's prompt, if any;
+    - it records the upscaler that ran and, when the engine ran another factor and resampled
+      to ``scale`` (Runware has no 3x upscaler: 4x, then a Lanczos reduction), that factor.
     """
 
     pipeline: GenerationPipeline
@@ -251,9 +315,10 @@ class UpscaleImage(_Generating[Upscale]):
                 image=image,
                 stored=stored,
                 seed=origin.seed if origin else None,
-                model=origin.parameters.model if origin else None,
+                model=image.model or (origin.parameters.model if origin else None),
                 scale=command.scale,
                 source_id=origin.id if origin else None,
+                provider_scale=image.provider_scale,
             )
 
         return self.pipeline.job(task_id=task_id, operation=Operation.UPSCALE, produce=produce, build=build)

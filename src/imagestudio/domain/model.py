@@ -256,24 +256,29 @@ class Upscale:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ImageSpec:
-    """A fully resolved diffusion request: every value is set and valid."""
+    """A fully resolved diffusion request: every value is valid; ``None`` is not sent (the model
+    does not take it, or uses its own default)."""
 
     prompt: str
     negative_prompt: str | None
     width: int
     height: int
-    steps: int
-    cfg_scale: float
+    steps: int | None
+    cfg_scale: float | None
     seed: int
     model: str
+    accepts: frozenset[str] | None = None
+    """The parameters the model takes (``domain/models.py``); ``None``: not known, send them all."""
 
     def __post_init__(self) -> None:
         _set(self, "prompt", _check_prompt(self.prompt))
         _set(self, "negative_prompt", _check_negative(self.negative_prompt))
         _check_side("width", self.width)
         _check_side("height", self.height)
-        _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
-        _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, 0.0, MAX_CFG))
+        if self.steps is not None:
+            _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
+        if self.cfg_scale is not None:
+            _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, 0.0, MAX_CFG))
         _check_int("seed", self.seed, 1, MAX_SEED)
         _check_model(self.model)
 
@@ -300,6 +305,10 @@ class GeneratedImage:
     seed: int | None = None
     remote_url: str | None = None
     cost: float | None = None
+    model: str | None = None
+    """The model that made it, when the engine chose it (an upscaler)."""
+    provider_scale: int | None = None
+    """For an upscale resampled to its scale afterwards: the factor the engine ran."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -332,6 +341,8 @@ class Parameters:
     strength: float | None = None
     scale: int | None = None
     source_id: int | None = None
+    provider_scale: int | None = None
+    """The factor the upscaler ran when it differs from ``scale`` (4x, then resampled to 3x)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

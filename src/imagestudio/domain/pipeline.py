@@ -32,6 +32,7 @@ from imagestudio.domain.ports import (
     ImageGenerator,
     ImageInspector,
     ImageStorage,
+    ModelCatalogue,
     ProgressCallback,
     SettingsRepository,
 )
@@ -164,6 +165,8 @@ class GenerationPipeline:
     tasks: TaskManager
     clock: Clock
     new_task_id: Callable[[], str] = field(default=new_task_id)
+    catalogue: ModelCatalogue | None = None
+    """What the engine's models take (``domain/models.py``); ``None``: send every parameter."""
 
     def job(
         self,

@@ -259,3 +259,28 @@ class IdempotencyStore(Protocol):
     async def release(self, key: str) -> None:
         """Forget ``key`` (its task could not be created)."""
         ...
+
+
+# --- models an engine can run (issue 13) ------------------------------------------------------
+
+from imagestudio.domain.models import ModelInfo, ModelPage, ModelQuery  # noqa: E402 - one block, kept apart
+
+
+class ModelCatalogue(Protocol):
+    """The models the configured engine can run, with what each takes (``domain/models.py``)."""
+
+    @property
+    def default_model(self) -> str:
+        """The model a request without ``model`` gets: one the default request is made for."""
+        ...
+
+    async def get(self, model_id: str) -> ModelInfo | None:
+        """What ``model_id`` takes; ``None`` when the catalogue cannot tell (the request then goes
+        as asked and the engine judges it). An engine that runs one model of its own answers
+        with that model whatever is asked (a Generation records the model that really ran)."""
+        ...
+
+    async def search(self, query: ModelQuery) -> ModelPage: ...
+
+
+__all__ += ["ModelCatalogue"]

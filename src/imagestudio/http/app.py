@@ -32,6 +32,7 @@ from imagestudio.http.controllers import (
     provide_services,
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.models import ModelsController
 from imagestudio.http.security import security_middleware
 from imagestudio.http.websocket import generation_socket
 
@@ -116,6 +117,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             SettingsController,
             ImagesController,
             TasksController,
+            ModelsController,
             generation_socket,
         ],
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,

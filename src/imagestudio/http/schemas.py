@@ -209,6 +209,7 @@ class ParametersOut(_Out):
     strength: float | UnsetType = UNSET
     scale: int | UnsetType = UNSET
     source_id: int | UnsetType = UNSET
+    provider_scale: int | UnsetType = UNSET
 
 
 class GenerationOut(_Out):
@@ -357,6 +358,7 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
             strength=UNSET if p.strength is None else p.strength,
             scale=UNSET if p.scale is None else p.scale,
             source_id=UNSET if p.source_id is None else p.source_id,
+            provider_scale=UNSET if p.provider_scale is None else p.provider_scale,
         ),
         seed=generation.seed,
         width=generation.width,

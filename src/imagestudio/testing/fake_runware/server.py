@@ -1,9 +1,9 @@
-"""A fake Runware REST server that speaks the protocol of ``RUNWARE.md`` as strictly as Runware.
+"""A fake Runware REST server that accepts exactly what Runware's schemas accept.
 
 It is a small ASGI app served by uvicorn. Tests run it in-process::
 
     with FakeRunware.running(api_key="k") as fake:
-        ...  # point the adapter at fake.url; read fake.calls; fake.inject(Fault.UNAVAILABLE, times=3)
+        ...  # point the adapter at fake.url; read fake.billed; fake.inject(Fault.UNAVAILABLE, times=3)
 
 and offline development runs it as a process::
 
@@ -12,22 +12,37 @@ and offline development runs it as a process::
 (``--port 0`` picks a free port; the first line printed names the endpoint; the key may come
 from ``RUNWARE_API_KEY`` instead of the command line.)
 
-What it checks, like Runware: the JSON array envelope, ``Authorization: Bearer <key>``
-(401 ``invalidApiKey``), known task types, UUID v4 ``taskUUID`` values that are never reused
-(409 ``conflictTaskUUID``; a well-formed UUID counts as used once received, even when its
-task is refused), the parameter limits of ``RUNWARE.md`` and no unknown parameter
-(``unsupportedParameter``). Errors use Runware's body, ``{"errors": [{code, message,
-parameter?, taskType?, taskUUID?}]}``; where Runware's exact code is not documented the
-fake uses the ``invalid<Parameter>`` / ``missing<Parameter>`` pattern Runware follows.
+What it checks, and where each rule comes from:
+
+- every task against Runware's own schemas through :mod:`.oracle` (``runware-sdk``'s
+  ``runware.types.task_map``): no unknown key, every required key, enumerated values such as
+  ``upscaleFactor`` (``Literal[2, 4]`` for Real-ESRGAN, ``Literal[2]`` for CCSR) inside their set;
+- what the schemas leave open comes from RUNWARE.md ("Unchanged and correct"): prompts of 2 to
+  3000 characters, ``steps`` 1-100, ``CFGScale`` 0-50, ``numberResults`` 1-20, ``outputQuality``
+  20-99, ``strength`` 0-1; input images PNG, JPG or WEBP only (its point 6); Clarity takes
+  factor 2 (its point 1; its schema types the factor as a bare ``float``); sizes per model (its
+  point 5: multiples of 8, of 16 for FLUX; fixed lists for some partner models);
+- ``Authorization: Bearer <key>`` (401 ``invalidApiKey``), a JSON array of tasks, a UUID
+  ``taskUUID`` that is never reused: a second task with a taken one is 409 ``conflictTaskUUID``
+  and the first keeps running, its result fetched with ``getResponse`` (RUNWARE.md point 2).
+
+Error bodies are ``{"errors": [{code, message, parameter?, taskType?, taskUUID?}]}``. Codes are
+Runware's where a source names them (``invalidApiKey``, ``insufficientCredits``,
+``conflictTaskUUID``, ``serviceUnavailable``, ``internalServerError``, ``rateLimitExceeded``,
+``taskFailedOrNotFound``, ``unknownParameter``: RUNWARE.md and ``runware.errors``), otherwise the
+``invalid<Parameter>`` / ``missing<Parameter>`` pattern ``runware.errors`` classifies as validation.
 
 What it does: ``imageInference`` renders a deterministic picture from prompt and seed
-(blended with ``seedImage`` by ``strength``), ``upscale`` resizes ``inputImage`` with Lanczos
-(at most 4096 px a side), ``imageUpload`` stores an image; results are kept in memory and
-served at ``imageURL`` (``GET /image/<imageUUID>.<ext>``). ``deliveryMethod: "async"`` plus
-``getResponse`` polling work too.
+(blended with ``inputs.seedImage`` by ``strength``); ``upscale`` resizes ``inputs.image`` with
+Lanczos by ``upscaleFactor`` (at most 4096 px a side); ``imageUpload`` stores an image;
+``modelSearch`` answers from a small catalogue shaped as the SDK's ``ModelSearchResult``. Input
+images may be an ``imageUUID`` the fake handed out, a data URI, bare base64 or one of its image
+URLs. ``deliveryMethod: "async"`` is acknowledged at once; the result is ready ``latency``
+seconds later and ``getResponse`` answers ``processing`` (with ``progress``) until then.
 
-How it misbehaves on request: see :class:`Fault`, :meth:`FakeRunware.inject` and
-``latency``. Out of process, ``GET /_fake/stats`` and ``POST /_fake/control`` do the same.
+How it misbehaves on request: see :class:`Fault`, :meth:`FakeRunware.inject` and ``latency``. Out
+of process, ``GET /_fake/stats`` and ``POST /_fake/control`` do the same. :attr:`FakeRunware.billed`
+counts the tasks that ran (what Runware would charge for).
 
 How long it took: :attr:`FakeRunware.service_times` (``GET /_fake/timings`` out of process) holds,
 per task request and per image download, the seconds from the request's arrival to the last byte
@@ -53,7 +68,6 @@ import re
 import secrets
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -67,6 +81,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import uvicorn
 from PIL import Image
+
+from imagestudio.testing.fake_runware import oracle
 
 __all__ = ["FakeRunware", "Fault", "main"]
 
@@ -82,16 +98,14 @@ UPSCALE_COST: Final = 0.002
 
 _API_PATH: Final = "/v1"
 _IMAGE_PATH: Final = re.compile(r"/image/([0-9a-f-]{36})\.(jpg|png|webp)")
-_UUID4: Final = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.IGNORECASE
-)
-_AIR: Final = re.compile(r"[a-z][a-z0-9_-]*:[0-9]+@[0-9]+")
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _DATA_URI: Final = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,", re.ASCII)
 _FORMATS: Final = {
     "JPG": ("jpg", "JPEG", "image/jpeg"),
     "PNG": ("png", "PNG", "image/png"),
     "WEBP": ("webp", "WEBP", "image/webp"),
 }
+_INPUT_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP"})  # RUNWARE.md point 6
 _MEDIA_TYPES: Final = {ext: media for ext, _, media in _FORMATS.values()}
 _AUTH_ERROR: Final = {
     "code": "invalidApiKey",
@@ -99,22 +113,62 @@ _AUTH_ERROR: Final = {
     "parameter": "apiKey",
     "taskType": "authentication",
 }
-_INFERENCE_PARAMETERS: Final = frozenset(
-    {
-        "taskType", "taskUUID", "positivePrompt", "negativePrompt", "model", "width", "height", "steps",
-        "CFGScale", "seed", "numberResults", "outputType", "outputFormat", "outputQuality", "seedImage",
-        "strength", "includeCost", "deliveryMethod",
-    }
+_RUNNING_TASKS: Final = frozenset({"imageInference", "upscale", "imageUpload"})
+_TASK_TYPES: Final = (*sorted(_RUNNING_TASKS), "getResponse", "modelSearch")
+# Ranges the schemas leave open: RUNWARE.md, "Unchanged and correct".
+_INT_RANGES: Final = {
+    "steps": (1, 100),
+    "numberResults": (1, 20),
+    "outputQuality": (20, 99),
+    "seed": (1, MAX_SEED),
+}
+_NUMBER_RANGES: Final = {"CFGScale": (0.0, 50.0), "strength": (0.0, 1.0)}
+_TEXT_FIELDS: Final = ("positivePrompt", "negativePrompt")
+# Keys inside ``inputs``, which the schemas type as a bare object: Runware's model pages name
+# ``inputs.image`` for upscalers and ``inputs.seedImage`` / ``inputs.referenceImages`` for inference.
+_INPUT_KEYS: Final = {"upscale": ("image",), "imageInference": ("seedImage", "referenceImages")}
+
+
+@dataclass(frozen=True)
+class _SizeRule:
+    low: int = 128
+    high: int = 2048
+    multiple: int = 8
+    fixed: tuple[tuple[int, int], ...] = ()
+
+
+# RUNWARE.md point 5: sizes are per model; multiples of 8 (16 for FLUX); fixed lists for some
+# partner models (OpenAI's GPT Image 1 takes three sizes; BFL's FLUX1.1 [pro] 256-1440 in 32s).
+_SIZE_RULES: Final = {
+    "runware:100@1": _SizeRule(multiple=16),
+    "runware:101@1": _SizeRule(multiple=16),
+    "bfl:2@1": _SizeRule(low=256, high=1440, multiple=32),
+    "openai:1@1": _SizeRule(fixed=((1024, 1024), (1536, 1024), (1024, 1536))),
+}
+_DEFAULT_SIZE_RULE: Final = _SizeRule()
+_CLARITY: Final = "runware:500@1"
+
+# A small model catalogue for ``modelSearch``, with the result fields of Runware's model records
+# (the names of ``ModelUploadParams``: air, name, version, category, architecture, defaultSteps...).
+_CATALOGUE: Final[tuple[dict[str, Any], ...]] = (
+    {"air": "runware:100@1", "name": "FLUX.1 [schnell]", "version": "1", "category": "checkpoint",
+     "architecture": "flux-1-schnell", "defaultSteps": 4, "defaultCFG": 1.0,
+     "defaultWidth": 1024, "defaultHeight": 1024},
+    {"air": "runware:101@1", "name": "FLUX.1 [dev]", "version": "1", "category": "checkpoint",
+     "architecture": "flux-1-dev", "defaultSteps": 28, "defaultCFG": 3.5,
+     "defaultWidth": 1024, "defaultHeight": 1024},
+    {"air": "civitai:133005@357609", "name": "Juggernaut XL", "version": "v9", "category": "checkpoint",
+     "architecture": "sdxl", "defaultSteps": 30, "defaultCFG": 6.0,
+     "defaultWidth": 1024, "defaultHeight": 1024},
+    {"air": "civitai:4384@128713", "name": "DreamShaper", "version": "8", "category": "checkpoint",
+     "architecture": "sd-1-5", "defaultSteps": 25, "defaultCFG": 7.0,
+     "defaultWidth": 512, "defaultHeight": 512},
+    {"air": "bfl:2@1", "name": "FLUX1.1 [pro]", "version": "1", "category": "checkpoint",
+     "architecture": "flux-1-1-pro"},
+    {"air": "openai:1@1", "name": "GPT Image 1", "version": "1", "category": "checkpoint",
+     "architecture": "gpt-image-1"},
 )  # fmt: skip
-_UPSCALE_PARAMETERS: Final = frozenset(
-    {
-        "taskType", "taskUUID", "inputImage", "upscaleFactor", "model", "outputType", "outputFormat",
-        "outputQuality", "includeCost", "deliveryMethod",
-    }
-)  # fmt: skip
-_UPLOAD_PARAMETERS: Final = frozenset({"taskType", "taskUUID", "image"})
-_POLL_PARAMETERS: Final = frozenset({"taskType", "taskUUID"})
-_TASK_TYPES: Final = ("imageInference", "upscale", "imageUpscale", "imageUpload", "getResponse")
+_COMMUNITY: Final = re.compile(r"civitai:[0-9]+@[0-9]+")
 
 
 class Fault(StrEnum):
@@ -124,6 +178,8 @@ class Fault(StrEnum):
     """Never answer: hold the request until the client gives up (or the fake stops)."""
     RATE_LIMITED = "429"
     """429 with Runware's error body."""
+    RATE_LIMITED_RETRY_AFTER = "429-retry-after"
+    """429 with Runware's error body and ``Retry-After: 2``."""
     SERVER_ERROR = "500"
     """500 with Runware's error body."""
     UNAVAILABLE = "503"
@@ -132,6 +188,24 @@ class Fault(StrEnum):
     """Every other call fails with 503, starting with the first."""
     INSUFFICIENT_CREDITS = "402"
     """402 ``insufficientCredits`` for every task of the request."""
+    ERROR_OBJECT = "error-object"
+    """402 ``insufficientCredits`` in the single-error form ``{"error": {...}, "taskUUID"}``."""
+    EMPTY_401 = "401-empty"
+    """401 with an empty body (a bad key, as Runware's gateway reports it)."""
+    NO_AVAILABLE_SERVER = "no-available-server"
+    """400 ``noAvailableServer``: a transient code under a status that does not say so."""
+    DROP_AFTER_BODY = "drop-after-body"
+    """Read the body, start (and bill) the tasks, then break the connection without an answer."""
+    ACCEPTED_502 = "502-after-accept"
+    """Start (and bill) the tasks, then answer 502 from the gateway (no Runware body)."""
+    ACCEPTED_504 = "504-after-accept"
+    """Start (and bill) the tasks, then answer 504 from the gateway (no Runware body)."""
+    TASK_ERROR = "task-error"
+    """The task runs and fails: a ``status: "error"`` item (``contentPolicyViolation``)."""
+    TASK_TRANSIENT = "task-transient"
+    """The task runs and fails transiently: a ``status: "error"`` item (``timeoutProvider``)."""
+    PARTIAL = "partial"
+    """The first ``getResponse`` of the task is a partial item: ``imageUUID``, no image yet."""
     MALFORMED_JSON = "malformed-json"
     """200 whose body is not valid JSON."""
     NOT_AN_ARRAY = "not-an-array"
@@ -145,11 +219,23 @@ class Fault(StrEnum):
 
 
 _STATUS_FAULTS: Final = {
-    Fault.RATE_LIMITED: (429, "tooManyRequests", "Queue capacity exceeded. Please retry later."),
+    Fault.RATE_LIMITED: (429, "rateLimitExceeded", "Queue capacity exceeded. Please retry later."),
+    Fault.RATE_LIMITED_RETRY_AFTER: (429, "rateLimitExceeded", "Too many requests. Retry later."),
     Fault.SERVER_ERROR: (500, "internalServerError", "An unexpected error occurred."),
     Fault.UNAVAILABLE: (503, "serviceUnavailable", "The service is temporarily unavailable."),
     Fault.FLAKY: (503, "serviceUnavailable", "The service is temporarily unavailable."),
     Fault.INSUFFICIENT_CREDITS: (402, "insufficientCredits", "Insufficient credits to run this task."),
+    Fault.NO_AVAILABLE_SERVER: (400, "noAvailableServer", "No server is available for this model now."),
+}
+# Faults that let the tasks run (and be billed) before the answer goes wrong.
+_AFTER_ACCEPT: Final = frozenset({Fault.DROP_AFTER_BODY, Fault.ACCEPTED_502, Fault.ACCEPTED_504})
+# Faults that change what a task produces rather than the answer of one request.
+_RESULT_FAULTS: Final = frozenset(
+    {Fault.IMAGE_404, Fault.IMAGE_NOT_AN_IMAGE, Fault.TASK_ERROR, Fault.TASK_TRANSIENT, Fault.PARTIAL}
+)
+_TASK_FAILURES: Final = {
+    Fault.TASK_ERROR: ("contentPolicyViolation", "The request was refused by the content policy."),
+    Fault.TASK_TRANSIENT: ("timeoutProvider", "The provider did not answer in time."),
 }
 
 
@@ -157,6 +243,7 @@ _STATUS_FAULTS: Final = {
 class _ActiveFault:
     fault: Fault
     remaining: int | None
+    polls: bool
     seen: int = 0
 
 
@@ -164,6 +251,17 @@ class _ActiveFault:
 class _Image:
     data: bytes
     extension: str
+
+
+@dataclass
+class _Job:
+    """A task the fake accepted (and billed): its result once ready, or its failure."""
+
+    task_type: str
+    items: list[dict[str, Any]] | None = None
+    error: dict[str, Any] | None = None
+    partial: bool = False
+    polls: int = 0
 
 
 class _TaskError(Exception):
@@ -189,90 +287,117 @@ def _capitalised(name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-# --- parameter checks (one per kind of value) -----------------------------------------------------
+# --- checks beyond the schemas ------------------------------------------------------------------
 
 
-def _int(
-    task: dict[str, Any], name: str, low: int, high: int, default: int | None, *, multiple: int = 1
-) -> int:
-    value = task.get(name, default)
-    if value is None:
-        raise _task_error(
-            f"missing{_capitalised(name)}", f"Missing required parameter '{name}'.", parameter=name
-        )
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high or value % multiple:
-        limits: dict[str, Any] = {"type": "integer", "min": low, "max": high}
-        if multiple != 1:
-            limits["multiplier"] = multiple
-        rule = f" and a multiple of {multiple}" if multiple != 1 else ""
-        raise _task_error(
-            f"invalid{_capitalised(name)}",
-            f"Invalid value for '{name}'. It must be an integer between {low} and {high}{rule}.",
-            parameter=name,
-            **limits,
-        )
-    return value
+def _check_schema(task: dict[str, Any]) -> None:
+    found = oracle.violations(task)
+    if found:
+        first = found[0]
+        raise _task_error(first.code, first.message, parameter=first.parameter)
 
 
-def _number(task: dict[str, Any], name: str, low: float, high: float, default: float) -> float:
-    value = task.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _task_error(
-            f"invalid{_capitalised(name)}",
-            f"Invalid value for '{name}'. It must be a number between {low:g} and {high:g}.",
-            parameter=name,
-            type="float",
-            min=low,
-            max=high,
-        )
-    return float(value)
-
-
-def _text(task: dict[str, Any], name: str, *, required: bool) -> str | None:
-    value = task.get(name)
-    if value is None:
-        if required:
+def _check_ranges(task: dict[str, Any]) -> None:
+    for name in _TEXT_FIELDS:
+        value = task.get(name)
+        if value is not None and not 2 <= len(value) <= 3000:
             raise _task_error(
-                f"missing{_capitalised(name)}", f"Missing required parameter '{name}'.", parameter=name
+                f"invalid{_capitalised(name)}",
+                f"Invalid value for '{name}'. It must be a string of 2 to 3000 characters.",
+                parameter=name,
+                type="string",
+                min=2,
+                max=3000,
             )
-        return None
-    if not isinstance(value, str) or not 2 <= len(value) <= 3000:
+    for name, (low, high) in _INT_RANGES.items():
+        value = task.get(name)
+        if value is not None and not (isinstance(value, int) and low <= value <= high):
+            raise _task_error(
+                f"invalid{_capitalised(name)}",
+                f"Invalid value for '{name}'. It must be an integer between {low} and {high}.",
+                parameter=name,
+                type="integer",
+                min=low,
+                max=high,
+            )
+    for name, (low_f, high_f) in _NUMBER_RANGES.items():
+        value = task.get(name)
+        if value is not None and not low_f <= value <= high_f:
+            raise _task_error(
+                f"invalid{_capitalised(name)}",
+                f"Invalid value for '{name}'. It must be a number between {low_f:g} and {high_f:g}.",
+                parameter=name,
+                type="float",
+                min=low_f,
+                max=high_f,
+            )
+    delivery = task.get("deliveryMethod", "sync")
+    if delivery not in ("sync", "async"):
         raise _task_error(
-            f"invalid{_capitalised(name)}",
-            f"Invalid value for '{name}'. It must be a string of 2 to 3000 characters.",
-            parameter=name,
-            type="string",
-            min=2,
-            max=3000,
+            "invalidDeliveryMethod",
+            "Invalid value for 'deliveryMethod'. It must be 'sync' or 'async'.",
+            parameter="deliveryMethod",
         )
-    return value
 
 
-def _choice(task: dict[str, Any], name: str, choices: Sequence[Any], default: Any) -> Any:
-    value = task.get(name, default)
-    if type(value) is not type(default) or value not in choices:
-        listed = ", ".join(json.dumps(choice) for choice in choices)
+def _check_size(task: dict[str, Any]) -> tuple[int, int]:
+    model = task.get("model", "")
+    rule = _SIZE_RULES.get(model, _DEFAULT_SIZE_RULE)
+    width, height = task["width"], task["height"]
+    if rule.fixed:
+        if (width, height) not in rule.fixed:
+            sizes = ", ".join(f"{w}x{h}" for w, h in rule.fixed)
+            raise _task_error(
+                "invalidWidth",
+                f"Invalid size for model {model}. It must be one of {sizes}.",
+                parameter="width",
+            )
+        return width, height
+    for name, value in (("width", width), ("height", height)):
+        if not rule.low <= value <= rule.high or value % rule.multiple:
+            raise _task_error(
+                f"invalid{_capitalised(name)}",
+                f"Invalid value for '{name}'. It must be an integer between {rule.low} and {rule.high}"
+                f" and a multiple of {rule.multiple}.",
+                parameter=name,
+                type="integer",
+                min=rule.low,
+                max=rule.high,
+                multiplier=rule.multiple,
+            )
+    return width, height
+
+
+def _check_model(task: dict[str, Any]) -> None:
+    model = task.get("model")
+    if model is None:
+        return
+    known = oracle.known_models()
+    if model in known:
+        expected = known[model]
+        if expected != task["taskType"]:
+            raise _task_error(
+                "invalidModel",
+                f"The model {model} runs {expected} tasks, not {task['taskType']}.",
+                parameter="model",
+            )
+        return
+    if task["taskType"] == "imageInference" and _COMMUNITY.fullmatch(model):
+        return
+    raise _task_error(
+        "invalidModel", f"Invalid value for 'model': there is no model {model!r}.", parameter="model"
+    )
+
+
+def _upscale_factor(task: dict[str, Any]) -> int:
+    value = task.get("upscaleFactor", 2)
+    if task["model"] == _CLARITY and value != 2:  # RUNWARE.md point 1: Clarity takes 2
         raise _task_error(
-            f"invalid{_capitalised(name)}",
-            f"Invalid value for '{name}'. It must be one of {listed}.",
-            parameter=name,
+            "invalidUpscaleFactor",
+            "Invalid value for 'upscaleFactor'. It must be 2.",
+            parameter="upscaleFactor",
         )
-    return value
-
-
-def _model(task: dict[str, Any], *, required: bool) -> str | None:
-    value = task.get("model")
-    if value is None and not required:
-        return None
-    if value is None:
-        raise _task_error("missingModel", "Missing required parameter 'model'.", parameter="model")
-    if not isinstance(value, str) or not _AIR.fullmatch(value):
-        raise _task_error(
-            "invalidModel",
-            "Invalid value for 'model'. It must be an AIR identifier such as 'runware:100@1'.",
-            parameter="model",
-        )
-    return value
+    return int(value)
 
 
 # --- pictures -----------------------------------------------------------------------------------
@@ -340,15 +465,17 @@ def _upscaled(data: bytes, factor: int, output_format: str, quality: int) -> byt
 
 
 def _image_extension(data: bytes) -> str | None:
-    """The extension under which the fake serves ``data``, or ``None`` if it is not a whole image."""
+    """The extension under which the fake serves ``data``; ``None`` unless it is a whole PNG, JPG or WEBP."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             pillow_format = image.format
             image.verify()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
+    if pillow_format not in _INPUT_FORMATS:
+        return None
     extensions = {pillow: ext for ext, pillow, _ in _FORMATS.values()}
-    return extensions.get(pillow_format or "", "png")
+    return extensions[pillow_format]
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -357,7 +484,7 @@ def _image_extension(data: bytes) -> str | None:
 class FakeRunware:
     """A fake Runware: an ASGI app plus the uvicorn server thread that serves it.
 
-    Everything a test reads or sets (``latency``, :meth:`inject`, ``calls``...) is guarded by
+    Everything a test reads or sets (``latency``, :meth:`inject`, ``billed``...) is guarded by
     a lock, so tests may change the fake's behaviour while requests are in flight.
     """
 
@@ -381,6 +508,9 @@ class FakeRunware:
         self._latency = latency
         self._faults: list[_ActiveFault] = []
         self._calls = 0
+        self._submissions = 0
+        self._polls = 0
+        self._billed: Counter[str] = Counter()
         self._task_types: Counter[str] = Counter()
         self._requests: deque[Any] = deque(maxlen=keep_requests)
         self._downloads = 0
@@ -390,8 +520,9 @@ class FakeRunware:
             "image": deque(maxlen=10_000),
         }
         self._seen_uuids: set[str] = set()
+        self._jobs: dict[str, _Job] = {}
         self._images: OrderedDict[str, _Image] = OrderedDict()
-        self._async_results: dict[str, list[dict[str, Any]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._stopping = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -404,7 +535,7 @@ class FakeRunware:
 
     @property
     def latency(self) -> float:
-        """Seconds every task request waits before it is answered (``asyncio.sleep``)."""
+        """Seconds a task takes: a sync answer waits this long, an async result is ready after it."""
         with self._lock:
             return self._latency
 
@@ -415,15 +546,16 @@ class FakeRunware:
         with self._lock:
             self._latency = seconds
 
-    def inject(self, fault: Fault | str, times: int | None = None) -> None:
+    def inject(self, fault: Fault | str, times: int | None = None, *, polls: bool = False) -> None:
         """Misbehave on the next ``times`` task requests (for ever when ``None``).
 
-        Faults queue up: each request consumes the oldest one still active.
+        Faults queue up: each request consumes the oldest one still active. With ``polls`` the
+        fault applies to ``getResponse`` requests instead of the requests that submit tasks.
         """
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None for ever")
         with self._lock:
-            self._faults.append(_ActiveFault(Fault(fault), times))
+            self._faults.append(_ActiveFault(Fault(fault), times, polls))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -435,6 +567,9 @@ class FakeRunware:
             self._faults.clear()
             self._latency = 0.0
             self._calls = 0
+            self._submissions = 0
+            self._polls = 0
+            self._billed.clear()
             self._task_types.clear()
             self._requests.clear()
             self._downloads = 0
@@ -442,13 +577,41 @@ class FakeRunware:
             for times in self._service_times.values():
                 times.clear()
 
+    def forget_images(self) -> None:
+        """Drop every stored image, as Runware does once its retention ends."""
+        with self._lock:
+            self._images.clear()
+
     # --- observation ----------------------------------------------------------------------------
 
     @property
     def calls(self) -> int:
-        """Requests received on the task endpoint, whatever became of them."""
+        """Requests received on the task endpoint, whatever became of them (polls included)."""
         with self._lock:
             return self._calls
+
+    @property
+    def submissions(self) -> int:
+        """Requests that carried a task which runs (``imageInference``, ``upscale``, ``imageUpload``)."""
+        with self._lock:
+            return self._submissions
+
+    @property
+    def polls(self) -> int:
+        """``getResponse`` requests received."""
+        with self._lock:
+            return self._polls
+
+    @property
+    def billed(self) -> int:
+        """Tasks that ran: what Runware would charge for (a refused or conflicting task is not)."""
+        with self._lock:
+            return sum(self._billed.values())
+
+    @property
+    def billed_by_task_type(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._billed)
 
     @property
     def calls_by_task_type(self) -> dict[str, int]:
@@ -461,6 +624,11 @@ class FakeRunware:
         """The most recent request bodies, oldest first, decoded from JSON (raw text if not JSON)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task of the recent requests, oldest first."""
+        return [task for body in self.requests for task in _tasks_of(body)]
 
     @property
     def last_request(self) -> Any:
@@ -489,11 +657,16 @@ class FakeRunware:
         with self._lock:
             return {
                 "calls": self._calls,
+                "submissions": self._submissions,
+                "polls": self._polls,
+                "billed": sum(self._billed.values()),
                 "callsByTaskType": dict(self._task_types),
                 "imageDownloads": self._downloads,
                 "downloadsWithCredentials": self._downloads_with_credentials,
                 "latency": self._latency,
-                "faults": [{"fault": f.fault.value, "times": f.remaining} for f in self._faults],
+                "faults": [
+                    {"fault": f.fault.value, "times": f.remaining, "polls": f.polls} for f in self._faults
+                ],
             }
 
     # --- running --------------------------------------------------------------------------------
@@ -522,7 +695,7 @@ class FakeRunware:
             self,
             lifespan="off",
             log_config=None,
-            log_level="warning",
+            log_level="critical",
             access_log=False,
             timeout_graceful_shutdown=2,
         )
@@ -605,19 +778,28 @@ class FakeRunware:
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive, self.max_body_bytes)
         document = await asyncio.to_thread(_decode_json, body)
-        fault, latency = self._record_call(body, document)
-        if latency:
-            await asyncio.sleep(latency)
+        fault = self._record_call(body, document)
         if fault is Fault.HANG:
             if not await self._hold(receive):
                 await _send_json(
                     send, 503, {"errors": [{"code": "serviceUnavailable", "message": "Stopping."}]}
                 )
             return
+        if fault is Fault.EMPTY_401:
+            await _send(send, 401, b"", "text/plain")
+            return
         if fault in _STATUS_FAULTS:
             status, code, message = _STATUS_FAULTS[fault]
             errors = [{"code": code, "message": message, **_task_ids(task)} for task in _tasks_of(document)]
-            await _send_json(send, status, {"errors": errors or [{"code": code, "message": message}]})
+            extra = [(b"retry-after", b"2")] if fault is Fault.RATE_LIMITED_RETRY_AFTER else []
+            await _send_json(
+                send, status, {"errors": errors or [{"code": code, "message": message}]}, headers=extra
+            )
+            return
+        if fault is Fault.ERROR_OBJECT:
+            first = next(iter(_tasks_of(document)), {})
+            error = {"code": "insufficientCredits", "message": "Insufficient credits to run this task."}
+            await _send_json(send, 402, {"error": error, **_task_ids(first)})
             return
         if fault is Fault.MALFORMED_JSON:
             await _send(
@@ -634,30 +816,51 @@ class FakeRunware:
             error = {"code": "requestTooLarge", "message": f"The body exceeds {self.max_body_bytes} bytes."}
             await _send_json(send, 413, {"errors": [error]})
             return
-        status, answer = await self._answer(scope, document, result_fault=fault)
+        status, answer = await self._answer(scope, document, fault=fault)
+        if fault is Fault.DROP_AFTER_BODY:
+            # The tasks ran; the answer breaks off: headers promise more than the body carries.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"data": [', "more_body": False})
+            return
+        if fault in (Fault.ACCEPTED_502, Fault.ACCEPTED_504):
+            gateway = 502 if fault is Fault.ACCEPTED_502 else 504
+            await _send(send, gateway, b"<html><body>Bad gateway</body></html>", "text/html")
+            return
         await _send_json(send, status, answer)
 
-    def _record_call(self, body: bytes | None, document: Any) -> tuple[Fault | None, float]:
+    def _record_call(self, body: bytes | None, document: Any) -> Fault | None:
         """Count the call, remember its body and take the fault (if any) that applies to it."""
+        tasks = _tasks_of(document)
+        is_poll = bool(tasks) and all(task.get("taskType") == "getResponse" for task in tasks)
         with self._lock:
             self._calls += 1
+            if is_poll:
+                self._polls += 1
+            elif any(task.get("taskType") in _RUNNING_TASKS for task in tasks):
+                self._submissions += 1
             if document is not _NOT_JSON:
                 self._requests.append(document)
             elif body is not None:
                 self._requests.append(body.decode("utf-8", "replace"))
-            for task in _tasks_of(document):
+            for task in tasks:
                 self._task_types[str(task.get("taskType"))] += 1
-            return self._take_fault(), self._latency
+            return self._take_fault(is_poll)
 
-    def _take_fault(self) -> Fault | None:
-        if not self._faults:
+    def _take_fault(self, is_poll: bool) -> Fault | None:
+        active = next((f for f in self._faults if f.polls == is_poll), None)
+        if active is None:
             return None
-        active = self._faults[0]
         active.seen += 1
         if active.remaining is not None:
             active.remaining -= 1
             if active.remaining == 0:
-                self._faults.pop(0)
+                self._faults.remove(active)
         if active.fault is Fault.FLAKY and active.seen % 2 == 0:
             return None
         return active.fault
@@ -674,7 +877,7 @@ class FakeRunware:
         return False
 
     async def _answer(
-        self, scope: Scope, document: Any, *, result_fault: Fault | None
+        self, scope: Scope, document: Any, *, fault: Fault | None
     ) -> tuple[int, dict[str, Any]]:
         """Check the request like Runware and run its tasks: (status, body)."""
         headers = _headers(scope)
@@ -694,7 +897,7 @@ class FakeRunware:
         data: list[dict[str, Any]] = []
         for task in document:
             try:
-                data.extend(await self._run_task(task, base_url, result_fault))
+                data.extend(await self._run_task(task, base_url, fault))
             except _TaskError as failure:
                 statuses.append(failure.status)
                 errors.append({**failure.body, **_task_ids(task)})
@@ -705,7 +908,7 @@ class FakeRunware:
             return statuses[0], answer
         return 200, {"data": data}
 
-    async def _run_task(self, task: Any, base_url: str, result_fault: Fault | None) -> list[dict[str, Any]]:
+    async def _run_task(self, task: Any, base_url: str, fault: Fault | None) -> list[dict[str, Any]]:
         if not isinstance(task, dict):
             raise _task_error("invalidTaskFormat", "Every task must be a JSON object.")
         task_type = task.get("taskType")
@@ -724,109 +927,154 @@ class FakeRunware:
             raise _task_error(
                 "missingTaskUUID", "Missing required parameter 'taskUUID'.", parameter="taskUUID"
             )
-        if not isinstance(task_uuid, str) or not _UUID4.fullmatch(task_uuid):
-            raise _task_error(
-                "invalidTaskUUID", "The taskUUID must be a UUID v4 string.", parameter="taskUUID"
-            )
+        if not isinstance(task_uuid, str) or not _UUID.fullmatch(task_uuid):
+            raise _task_error("invalidTaskUUID", "The taskUUID must be a UUID string.", parameter="taskUUID")
+        task_uuid = task_uuid.lower()
         if task_type == "getResponse":
-            _reject_unknown(task, _POLL_PARAMETERS)
-            return self._poll(task_uuid)
+            _check_schema(task)
+            return self._poll(task_uuid, fault)
+        if task_type == "modelSearch":
+            _check_schema(task)
+            return [_search(task)]
         with self._lock:
-            reused = task_uuid.lower() in self._seen_uuids
-            self._seen_uuids.add(task_uuid.lower())
+            reused = task_uuid in self._seen_uuids
+            self._seen_uuids.add(task_uuid)
         if reused:
             raise _task_error(
                 "conflictTaskUUID",
-                "This taskUUID was already used; send a new one.",
+                "A task with this taskUUID already exists; fetch its result with getResponse.",
                 parameter="taskUUID",
                 status=409,
             )
-        if task_type == "imageInference":
-            _reject_unknown(task, _INFERENCE_PARAMETERS)
-            items, delivery = await self._inference(task, base_url, result_fault)
-        elif task_type in ("upscale", "imageUpscale"):
-            _reject_unknown(task, _UPSCALE_PARAMETERS)
-            items, delivery = await self._upscale(task, base_url, result_fault)
-        else:
-            _reject_unknown(task, _UPLOAD_PARAMETERS)
-            items, delivery = await self._upload(task, base_url), "sync"
-        if delivery == "async":
-            with self._lock:
-                self._async_results[task_uuid] = items
-            return [{"taskType": task_type, "taskUUID": task_uuid}]
-        return items
-
-    def _poll(self, task_uuid: str) -> list[dict[str, Any]]:
+        _check_schema(task)
+        if task_type == "imageUpload":
+            return [await self._upload(task, base_url)]
+        _check_model(task)
+        _check_ranges(task)
+        run = await self._prepare(task, base_url)
+        delivery = task.get("deliveryMethod", "sync")
+        job = _Job(task_type=task_type, partial=fault is Fault.PARTIAL)
         with self._lock:
-            items = self._async_results.get(task_uuid)
-        if items is None:
-            raise _task_error(
-                "unknownTaskUUID", "No asynchronous task has this taskUUID.", parameter="taskUUID"
-            )
-        return [{**item, "status": "success"} for item in items]
+            self._jobs[task_uuid] = job
+            self._billed[task_type] += 1
+            latency = self._latency
+        if delivery == "async":
+            background = asyncio.create_task(self._complete(job, task, run, base_url, fault, latency))
+            self._background.add(background)
+            background.add_done_callback(self._background.discard)
+            return [{"taskType": task_type, "taskUUID": task["taskUUID"]}]
+        await self._complete(job, task, run, base_url, fault, latency)
+        if job.error is not None:
+            raise _TaskError(400, dict(job.error))
+        assert job.items is not None
+        return job.items
 
-    async def _inference(
-        self, task: dict[str, Any], base_url: str, result_fault: Fault | None
-    ) -> tuple[list[dict[str, Any]], str]:
-        prompt = _text(task, "positivePrompt", required=True)
-        assert prompt is not None
-        _text(task, "negativePrompt", required=False)
-        _model(task, required=True)
-        width = _int(task, "width", 128, 2048, None, multiple=64)
-        height = _int(task, "height", 128, 2048, None, multiple=64)
-        _int(task, "steps", 1, 100, 20)
-        _number(task, "CFGScale", 0, 50, 7)
-        seed = _int(task, "seed", 1, MAX_SEED, secrets.randbelow(MAX_SEED) + 1)
-        count = _int(task, "numberResults", 1, 20, 1)
-        output_type, output_format, quality, include_cost, delivery = _output_options(task)
-        seed_image = await self._image_parameter(task, "seedImage", base_url, required=False)
-        seed_bytes = seed_image.data if seed_image is not None else None
-        strength = _number(task, "strength", 0, 1, 0.8)
+    async def _complete(
+        self,
+        job: _Job,
+        task: dict[str, Any],
+        run: Callable[[], list[tuple[bytes, dict[str, Any]]]],
+        base_url: str,
+        fault: Fault | None,
+        latency: float,
+    ) -> None:
+        if latency:
+            await asyncio.sleep(latency)
+        if fault in _TASK_FAILURES:
+            code, message = _TASK_FAILURES[fault]
+            job.error = {"code": code, "message": message}
+            return
+        produced = await asyncio.to_thread(run)
+        output_type, output_format = task.get("outputType", "URL"), task.get("outputFormat", "JPG")
         items = []
-        for index in range(count):
-            item_seed = min(seed + index, MAX_SEED)
-            if seed_bytes is None:
-                data = await asyncio.to_thread(
-                    _rendered, prompt, item_seed, width, height, output_format, quality
-                )
-            else:
-                data = await asyncio.to_thread(
-                    _render, prompt, item_seed, width, height, seed_bytes, strength, output_format, quality
-                )
-            item = self._result(task, data, output_type, output_format, base_url, result_fault)
-            item["seed"] = item_seed
-            if include_cost:
-                item["cost"] = INFERENCE_COST
+        for data, extra in produced:
+            item = self._result(task, data, output_type, output_format, base_url, fault)
+            item.update(extra)
+            if task.get("includeCost"):
+                item["cost"] = UPSCALE_COST if task["taskType"] == "upscale" else INFERENCE_COST
             items.append(item)
-        return items, delivery
+        job.items = items
 
-    async def _upscale(
-        self, task: dict[str, Any], base_url: str, result_fault: Fault | None
-    ) -> tuple[list[dict[str, Any]], str]:
-        source = await self._image_parameter(task, "inputImage", base_url, required=True)
-        assert source is not None
-        factor = _upscale_factor(task)
-        _model(task, required=False)
-        output_type, output_format, quality, include_cost, delivery = _output_options(task)
-        data = await asyncio.to_thread(_upscaled, source.data, factor, output_format, quality)
-        item = self._result(task, data, output_type, output_format, base_url, result_fault)
-        item["inputImageUUID"] = self._store(source.data, source.extension)
-        if include_cost:
-            item["cost"] = UPSCALE_COST
-        return [item], delivery
+    def _poll(self, task_uuid: str, fault: Fault | None) -> list[dict[str, Any]]:
+        with self._lock:
+            job = self._jobs.get(task_uuid)
+        if job is None:
+            raise _task_error(
+                "taskFailedOrNotFound", "No task has this taskUUID.", parameter="taskUUID", status=400
+            )
+        job.polls += 1
+        ids = {"taskType": job.task_type, "taskUUID": task_uuid}
+        if job.error is not None:
+            return [{**ids, "status": "error", "error": dict(job.error)}]
+        if job.items is None:
+            return [{**ids, "status": "processing", "progress": min(90, 10 * job.polls)}]
+        if job.partial and job.polls == 1:
+            # Runware's clients treat an item with an imageUUID but no image as not yet finished.
+            return [{**ids, "status": "processing", "progress": 95, "imageUUID": job.items[0]["imageUUID"]}]
+        return [{**item, "status": "success"} for item in job.items]
 
-    async def _upload(self, task: dict[str, Any], base_url: str) -> list[dict[str, Any]]:
-        image = await self._image_parameter(task, "image", base_url, required=True)
-        assert image is not None
+    async def _prepare(
+        self, task: dict[str, Any], base_url: str
+    ) -> Callable[[], list[tuple[bytes, dict[str, Any]]]]:
+        """Check what needs the task's images and return the work that makes its results."""
+        inputs = task.get("inputs") or {}
+        allowed = _INPUT_KEYS[task["taskType"]]
+        for key in inputs:
+            if key not in allowed:
+                raise _task_error(
+                    "unknownParameter",
+                    f"'inputs.{key}' is not an input of this task.",
+                    parameter=f"inputs.{key}",
+                )
+        output_format = task.get("outputFormat", "JPG")
+        quality = task.get("outputQuality", 95)
+        if task["taskType"] == "upscale":
+            source = await self._image_parameter(inputs, "image", base_url, required=True)
+            assert source is not None
+            factor = _upscale_factor(task)
+            source_uuid = self._store(source.data, source.extension)
+
+            def upscale() -> list[tuple[bytes, dict[str, Any]]]:
+                data = _upscaled(source.data, factor, output_format, quality)
+                return [(data, {"inputImageUUID": source_uuid})]
+
+            return upscale
+        prompt = task["positivePrompt"]
+        width, height = _check_size(task)
+        seed = task.get("seed", secrets.randbelow(MAX_SEED) + 1)
+        count = task.get("numberResults", 1)
+        seed_image = await self._image_parameter(inputs, "seedImage", base_url, required=False)
+        references = inputs.get("referenceImages", [])
+        for reference in references if isinstance(references, list) else [references]:
+            await self._image_value(reference, "inputs.referenceImages", base_url)
+        strength = float(task.get("strength", 0.8))
+
+        def infer() -> list[tuple[bytes, dict[str, Any]]]:
+            results = []
+            for index in range(count):
+                item_seed = min(seed + index, MAX_SEED)
+                if seed_image is None:
+                    data = _rendered(prompt, item_seed, width, height, output_format, quality)
+                else:
+                    data = _render(
+                        prompt, item_seed, width, height, seed_image.data, strength, output_format, quality
+                    )
+                results.append((data, {"seed": item_seed}))
+            return results
+
+        return infer
+
+    async def _upload(self, task: dict[str, Any], base_url: str) -> dict[str, Any]:
+        image = await self._image_value(task["image"], "image", base_url)
         image_uuid = self._store(image.data, image.extension)
-        return [
-            {
-                "taskType": task["taskType"],
-                "taskUUID": task["taskUUID"],
-                "imageUUID": image_uuid,
-                "imageURL": f"{base_url}/image/{image_uuid}.{image.extension}",
-            }
-        ]
+        with self._lock:
+            self._billed["imageUpload"] += 1
+        return {
+            "taskType": task["taskType"],
+            "taskUUID": task["taskUUID"],
+            "imageUUID": image_uuid,
+            "imageURL": f"{base_url}/image/{image_uuid}.{image.extension}",
+        }
 
     def _result(
         self,
@@ -835,12 +1083,12 @@ class FakeRunware:
         output_type: str,
         output_format: str,
         base_url: str,
-        result_fault: Fault | None,
+        fault: Fault | None,
     ) -> dict[str, Any]:
         extension, _, media_type = _FORMATS[output_format]
-        if result_fault is Fault.IMAGE_404:
+        if fault is Fault.IMAGE_404:
             image_uuid = str(uuid.uuid4())
-        elif result_fault is Fault.IMAGE_NOT_AN_IMAGE:
+        elif fault is Fault.IMAGE_NOT_AN_IMAGE:
             image_uuid = self._store(b"<html><body>This is not an image.</body></html>", extension)
         else:
             image_uuid = self._store(data, extension)
@@ -866,25 +1114,32 @@ class FakeRunware:
         return image_uuid
 
     async def _image_parameter(
-        self, task: dict[str, Any], name: str, base_url: str, *, required: bool
+        self, inputs: dict[str, Any], name: str, base_url: str, *, required: bool
     ) -> _Image | None:
-        """An input image given as an image UUID, a data URI, bare base64 or one of our image URLs."""
-        value = task.get(name)
+        value = inputs.get(name)
         if value is None:
             if required:
                 raise _task_error(
-                    f"missing{_capitalised(name)}", f"Missing required parameter '{name}'.", parameter=name
+                    f"missing{_capitalised(name)}",
+                    f"Missing required parameter 'inputs.{name}'.",
+                    parameter=f"inputs.{name}",
                 )
             return None
+        return await self._image_value(value, f"inputs.{name}", base_url)
+
+    async def _image_value(self, value: Any, parameter: str, base_url: str) -> _Image:
+        """An input image given as an image UUID, a data URI, bare base64 or one of our image URLs."""
+        leaf = parameter.rsplit(".", 1)[-1]
         invalid = _task_error(
-            f"invalid{_capitalised(name)}",
-            f"Invalid value for '{name}'. Send an image UUID, a data URI, base64 data or a public image URL.",
-            parameter=name,
+            f"invalid{_capitalised(leaf)}",
+            f"Invalid value for '{parameter}'. Send an image UUID, a data URI, base64 data or a public"
+            " image URL of a PNG, JPG or WEBP image.",
+            parameter=parameter,
         )
         if not isinstance(value, str) or not value:
             raise invalid
         data: bytes | None
-        if _UUID4.fullmatch(value):
+        if _UUID.fullmatch(value):
             with self._lock:
                 stored = self._images.get(value.lower())
             data = stored.data if stored else None
@@ -922,7 +1177,7 @@ class FakeRunware:
         """Out-of-process control.
 
         Body: ``{"reset"?: bool, "clearFaults"?: bool, "latency"?: seconds,
-        "faults"?: [{"fault": name, "times"?: n}]}``; answers with :meth:`stats`.
+        "faults"?: [{"fault": name, "times"?: n, "polls"?: bool}]}``; answers with :meth:`stats`.
         """
         body = await _read_body(receive, 1024 * 1024)
         command = _decode_json(body) if body is not None else _NOT_JSON
@@ -936,11 +1191,30 @@ class FakeRunware:
             if "latency" in command:
                 self.latency = float(command["latency"])
             for entry in command.get("faults", []):
-                self.inject(Fault(entry["fault"]), entry.get("times"))
+                self.inject(Fault(entry["fault"]), entry.get("times"), polls=bool(entry.get("polls")))
         except (ValueError, TypeError, KeyError) as error:
             await _send_json(send, 400, {"errors": [{"code": "invalidControl", "message": str(error)}]})
             return
         await _send_json(send, 200, self.stats())
+
+
+def _search(task: dict[str, Any]) -> dict[str, Any]:
+    """A ``modelSearch`` answer over the fake's catalogue (``search`` matches AIR or name)."""
+    search = str(task.get("search", "")).lower()
+    found = [
+        dict(model)
+        for model in _CATALOGUE
+        if (not search or search in model["air"].lower() or search in model["name"].lower())
+        and task.get("architecture") in (None, model.get("architecture"))
+        and task.get("category") in (None, model.get("category"))
+    ]
+    offset, limit = task.get("offset", 0), task.get("limit", 20)
+    return {
+        "taskType": "modelSearch",
+        "taskUUID": task["taskUUID"],
+        "totalResults": len(found),
+        "results": found[offset : offset + limit],
+    }
 
 
 # --- ASGI and protocol helpers ------------------------------------------------------------------
@@ -982,40 +1256,6 @@ def _request_error(code: str, message: str) -> dict[str, Any]:
     return {"errors": [{"code": code, "message": message}]}
 
 
-def _reject_unknown(task: dict[str, Any], allowed: frozenset[str]) -> None:
-    for name in task:
-        if name not in allowed:
-            raise _task_error(
-                "unsupportedParameter",
-                f"The parameter '{name}' is not supported by this task.",
-                parameter=name,
-            )
-
-
-def _upscale_factor(task: dict[str, Any]) -> int:
-    value = task.get("upscaleFactor")
-    if value is None:
-        raise _task_error(
-            "missingUpscaleFactor", "Missing required parameter 'upscaleFactor'.", parameter="upscaleFactor"
-        )
-    if isinstance(value, bool) or not isinstance(value, int) or value not in (2, 3, 4):
-        raise _task_error(
-            "invalidUpscaleFactor",
-            "Invalid value for 'upscaleFactor'. It must be 2, 3 or 4.",
-            parameter="upscaleFactor",
-        )
-    return value
-
-
-def _output_options(task: dict[str, Any]) -> tuple[str, str, int, bool, str]:
-    output_type = _choice(task, "outputType", ("URL", "base64Data", "dataURI"), "URL")
-    output_format = _choice(task, "outputFormat", ("JPG", "PNG", "WEBP"), "JPG")
-    quality = _int(task, "outputQuality", 20, 99, 95)
-    include_cost = _choice(task, "includeCost", (True, False), False)
-    delivery = _choice(task, "deliveryMethod", ("sync", "async"), "sync")
-    return output_type, output_format, quality, include_cost, delivery
-
-
 def _headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
 
@@ -1042,17 +1282,22 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: str) -> None:
+async def _send(
+    send: Send, status: int, body: bytes, content_type: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     headers = [
         (b"content-type", content_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode()),
+        *headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_json(send: Send, status: int, document: Any) -> None:
-    await _send(send, status, json.dumps(document).encode("utf-8"), "application/json")
+async def _send_json(
+    send: Send, status: int, document: Any, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    await _send(send, status, json.dumps(document).encode("utf-8"), "application/json", headers)
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -1114,7 +1359,3 @@ def main(argv: Sequence[str] | None = None) -> None:
             pass
     finally:
         fake.stop()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,0 +1,435 @@
+"""``ImageGenerator`` on Runware's REST API: tasks as the current schemas want them.
+
+One generation is one Runware task (``imageInference`` or ``upscale``) run by
+:class:`~imagestudio.adapters.runware.transport.RunwareTransport` (async delivery, polling, no
+double billing), then one plain GET of the ``imageURL`` Runware answers with. What goes in a task:
+
+- ``imageInference``: the prompt, size, ``numberResults: 1`` and output options, plus only what
+  the spec says the model takes (``ImageSpec.accepts``): ``negativePrompt``, ``steps``,
+  ``CFGScale``, ``seed``; an input image goes in ``inputs.seedImage`` with ``strength`` for
+  models that take a strength, else in ``inputs.referenceImages``;
+- ``upscale``: ``model`` (``upscale_model``, default Real-ESRGAN ``runware:504@1``), ``inputs.image``
+  and an ``upscaleFactor`` the model supports. A scale it lacks (3: no Runware upscaler has it)
+  runs at the next larger factor and is reduced to exactly ``scale`` times the input with Lanczos;
+  the image records the factor that ran (``provider_scale``). An upscaler without a larger
+  factor hands over to Real-ESRGAN.
+- input images are converted to PNG when Runware could not read them (GIF, BMP, TIFF, CMYK,
+  16-bit) and shrunk to what the task needs; each image Runware made or received is remembered
+  by its content (``image_ids`` of them) and sent again as its ``imageUUID``. An image with no
+  UUID yet is uploaded once (``imageUpload``); if Runware no longer knows a UUID, the task is sent
+  again with the bytes.
+
+The API key travels only in the ``Authorization`` header of task requests; it never reaches a
+log line, an exception or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections import OrderedDict
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+import httpx
+import structlog
+from httpx_aiohttp import AiohttpTransport
+from PIL import Image
+
+from imagestudio.adapters.runware.convert import as_sent
+from imagestudio.adapters.runware.models import DEFAULT_UPSCALER, KNOWN_MODELS, upscaler_for
+from imagestudio.adapters.runware.protocol import read_result
+from imagestudio.adapters.runware.transport import RunwareTransport, Sleep, TaskRejected
+from imagestudio.domain.errors import (
+    InvalidParameters,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
+from imagestudio.domain.models import CFG_SCALE, NEGATIVE_PROMPT, SEED, STEPS, STRENGTH
+from imagestudio.domain.ports import ImageInspector, ProgressCallback
+
+__all__ = ["DEFAULT_API_URL", "RunwareImageGenerator", "runware_client"]
+
+DEFAULT_API_URL: Final = "https://api.runware.ai/v1"
+
+_OUTPUT_FORMATS: Final = {"JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
+_RESULT_EXTENSIONS: Final = frozenset({"jpg", "png", "webp"})
+_CONNECT_TIMEOUT: Final = 10.0
+
+logger = structlog.get_logger("imagestudio.adapters.runware")
+
+
+class _ImageIds:
+    """Runware's ``imageUUID`` of images it has seen, by the SHA-256 of their bytes (LRU)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: OrderedDict[bytes, str] = OrderedDict()
+
+    def get(self, digest: bytes) -> str | None:
+        found = self._ids.get(digest)
+        if found is not None:
+            self._ids.move_to_end(digest)
+        return found
+
+    def put(self, digest: bytes, image_uuid: str) -> None:
+        if self._size < 1:
+            return
+        self._ids[digest] = image_uuid
+        self._ids.move_to_end(digest)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def forget(self, digest: bytes) -> None:
+        self._ids.pop(digest, None)
+
+
+class RunwareImageGenerator:
+    """``ImageGenerator`` on Runware's REST API.
+
+    ``client`` is shared and owned by the composition root (opened and closed there).
+    ``timeout`` is the budget of one task, retries and polling included (``RUNWARE_TIMEOUT``);
+    ``request_timeout`` bounds each HTTP exchange. The image download has its own
+    ``download_timeout`` and ``download_limit``. ``sleep`` is the backoff's and the polling's
+    sleep, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        api_key: str,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float = 300.0,
+        inspector: ImageInspector,
+        download_limit: int = 64 * 1024 * 1024,
+        output_format: str = "JPG",
+        retries: int = 4,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        jitter: float = 1.0,
+        sleep: Sleep = anyio.sleep,
+        download_timeout: float = 60.0,
+        request_timeout: float = 30.0,
+        poll_first: float = 1.0,
+        upscale_model: str = DEFAULT_UPSCALER,
+        image_ids: int = 1024,
+    ) -> None:
+        if not download_timeout > 0:
+            raise ValueError("timeouts must be positive")
+        if download_limit < 1:
+            raise ValueError("download_limit must be positive")
+        if output_format.upper() not in _OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {sorted(_OUTPUT_FORMATS)}")
+        upscaler = KNOWN_MODELS.get(upscale_model)
+        if upscaler is None or upscaler.kind != "upscale":
+            known = sorted(model for model, info in KNOWN_MODELS.items() if info.kind == "upscale")
+            raise ValueError(f"upscale_model must be one of {', '.join(known)}, not {upscale_model!r}")
+        self.transport = RunwareTransport(
+            client,
+            api_key=api_key,
+            api_url=api_url,
+            timeout=timeout,
+            request_timeout=request_timeout,
+            retries=retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            jitter=jitter,
+            poll_first=poll_first,
+            sleep=sleep,
+        )
+        self._client = client
+        self._inspector = inspector
+        self._download_limit = download_limit
+        self._download_timeout = download_timeout
+        self._output_format = output_format.upper()
+        self._upscaler = upscaler
+        self._ids = _ImageIds(image_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(api_url={self.transport.api_url!r}, timeout={self.transport.timeout!r})"
+        )
+
+    @property
+    def name(self) -> str:
+        return "runware"
+
+    # --- the port ---------------------------------------------------------------------------
+
+    async def text_to_image(self, spec: ImageSpec, progress: ProgressCallback) -> GeneratedImage:
+        return await self._generate(self._inference_task(spec), progress, sent_seed=_seed_sent(spec))
+
+    async def image_to_image(
+        self, spec: ImageSpec, source: SourceImage, strength: float, progress: ProgressCallback
+    ) -> GeneratedImage:
+        task = self._inference_task(spec)
+        with_strength = _takes(spec, STRENGTH)
+        if with_strength:
+            task["strength"] = strength
+        key = "seedImage" if with_strength else "referenceImages"
+
+        def place(reference: str) -> None:
+            task["inputs"] = {key: reference if with_strength else [reference]}
+
+        return await self._with_input(
+            source, place, lambda: self._generate(task, progress, sent_seed=_seed_sent(spec)),
+            max_side=max(spec.width, spec.height),
+        )  # fmt: skip
+
+    async def upscale(self, source: SourceImage, scale: int, progress: ProgressCallback) -> GeneratedImage:
+        upscaler = self._upscaler
+        factor = upscaler_for(upscaler, scale)
+        if factor is None:  # e.g. a 2x-only upscaler asked for 3 or 4: Real-ESRGAN has 4
+            upscaler = KNOWN_MODELS[DEFAULT_UPSCALER]
+            factor = upscaler_for(upscaler, scale)
+        if factor is None:
+            raise InvalidParameters(f"No Runware upscaler runs {scale}x", field="scale")
+        task: dict[str, Any] = {
+            "taskType": "upscale",
+            "model": upscaler.id,
+            "upscaleFactor": factor,
+            "outputType": "URL",
+            "outputFormat": self._output_format,
+            "includeCost": True,
+        }
+
+        def place(reference: str) -> None:
+            task["inputs"] = {"image": reference}
+
+        image = await self._with_input(source, place, lambda: self._generate(task, progress, sent_seed=None))
+        if factor != scale:
+            width, height = source.width * scale, source.height * scale
+            data = await anyio.to_thread.run_sync(self._resample, image.data, width, height)
+            logger.info(
+                "runware.resampled", model=upscaler.id, ran=factor, scale=scale, width=width, height=height
+            )
+            image = GeneratedImage(
+                data=data,
+                extension=image.extension,
+                width=width,
+                height=height,
+                seed=None,
+                remote_url=None,  # Runware's URL is of the 4x image, not of this one
+                cost=image.cost,
+            )
+        return GeneratedImage(
+            data=image.data,
+            extension=image.extension,
+            width=image.width,
+            height=image.height,
+            seed=image.seed,
+            remote_url=image.remote_url,
+            cost=image.cost,
+            model=upscaler.id,
+            provider_scale=factor if factor != scale else None,
+        )
+
+    # --- tasks --------------------------------------------------------------------------------
+
+    def _inference_task(self, spec: ImageSpec) -> dict[str, Any]:
+        task: dict[str, Any] = {
+            "taskType": "imageInference",
+            "model": spec.model,
+            "positivePrompt": spec.prompt,
+        }
+        if spec.negative_prompt is not None and _takes(spec, NEGATIVE_PROMPT):
+            task["negativePrompt"] = spec.negative_prompt
+        task.update(width=spec.width, height=spec.height)
+        if spec.steps is not None and _takes(spec, STEPS):
+            task["steps"] = spec.steps
+        if spec.cfg_scale is not None and _takes(spec, CFG_SCALE):
+            task["CFGScale"] = spec.cfg_scale
+        if _takes(spec, SEED):
+            task["seed"] = spec.seed
+        task.update(numberResults=1, outputType="URL", outputFormat=self._output_format, includeCost=True)
+        return task
+
+    async def _with_input(
+        self, source: SourceImage, place: Any, run: Any, *, max_side: int | None = None
+    ) -> GeneratedImage:
+        """Run a task that carries ``source``: by its ``imageUUID`` when Runware has one (uploading
+        the image once when not), by its bytes if Runware no longer knows the UUID."""
+        data, media_type = await anyio.to_thread.run_sync(lambda: as_sent(source, max_side=max_side))
+        digest = hashlib.sha256(data).digest()
+        image_uuid = self._ids.get(digest) or await self._upload(data, media_type, digest)
+        if image_uuid is not None:
+            place(image_uuid)
+            try:
+                image: GeneratedImage = await run()
+                return image
+            except TaskRejected as rejected:
+                if not (rejected.parameter or "").startswith(("inputs", "image", "seedImage")):
+                    raise
+                logger.info("runware.image_uuid_unknown", image_uuid=image_uuid)
+                self._ids.forget(digest)
+        place(await anyio.to_thread.run_sync(_data_uri, data, media_type))
+        image = await run()
+        return image
+
+    async def _upload(self, data: bytes, media_type: str, digest: bytes) -> str | None:
+        """``imageUpload`` the image once; its ``imageUUID``, or ``None`` (then the bytes travel inline)."""
+        uri = await anyio.to_thread.run_sync(_data_uri, data, media_type)
+        try:
+            _, item = await self.transport.run({"taskType": "imageUpload", "image": uri}, asynchronous=False)
+        except (ProviderUnavailable, ProviderRejected) as error:
+            logger.warning("runware.upload_failed", code=error.code, error=error.message)
+            return None
+        image_uuid = item.get("imageUUID")
+        if not isinstance(image_uuid, str) or not image_uuid:
+            return None
+        self._ids.put(digest, image_uuid)
+        return image_uuid
+
+    async def _generate(
+        self, task: dict[str, Any], progress: ProgressCallback, *, sent_seed: int | None
+    ) -> GeneratedImage:
+        started = anyio.current_time()
+        task_type = str(task["taskType"])
+        log = logger.bind(task_type=task_type, model=task.get("model"))
+        progress(0, 1)
+        try:
+            task_uuid, item = await self.transport.run(task, progress)
+            result = read_result(item)
+            data = await self._download(result.image_url, task_uuid)
+            facts = await self._check_image(data)
+        except (ProviderRejected, ProviderTimeout, ProviderUnavailable) as error:
+            log.warning(
+                "runware.failed",
+                code=error.code,
+                error=error.message,
+                provider_code=error.details.get("providerCode"),
+                duration_ms=_ms_since(started),
+            )
+            raise
+        if result.image_uuid is not None:
+            self._ids.put(hashlib.sha256(data).digest(), result.image_uuid)
+        progress(1, 1)
+        log.info(
+            "runware.generated",
+            task_uuid=task_uuid,
+            width=facts.width,
+            height=facts.height,
+            size=len(data),
+            cost=result.cost,
+            duration_ms=_ms_since(started),
+        )
+        return GeneratedImage(
+            data=data,
+            extension=facts.format,
+            width=facts.width,
+            height=facts.height,
+            seed=result.seed if result.seed is not None else sent_seed,
+            remote_url=result.image_url,
+            cost=result.cost,
+        )
+
+    def _resample(self, data: bytes, width: int, height: int) -> bytes:
+        """Reduce an upscaled image to exactly ``width`` x ``height`` (Lanczos), in the output format."""
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            pillow_format = _OUTPUT_FORMATS[self._output_format]
+            mode = "RGB" if pillow_format == "JPEG" or "A" not in image.getbands() else "RGBA"
+            resized = image.convert(mode).resize((width, height), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        resized.save(buffer, format=pillow_format, quality=95)
+        return buffer.getvalue()
+
+    # --- the image download ---------------------------------------------------------------------
+
+    async def _download(self, url: str, task_uuid: str) -> bytes:
+        """GET Runware's image (no credentials: it is a plain public URL) within its own bounds."""
+        started = anyio.current_time()
+        timeout = httpx.Timeout(self._download_timeout, connect=min(_CONNECT_TIMEOUT, self._download_timeout))
+        log = logger.bind(task_uuid=task_uuid)
+        try:
+            with anyio.fail_after(self._download_timeout):
+                async with self._client.stream(
+                    "GET", url, timeout=timeout, follow_redirects=True
+                ) as response:
+                    status = response.status_code
+                    if status != 200:
+                        log.warning("runware.download_failed", status=status, duration_ms=_ms_since(started))
+                        raise ProviderUnavailable(
+                            f"Generation failed: Runware's image could not be downloaded (HTTP {status})"
+                        )
+                    data = await _read_bounded(response, self._download_limit)
+        except (TimeoutError, httpx.TimeoutException) as error:
+            log.warning("runware.download_timeout", duration_ms=_ms_since(started))
+            raise ProviderTimeout("Generation failed: Runware's image did not download in time") from error
+        except _TooLarge as error:
+            raise ProviderUnavailable(
+                f"Generation failed: Runware's image is larger than {self._download_limit} bytes"
+            ) from error
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            log.warning("runware.download_failed", error=type(error).__name__, duration_ms=_ms_since(started))
+            raise ProviderUnavailable("Generation failed: Runware's image could not be downloaded") from error
+        log.info("runware.downloaded", status=status, size=len(data), duration_ms=_ms_since(started))
+        return data
+
+    async def _check_image(self, data: bytes) -> SourceImage:
+        try:
+            facts = await self._inspector.inspect(data, "imageURL")
+        except InvalidParameters as error:
+            raise ProviderUnavailable(
+                "Generation failed: Runware's image URL did not serve a usable image"
+            ) from error
+        if facts.format not in _RESULT_EXTENSIONS:
+            raise ProviderUnavailable(
+                f"Generation failed: Runware sent a {facts.format} image, not a JPG, PNG or WEBP one"
+            )
+        return facts
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    """A response body grew past its size bound."""
+
+
+def runware_client() -> httpx.AsyncClient:
+    """The HTTP client of the Runware engine: httpx's API over aiohttp's connection pool.
+
+    httpx's own pool (httpcore) walks every pooled connection, with a system call each, to place
+    each request; at 64 concurrent generations that was a quarter of the server's CPU and grew
+    with the pool (BENCHMARKS.md, P1). aiohttp's pool hands out an idle connection directly. The
+    adapter sees httpx requests, responses and exceptions either way.
+    """
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=30.0)
+    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
+
+
+def _takes(spec: ImageSpec, parameter: str) -> bool:
+    return spec.accepts is None or parameter in spec.accepts
+
+
+def _seed_sent(spec: ImageSpec) -> int | None:
+    return spec.seed if _takes(spec, SEED) else None
+
+
+def _data_uri(data: bytes, media_type: str) -> str:
+    """Bytes as a ``data:`` URI (Runware accepts these inline)."""
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _ms_since(started: float) -> int:
+    return round((anyio.current_time() - started) * 1000)

@@ -1,0 +1,7 @@
+"""``python -m imagestudio.testing.fake_runware``: run a fake Runware until interrupted."""
+
+import sys
+
+from imagestudio.testing.fake_runware.server import main
+
+main(sys.argv[1:])
