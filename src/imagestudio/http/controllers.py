@@ -63,7 +63,8 @@ def provide_services(state: State) -> Services:
 def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]:
     """The error answers a route documents; 401 and 429 go with every route that can give them."""
     descriptions = {
-        400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath)",
+        400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath;"
+        " INVALID_HOST when the Host header is not a name of this server)",
         401: "No valid API token, when IMAGESTUDIO_API_TOKEN is set (UNAUTHORIZED)",
         403: "Sent from a web page whose origin is not allowed (FORBIDDEN)",
         404: "Not found (NOT_FOUND)",
@@ -75,7 +76,8 @@ def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]
         " (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR, INTERNAL_ERROR)",
         503: "Provider, database or queue unavailable (API_ERROR, DATABASE_ERROR, QUEUE_FULL)",
     }
-    statuses = (*statuses, 401, 429) if needs_token else (*statuses, 429)
+    # INVALID_HOST can answer any route; 401 and 429 any route the token and the rate limit cover
+    statuses = (*statuses, 400, 401, 429) if needs_token else (*statuses, 400, 429)
     return {
         status: ResponseSpec(
             data_container=ErrorResponse, description=descriptions[status], generate_examples=False
@@ -410,6 +412,7 @@ class ImagesController(Controller):
             headers={
                 "X-Content-Type-Options": "nosniff",
                 "Cache-Control": "public, max-age=31536000, immutable",
+                "Vary": "Origin",  # CORS headers differ by Origin: a browser must not reuse one for another
             },
         )
 
