@@ -110,7 +110,7 @@ def test_the_bound_address_and_the_allowed_hosts_are_served_and_wildcards_match_
             "localhost:8000",
         ):
             assert client.get("/api/settings", headers={**bearer, "Host": host}).status_code == 200, host
-        for host in ("home.example", "evilhome.example", "studio.lan.evil.example", "10.0.0.6", "192.168.1.2"):
+        for host in ("home.example", "evilhome.example", "studio.lan.evil.example", "10.0.0.6", "10.1.1.1"):
             response = client.get("/api/settings", headers={**bearer, "Host": host})
             assert_error(response, 400, "INVALID_HOST")
 
