@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -99,6 +100,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # big bodies are decoded in worker threads, two at a time (http/schemas.py: prepare_body)
+        app.state.body_limiter = anyio.CapacityLimiter(2)
         if services is not None:
             services.events.bind()
             app.state.services = services

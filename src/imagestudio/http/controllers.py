@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -39,6 +40,8 @@ from imagestudio.http.schemas import (
     decode_body,
     generation_out,
     history_response,
+    prepare_body,
+    read_body,
     settings_out,
     task_out,
 )
@@ -53,6 +56,7 @@ __all__ = [
 ]
 
 ServicesDep = NamedDependency[SkipValidation[Services]]
+T = TypeVar("T")
 
 
 def provide_services(state: State) -> Services:
@@ -108,6 +112,12 @@ class HealthController(Controller):
     @get("/", summary="Is the server up, and which engine does it use?", responses=_errors(needs_token=False))
     async def health(self, services: ServicesDep) -> HealthOut:
         return HealthOut(status="ok", version=services.version, engine=services.engine)
+
+
+async def _prepared(request: Request[Any, Any, Any], prepare: Callable[[bytes | bytearray], T]) -> T:
+    """The body decoded and validated by ``prepare``, off the event loop when it is big."""
+    raw = await read_body(request.stream(), request.content_length)
+    return await prepare_body(raw, prepare, request.app.state.body_limiter)
 
 
 def _wants_async(prefer: str | None) -> bool:
@@ -166,9 +176,13 @@ async def _generate(
     prefer: str | None,
     idempotency_key: str | None,
 ) -> GenerateResult:
-    body = decode_body(await request.body(), body_type)
-    command: Any = body.to_command()
-    idempotency = _idempotency(idempotency_key, request.url.path, body)
+    route = request.url.path
+
+    def prepare(raw: bytes | bytearray) -> tuple[Any, IdempotencyKey | None]:
+        body = decode_body(raw, body_type)
+        return body.to_command(), _idempotency(idempotency_key, route, body)
+
+    command, idempotency = await _prepared(request, prepare)
     if _wants_async(prefer):
         task = await use_case.submit(command, idempotency)
         return Response(
@@ -386,8 +400,8 @@ class SettingsController(Controller):
     async def update_settings(
         self, request: Request[Any, Any, Any], services: ServicesDep
     ) -> SettingsResponse:
-        body = decode_body(await request.body(), SettingsBody)
-        settings = await services.update_settings(body.to_patch())
+        patch = await _prepared(request, lambda raw: decode_body(raw, SettingsBody).to_patch())
+        settings = await services.update_settings(patch)
         return SettingsResponse(data=settings_out(settings), message="Settings updated")
 
 
