@@ -46,7 +46,7 @@ def _leaks(line: str, secret: str) -> list[str]:
 def test_no_encoding_of_a_secret_reaches_a_log_line(secret: str, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(fmt="json", level="debug", secrets=[TOKEN, RUNWARE_KEY])
     log = structlog.get_logger("test")
-    uvicorn = logging.getLogger("uvicorn.error")
+    uvicorn = logging.getLogger("tests.as_uvicorn")  # a standard library logger, as uvicorn's are
     for encoded in _encodings(secret):
         log.info("request", url=f"/ws/generation?token={encoded}", nested={"header": [("x-auth", encoded)]})
         log.info(f"inline {encoded} text")
