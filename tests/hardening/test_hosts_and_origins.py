@@ -128,7 +128,7 @@ def test_a_malformed_allowed_host_is_a_configuration_error(entry: str, tmp_path:
         create_app(Config(data_dir=tmp_path, allowed_hosts=(entry,)))
 
 
-def test_a_request_without_host_is_refused_unless_it_is_http_1_0() -> None:
+def test_the_allowlist_refuses_a_missing_host_and_a_list_of_hosts() -> None:
     hosts = HostAllowlist()
     assert not hosts.allows(None)
     assert hosts.allows(b"127.0.0.1:8000")
