@@ -47,7 +47,8 @@ def _app(data_dir: Path, **config: Any) -> Litestar:
         idempotency=SqlIdempotencyStore(db),
         max_running=2,
     )
-    return create_app(Config(data_dir=data_dir, **config), services=services)
+    # schemathesis calls the app as http://testserver: a name the server must be told it has
+    return create_app(Config(data_dir=data_dir, allowed_hosts=("testserver",), **config), services=services)
 
 
 def _schema(app: Litestar) -> Any:

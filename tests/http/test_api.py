@@ -326,19 +326,24 @@ def test_upscale_past_4096_is_400(client: Client) -> None:
 
 
 def test_cors_allows_local_desktop_origins_only(client: Client) -> None:
-    for origin in ("http://localhost:5173", "http://127.0.0.1:3000", "null"):
+    for origin in ("http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:8080", "http://localhost"):
         response = client.options(
             "/api/history",
             headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
         )
+        assert response.status_code == 204, origin
         assert response.headers.get("access-control-allow-origin") == origin, origin
+        assert "Origin" in response.headers["vary"]
     evil = client.get("/api/history", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in evil.headers
-    preflight = client.options(
-        "/api/generate/text-to-image",
-        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
-    )
-    assert preflight.headers.get("access-control-allow-origin") != "https://evil.example"
+    # null (sandboxed frames on any site, file:// pages) is not a default origin (CONTRACT.md section 11)
+    for origin in ("https://evil.example", "null", "http://[::2]:8080"):
+        preflight = client.options(
+            "/api/generate/text-to-image",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert_error(preflight, 403, "FORBIDDEN")
+        assert "access-control-allow-origin" not in preflight.headers
 
 
 def test_docs_are_served(client: Client) -> None:

@@ -244,7 +244,7 @@ def test_a_wrong_key_is_a_rejection_with_runwares_code_and_never_echoes_the_key(
         runware_api_url=fake.url,
         runware_timeout=3,
     )
-    with capture_logs() as logs, TestClient(create_app(config)) as client:
+    with capture_logs() as logs, TestClient(create_app(config), base_url="http://127.0.0.1:8000") as client:
         response = client.post("/api/generate/text-to-image", json={"prompt": "a cat"})
     assert response.status_code == 500
     body = response.json()

@@ -110,7 +110,7 @@ def slow_runware(tmp_path: Path) -> Iterator[tuple[Client, FakeRunware]]:
             max_running=1,
             max_queued=1,
         )
-        with TestClient(create_app(config)) as client:
+        with TestClient(create_app(config), base_url="http://127.0.0.1:8000") as client:
             yield client, fake
 
 

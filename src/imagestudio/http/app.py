@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -33,7 +34,7 @@ from imagestudio.http.controllers import (
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
 from imagestudio.http.models import ModelsController
-from imagestudio.http.security import security_middleware
+from imagestudio.http.security import HostAllowlist, security_middleware
 from imagestudio.http.websocket import generation_socket
 
 __all__ = ["cors_config", "create_app"]
@@ -44,11 +45,14 @@ Every answer is an envelope: `{"success": true, "data": ...}` or
 `{"success": false, "error": "...", "code": "...", "details": {...}}`.
 Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task).
 
-State-changing requests (POST, PUT, and DELETE with a body) must send `Content-Type: application/json`
-(else 415 `UNSUPPORTED_MEDIA_TYPE`). With `IMAGESTUDIO_API_TOKEN` set, everything but `/health` and
-these docs needs `Authorization: Bearer <token>` or `X-API-Key: <token>` (else 401 `UNAUTHORIZED`);
-the WebSocket also takes `?token=`. With `IMAGESTUDIO_RATE_LIMIT` set, a client over its limit gets
-429 `RATE_LIMITED` with `Retry-After`.
+Every request must name this server in `Host`: `localhost`, `127.0.0.1`, `[::1]` (any port), the
+`--host` address or a name in `IMAGESTUDIO_ALLOWED_HOSTS` (else 400 `INVALID_HOST`). Browser pages
+must come from an allowed origin (`IMAGESTUDIO_CORS_ORIGINS`); a refused CORS preflight is 403
+`FORBIDDEN`. State-changing requests (POST, PUT, and DELETE with a body) must send
+`Content-Type: application/json` (else 415 `UNSUPPORTED_MEDIA_TYPE`). With `IMAGESTUDIO_API_TOKEN`
+set, everything but `/health` and these docs needs `Authorization: Bearer <token>` or
+`X-API-Key: <token>` (else 401 `UNAUTHORIZED`); the WebSocket also takes `?token=`. With
+`IMAGESTUDIO_RATE_LIMIT` set, a client over its limit gets 429 `RATE_LIMITED` with `Retry-After`.
 """
 
 _SECURITY_SCHEMES = {
@@ -97,6 +101,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # big bodies are decoded in worker threads, two at a time (http/schemas.py: prepare_body)
+        app.state.body_limiter = anyio.CapacityLimiter(2)
         if services is not None:
             services.events.bind()
             app.state.services = services
@@ -107,6 +113,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             yield
 
     cors = cors_config(config.cors_origins)
+    hosts = HostAllowlist(config.host, config.allowed_hosts)  # a bad name is a ConfigError, now
     token = config.api_token.reveal() if config.api_token else None
     # everything but /health (and the docs) needs the token when one is set
     protected = Router(
@@ -127,9 +134,13 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        cors_config=cors,
+        # CORS is ShellGuard's (http/security.py), so the Host check runs before any of it
         middleware=security_middleware(
-            cors=cors, token=token, rate_limit=config.rate_limit, response_cache=ResponseCache()
+            cors=cors,
+            hosts=hosts,
+            token=token,
+            rate_limit=config.rate_limit,
+            response_cache=ResponseCache(),
         ),
         request_max_body_size=config.max_body_size,
         openapi_config=OpenAPIConfig(

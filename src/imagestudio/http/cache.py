@@ -18,7 +18,10 @@ answer is unchanged. Where no version can be told (PostgreSQL, a database in mem
 pages are not kept and carry no ``ETag``.
 
 Only 200 answers are kept, keyed on everything they depend on: the path, the query string and
-the base URL (scheme, ``Host``, root path) that image URLs are built from. At most
+the base URL (scheme, ``Host``, root path) that image URLs are built from. CORS headers are not
+part of a kept answer: ``ShellGuard`` adds them to each request's copy for that request's
+``Origin``, and every kept answer says ``Vary: Origin``, so no origin is ever shown another's
+``Access-Control-Allow-Origin``. At most
 ``max_entries`` answers of at most ``max_entry_bytes`` each and ``max_bytes`` in all, the least
 recently used dropped first. ``ShellGuard`` (``http/security.py``) calls the cache after its
 checks, so the token and the rate limit apply to every request.
@@ -38,6 +41,11 @@ __all__ = ["ResponseCache", "header"]
 
 _MB = 1024 * 1024
 _HEALTH = ("health",)
+_VARY = (b"vary", b"Origin")
+
+
+def _is_cors(name: bytes) -> bool:
+    return name.lower().startswith(b"access-control-")
 
 
 def _history_version(services: Any) -> object | None:
@@ -129,11 +137,12 @@ class ResponseCache:
 
     async def _answer(self, send: Send, entry: _Entry, if_none_match: bytes | None) -> None:
         if _matches(if_none_match, entry.etag):
-            not_modified = [(b"etag", entry.etag), (b"cache-control", b"no-cache")]
+            not_modified = [(b"etag", entry.etag), (b"cache-control", b"no-cache"), _VARY]
             await send({"type": "http.response.start", "status": 304, "headers": not_modified})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
+        # a copy: a layer outside may add to the headers it is handed, and they must not stick
+        await send({"type": "http.response.start", "status": 200, "headers": list(entry.headers)})
         await send({"type": "http.response.body", "body": entry.body, "more_body": False})
 
     def _keep(self, key: tuple[Any, ...], entry: _Entry) -> None:
@@ -184,7 +193,12 @@ class ResponseCache:
                 return
             body = b"".join(chunks)
             etag = b'"' + hashlib.blake2b(body, digest_size=12).hexdigest().encode() + b'"'
-            headers = [*held.get("headers", ()), (b"etag", etag), (b"cache-control", b"no-cache")]
+            headers = [
+                *(item for item in held.get("headers", ()) if not _is_cors(item[0])),
+                (b"etag", etag),
+                (b"cache-control", b"no-cache"),
+                _VARY,
+            ]
             entry = _Entry(version=version, headers=headers, body=body, etag=etag)
             self._keep(key, entry)
             held = None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -39,6 +40,8 @@ from imagestudio.http.schemas import (
     decode_body,
     generation_out,
     history_response,
+    prepare_body,
+    read_body,
     settings_out,
     task_out,
 )
@@ -53,6 +56,7 @@ __all__ = [
 ]
 
 ServicesDep = NamedDependency[SkipValidation[Services]]
+T = TypeVar("T")
 
 
 def provide_services(state: State) -> Services:
@@ -63,7 +67,8 @@ def provide_services(state: State) -> Services:
 def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]:
     """The error answers a route documents; 401 and 429 go with every route that can give them."""
     descriptions = {
-        400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath)",
+        400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath;"
+        " INVALID_HOST when the Host header is not a name of this server)",
         401: "No valid API token, when IMAGESTUDIO_API_TOKEN is set (UNAUTHORIZED)",
         403: "Sent from a web page whose origin is not allowed (FORBIDDEN)",
         404: "Not found (NOT_FOUND)",
@@ -75,7 +80,8 @@ def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]
         " (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR, INTERNAL_ERROR)",
         503: "Provider, database or queue unavailable (API_ERROR, DATABASE_ERROR, QUEUE_FULL)",
     }
-    statuses = (*statuses, 401, 429) if needs_token else (*statuses, 429)
+    # INVALID_HOST can answer any route; 401 and 429 any route the token and the rate limit cover
+    statuses = (*statuses, 400, 401, 429) if needs_token else (*statuses, 400, 429)
     return {
         status: ResponseSpec(
             data_container=ErrorResponse, description=descriptions[status], generate_examples=False
@@ -106,6 +112,12 @@ class HealthController(Controller):
     @get("/", summary="Is the server up, and which engine does it use?", responses=_errors(needs_token=False))
     async def health(self, services: ServicesDep) -> HealthOut:
         return HealthOut(status="ok", version=services.version, engine=services.engine)
+
+
+async def _prepared(request: Request[Any, Any, Any], prepare: Callable[[bytes | bytearray], T]) -> T:
+    """The body decoded and validated by ``prepare``, off the event loop when it is big."""
+    raw = await read_body(request.stream(), request.content_length)
+    return await prepare_body(raw, prepare, request.app.state.body_limiter)
 
 
 def _wants_async(prefer: str | None) -> bool:
@@ -164,9 +176,13 @@ async def _generate(
     prefer: str | None,
     idempotency_key: str | None,
 ) -> GenerateResult:
-    body = decode_body(await request.body(), body_type)
-    command: Any = body.to_command()
-    idempotency = _idempotency(idempotency_key, request.url.path, body)
+    route = request.url.path
+
+    def prepare(raw: bytes | bytearray) -> tuple[Any, IdempotencyKey | None]:
+        body = decode_body(raw, body_type)
+        return body.to_command(), _idempotency(idempotency_key, route, body)
+
+    command, idempotency = await _prepared(request, prepare)
     if _wants_async(prefer):
         task = await use_case.submit(command, idempotency)
         return Response(
@@ -384,8 +400,8 @@ class SettingsController(Controller):
     async def update_settings(
         self, request: Request[Any, Any, Any], services: ServicesDep
     ) -> SettingsResponse:
-        body = decode_body(await request.body(), SettingsBody)
-        settings = await services.update_settings(body.to_patch())
+        patch = await _prepared(request, lambda raw: decode_body(raw, SettingsBody).to_patch())
+        settings = await services.update_settings(patch)
         return SettingsResponse(data=settings_out(settings), message="Settings updated")
 
 
@@ -410,6 +426,7 @@ class ImagesController(Controller):
             headers={
                 "X-Content-Type-Options": "nosniff",
                 "Cache-Control": "public, max-age=31536000, immutable",
+                "Vary": "Origin",  # CORS headers differ by Origin: a browser must not reuse one for another
             },
         )
 

@@ -1,18 +1,24 @@
 """One table from error class to HTTP status, and the handlers that write the spec's error body.
 
 Every non-2xx answer of every route goes through here: domain errors, the framework's own
-(unknown route, wrong method, body too large, bad query parameter) and unexpected exceptions
-(500 with no stack trace and no secret in the body).
+(unknown route, wrong method, body too large, bad query parameter), the shell's refusals
+(:func:`send_error`, written by ``ShellGuard`` itself so its CORS headers go with them) and
+unexpected exceptions (500 with no stack trace and no secret in the body).
+
+A framework exception's code comes from its status (:data:`_FRAMEWORK_CODES`), unless its class
+names one (``code``), as :class:`InvalidHost` does: 400 ``INVALID_HOST``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Send
 
 from imagestudio.domain.errors import (
     Conflict,
@@ -33,7 +39,7 @@ from imagestudio.domain.errors import (
 )
 from imagestudio.http.schemas import ErrorResponse
 
-__all__ = ["ERROR_STATUS", "EXCEPTION_HANDLERS", "error_response", "status_for"]
+__all__ = ["ERROR_STATUS", "EXCEPTION_HANDLERS", "InvalidHost", "error_response", "send_error", "status_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +75,13 @@ _FRAMEWORK_CODES = {
 }
 
 
+class InvalidHost(HTTPException):
+    """The request's ``Host`` is not a name this server answers to (DNS rebinding, a stray proxy)."""
+
+    status_code = 400
+    code = "INVALID_HOST"
+
+
 def status_for(error: StudioError) -> int:
     for error_type, status in ERROR_STATUS:
         if isinstance(error, error_type):
@@ -98,17 +111,21 @@ def _studio_error(request: Request[Any, Any, Any], error: StudioError) -> Respon
     return error_response(status, error.code, error.message, error.details or None)
 
 
-def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorResponse]:
+def _describe(
+    error: HTTPException, method: str
+) -> tuple[int, str, str, dict[str, Any] | None, dict[str, str] | None]:
+    """Status, code, message, details and headers of a framework exception's answer."""
     status = error.status_code
     code, default_message = _FRAMEWORK_CODES.get(
         status, ("INTERNAL_ERROR" if status >= 500 else "ERROR", "Error")
     )
+    code = getattr(error, "code", None) or code
     message = default_message
     details: dict[str, Any] | None = None
     if status == 404:
         message = "Resource not found"
     elif status == 405:
-        message = f"Method {request.method} is not allowed here"
+        message = f"Method {method} is not allowed here"
     elif isinstance(error, ValidationException):
         fields = [item for item in (error.extra or []) if isinstance(item, dict)]
         if fields:
@@ -121,7 +138,25 @@ def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Re
     elif status < 500 and error.detail:
         message = error.detail if status != 413 else default_message
     headers = {k: v for k, v in (error.headers or {}).items()} or None
-    return error_response(status, code, message, details, headers)
+    return status, code, message, details, headers
+
+
+def _http_exception(request: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorResponse]:
+    return error_response(*_describe(error, request.method))
+
+
+async def send_error(send: Send, error: HTTPException, method: str = "GET") -> None:
+    """Write ``error``'s answer in the error shape straight to ASGI ``send`` (outside any route)."""
+    status, code, message, details, headers = _describe(error, method)
+    body = msgspec.json.encode(
+        ErrorResponse(error=message, code=code, details=details)
+        if details
+        else ErrorResponse(error=message, code=code)
+    )
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorResponse]:

@@ -1,29 +1,39 @@
-"""The shell's protections: API token, rate limit, JSON-only state changes, WebSocket origins.
+"""The shell's protections: Host allowlist, CORS, rate limit, API token, JSON-only state changes,
+WebSocket origins.
 
 A server on localhost with no token and no rate limit behaves exactly as the spec describes;
-each protection below switches on with its setting (``IMAGESTUDIO_API_TOKEN``,
-``IMAGESTUDIO_RATE_LIMIT``), except the two that cost a well-behaved client nothing and stop a
-web page the user merely visited from acting for them: state-changing requests must carry JSON
-(a cross-site HTML form cannot send ``application/json`` without a CORS preflight, which the
-allowed origins refuse) and must not come from a foreign ``Origin``, and a WebSocket opened from
-a foreign ``Origin`` is refused.
+the token and the rate limit switch on with their settings (``IMAGESTUDIO_API_TOKEN``,
+``IMAGESTUDIO_RATE_LIMIT``). The rest is always on, because it costs a well-behaved client
+nothing and stops a web page the user merely visited from acting for them or reading their data:
+
+- a request whose ``Host`` is not a name of this server is refused first (DNS rebinding: a page
+  whose host name was rebound to 127.0.0.1 is "same-origin" to the browser, but its requests
+  carry its own host name), see :class:`HostAllowlist`;
+- CORS: only allowed origins get ``Access-Control-Allow-Origin``; a refused preflight is 403;
+- state-changing requests must carry JSON (a cross-site HTML form cannot send
+  ``application/json`` without a preflight, which is refused) and must not come from a foreign
+  ``Origin``; a WebSocket opened from a foreign ``Origin`` is refused.
 
 All of it is one ASGI layer, :class:`ShellGuard`, which also hands ``GET /api/history`` and
-``/health`` to the response cache (``http/cache.py``) once the checks have passed.
+``/health`` to the response cache (``http/cache.py``) once the checks have passed. CORS lives
+here rather than in Litestar's CORS middleware so that the Host check runs before anything else,
+preflights included, and so that every refusal here carries the CORS headers a page needs to read
+it. Litestar runs route middleware after routing: a path no route serves is a plain 404.
 
-HTTP refusals raise the framework's exceptions, so ``http/errors.py`` writes them in the spec's
-error shape and the CORS layer (outside every middleware) adds its headers. WebSocket refusals
-are written here: an error message and close code 1008 after the handshake (a bad token, too
-many requests), or a refused handshake (a foreign origin).
+HTTP refusals are written in the spec's error shape by ``http/errors.py``'s :func:`send_error`.
+WebSocket refusals are written here: an error message and close code 1008 after the handshake
+(a bad token, too many requests), or a refused handshake (a foreign Host or origin).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
+import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -37,12 +47,13 @@ from litestar.exceptions import (
     TooManyRequestsException,
 )
 from litestar.middleware import DefineMiddleware
-from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from imagestudio.config import RateLimit
+from imagestudio.config import ConfigError, RateLimit
 from imagestudio.http.cache import ResponseCache, header
+from imagestudio.http.errors import InvalidHost, send_error
 
-__all__ = ["OPEN_PATHS", "RateLimiter", "ShellGuard", "security_middleware"]
+__all__ = ["OPEN_PATHS", "HostAllowlist", "RateLimiter", "ShellGuard", "security_middleware"]
 
 OPEN_PATHS = frozenset(
     {
@@ -95,6 +106,108 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+_HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)\.?)(?::[0-9]{0,5})?")
+_MAX_REMEMBERED_HOSTS = 256
+
+
+def _host_name(value: str) -> str | None:
+    """The name in a ``Host`` value, lower case, without port or trailing dot (IPv6 literals in
+    brackets, in their compressed form); ``None`` if it is not a host name or address."""
+    match = _HOST.fullmatch(value.strip().lower())
+    if match is None:
+        return None
+    literal, name = match.groups()
+    if literal is None:
+        return str(name)
+    try:
+        return f"[{ipaddress.IPv6Address(literal).compressed}]"
+    except ValueError:
+        return None
+
+
+def _is_loopback_name(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class HostAllowlist:
+    """The ``Host`` names this server answers to (CONTRACT.md section 11), with any port:
+
+    - loopback names: ``localhost``, ``127.0.0.1`` and every other ``127.x.y.z``, ``[::1]``;
+    - the address it was told to bind (``--host``), unless that is a wildcard (``0.0.0.0``,
+      ``::``), which names no host;
+    - the names in ``IMAGESTUDIO_ALLOWED_HOSTS``: exact names or addresses, case-insensitive;
+      ``*.example.com`` allows every name under ``example.com`` (not ``example.com`` itself).
+
+    A request without ``Host`` is refused too, except over HTTP/1.0, which has none. Verdicts on
+    recent values are remembered (at most 256), so a request costs one dictionary lookup.
+    """
+
+    def __init__(self, bind_host: str = "127.0.0.1", allowed: Iterable[str] = ()) -> None:
+        self._names: set[str] = set()
+        self._suffixes: list[str] = []
+        bind = _host_name(f"[{bind_host}]" if bind_host.count(":") > 1 else bind_host)
+        if bind is not None and not _is_unspecified(bind):
+            self._names.add(bind)
+        for entry in allowed:
+            text = entry.strip()
+            if text.startswith("*."):
+                suffix = _host_name(text[2:])
+                if suffix is None or suffix.startswith("["):
+                    raise ConfigError(f"IMAGESTUDIO_ALLOWED_HOSTS: {entry!r} is not a host name pattern")
+                self._suffixes.append("." + suffix)
+                continue
+            name = _host_name(f"[{text}]" if text.count(":") > 1 and "[" not in text else text)
+            if name is None:
+                raise ConfigError(
+                    f"IMAGESTUDIO_ALLOWED_HOSTS: {entry!r} is not a host name or address"
+                    " (list names such as studio.lan or 192.168.1.20; '*.example.com' for a domain)"
+                )
+            self._names.add(name)
+        self._verdicts: dict[bytes, bool] = {}
+
+    def allows(self, value: bytes | None) -> bool:
+        """Whether a request with this ``Host`` header value is served."""
+        if value is None:
+            return False
+        verdict = self._verdicts.get(value)
+        if verdict is None:
+            verdict = self._decide(value.decode("latin-1"))
+            if len(self._verdicts) < _MAX_REMEMBERED_HOSTS:
+                self._verdicts[value] = verdict
+        return verdict
+
+    def _decide(self, value: str) -> bool:
+        name = _host_name(value)
+        if name is None:
+            return False
+        if name in self._names or _is_loopback_name(name):
+            return True
+        return any(name.endswith(suffix) for suffix in self._suffixes)
+
+
+def _is_unspecified(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _host_header(scope: Scope) -> tuple[bytes | None, int]:
+    """The ``Host`` value of a request and how many ``Host`` headers it sent."""
+    found: bytes | None = None
+    count = 0
+    for key, value in scope["headers"]:
+        if key == b"host" or key.lower() == b"host":
+            found = bytes(value)
+            count += 1
+    return found, count
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -204,14 +317,98 @@ def _cross_site_refusal(scope: Scope, method: str, cors: CORSConfig) -> HTTPExce
     return None
 
 
+# CORS ---------------------------------------------------------------------------------------
+
+_SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language", "content-type"})
+
+
+class _Cors:
+    """CORS for the allowed origins of a :class:`CORSConfig` (``http/app.py: cors_config``).
+
+    Answers of an allowed origin carry ``Access-Control-Allow-Origin`` (that origin, never ``*``)
+    and the exposed headers; every answer to a request with ``Origin`` carries ``Vary: Origin``.
+    A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered
+    here: 204 with the allowed methods and headers, or 403 ``FORBIDDEN`` in the error shape for a
+    foreign origin, a method or a header that is not allowed.
+    """
+
+    def __init__(self, config: CORSConfig) -> None:
+        self.config = config
+        self._methods = frozenset(method.upper() for method in config.allow_methods)
+        self._headers = frozenset(name.lower() for name in config.allow_headers) | _SAFELISTED_HEADERS
+        self._exposed = ", ".join(config.expose_headers).encode("latin-1")
+        self._preflight_headers = [
+            (b"access-control-allow-methods", ", ".join(sorted(self._methods)).encode("latin-1")),
+            (b"access-control-allow-headers", ", ".join(config.allow_headers).encode("latin-1")),
+            (b"access-control-max-age", str(config.max_age).encode()),
+            (b"vary", b"Origin"),
+        ]
+
+    def allows(self, origin: str) -> bool:
+        return self.config.is_origin_allowed(origin)
+
+    def wrap(self, send: Send, origin: str) -> Send:
+        """``send`` with the CORS headers for ``origin`` added to the answer (a new header list:
+        the one handed in, perhaps a kept answer's, is never changed)."""
+        added = [(b"vary", b"Origin")]
+        if self.allows(origin):
+            added = [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-expose-headers", self._exposed),
+                *added,
+            ]
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                varies = any(key.lower() == b"vary" and b"origin" in value.lower() for key, value in headers)
+                headers.extend(added[:-1] if varies else added)
+                message = cast("Message", {**message, "headers": headers})
+            await send(message)
+
+        return send_with_cors
+
+    def preflight_refusal(self, scope: Scope, origin: str) -> HTTPException | None:
+        """Why a preflight from ``origin`` is refused, or ``None`` if it is allowed."""
+        if not self.allows(origin):
+            return PermissionDeniedException(
+                detail=f"CORS preflight refused: origin {origin[:200]!r} is not allowed"
+                " (IMAGESTUDIO_CORS_ORIGINS lists the allowed ones)"
+            )
+        method = (_header(scope, b"access-control-request-method") or "").strip().upper()
+        if method not in self._methods:
+            return PermissionDeniedException(
+                detail=f"CORS preflight refused: method {method[:40]!r} is not allowed"
+                f" (allowed: {', '.join(sorted(self._methods))})"
+            )
+        requested = _header(scope, b"access-control-request-headers") or ""
+        refused = [name.strip() for name in requested.split(",") if name.strip().lower() not in self._headers]
+        refused = [name for name in refused if name]
+        if refused:
+            return PermissionDeniedException(
+                detail=f"CORS preflight refused: header {refused[0][:60]!r} is not allowed"
+                f" (allowed: {', '.join(self.config.allow_headers)})"
+            )
+        return None
+
+    async def answer_preflight(self, send: Send, origin: str) -> None:
+        headers = [(b"access-control-allow-origin", origin.encode("latin-1")), *self._preflight_headers]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class ShellGuard:
-    """The protections as one ASGI layer, in this order: rate limit, WebSocket origin, token,
-    cross-site checks; then the history page cache for ``GET /api/history``.
+    """The protections as one ASGI layer, in this order: Host, CORS, rate limit, preflight,
+    WebSocket origin, token, cross-site checks; then the response cache.
 
-    The rate limit comes first so that failed token guesses count too. One layer rather than one
-    middleware each: every request passes through it, and on a one-worker server each layer
-    costs a measurable share of a small request's time (BENCHMARKS.md, P4).
+    The Host check comes first so that nothing, not even a preflight or a cached answer, is given
+    to a rebound name. The rate limit comes next so that failed token guesses count too. One
+    layer rather than one middleware each: every request passes through it, and on a one-worker
+    server each layer costs a measurable share of a small request's time (BENCHMARKS.md, P4).
 
+    - Host: see :class:`HostAllowlist`; a refusal is 400 ``INVALID_HOST`` (a WebSocket's
+      handshake is refused).
+    - CORS and preflights: see :class:`_Cors`.
     - Rate limit: too many requests from one address is 429 ``RATE_LIMITED`` with ``Retry-After``.
     - WebSocket origin: a socket opened by a browser page must come from an allowed CORS origin;
       without ``Origin`` (a program) it is allowed; a foreign origin's handshake is refused
@@ -225,12 +422,14 @@ class ShellGuard:
         app: ASGIApp,
         *,
         cors: CORSConfig,
+        hosts: HostAllowlist | None = None,
         token: str | None = None,
         limiter: RateLimiter | None = None,
         response_cache: ResponseCache | None = None,
     ) -> None:
         self.app = app
-        self.cors = cors
+        self.cors = _Cors(cors)
+        self.hosts = hosts or HostAllowlist()
         self.limiter = limiter
         self.token = _TokenCheck(token) if token is not None else None
         self.response_cache = response_cache
@@ -238,54 +437,106 @@ class ShellGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == ScopeType.HTTP:
-            http = cast("HTTPScope", scope)
-            if self.limiter is not None:
-                self._take(scope)
-            if self.token is not None:
-                refused = self.token.refusal(scope)
-                if refused is not None:
-                    message, sent = refused
-                    challenge = 'Bearer realm="imagestudio"' + (', error="invalid_token"' if sent else "")
-                    raise NotAuthorizedException(detail=message, headers={"WWW-Authenticate": challenge})
-            method = http["method"]
-            if method in _STATE_CHANGING:
-                error = _cross_site_refusal(scope, method, self.cors)
-                if error is not None:
-                    raise error
-            elif self.response_cache is not None and self.response_cache.serves(http):
-                await self.response_cache(http, receive, send, self.app)
-                return
+            await self._http(cast("HTTPScope", scope), receive, send)
         elif kind == ScopeType.WEBSOCKET:
-            if self.limiter is not None:
-                try:
-                    self._take(scope)
-                except TooManyRequestsException as error:
-                    await _refuse_socket(receive, send, "RATE_LIMITED", error.detail)
-                    return
-            origin = _header(scope, b"origin")
-            if origin is not None and not self.cors.is_origin_allowed(origin):
-                event = await receive()
-                if event["type"] == "websocket.connect":
-                    reason = "origin not allowed"
-                    await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": reason})
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _host_refusal(self, scope: Scope) -> InvalidHost | None:
+        value, count = _host_header(scope)
+        if count == 1 and self.hosts.allows(value):
+            return None
+        if count == 0 and scope.get("http_version") == "1.0" and scope["type"] == ScopeType.HTTP:
+            return None  # HTTP/1.0 has no Host; browsers never speak it
+        if count == 0:
+            return InvalidHost(detail="The request has no Host header")
+        if count > 1:
+            return InvalidHost(detail="The request has more than one Host header")
+        shown = (value or b"").decode("latin-1")[:100]
+        return InvalidHost(
+            detail=f"Host {shown!r} is not served here: use localhost or 127.0.0.1, or add the"
+            " name to IMAGESTUDIO_ALLOWED_HOSTS"
+        )
+
+    async def _http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
+        method = http["method"]
+        refused: HTTPException | None = self._host_refusal(http)
+        if refused is not None:
+            await send_error(send, refused, method)
+            return
+        origin = _header(http, b"origin")
+        reply = send if origin is None else self.cors.wrap(send, origin)
+        refused = self._rate_refusal(http)
+        if refused is None and origin is not None and _is_preflight(http):
+            refused = self.cors.preflight_refusal(http, origin)
+            if refused is None:
+                await self.cors.answer_preflight(send, origin)
                 return
-            if self.token is not None:
-                refused = self.token.refusal(scope)
-                if refused is not None:
-                    await _refuse_socket(receive, send, "UNAUTHORIZED", refused[0] + " (or ?token=)")
-                    return
+            reply = send  # a refused preflight gets no CORS headers
+        if refused is None and self.token is not None:
+            refused = self._token_refusal(http)
+        if refused is None and method in _STATE_CHANGING:
+            refused = _cross_site_refusal(http, method, self.cors.config)
+        if refused is not None:
+            await send_error(reply, refused, method)
+            return
+        cache = self.response_cache
+        if method not in _STATE_CHANGING and cache is not None and cache.serves(http):
+            await cache(http, receive, reply, self.app)
+            return
+        await self.app(http, receive, reply)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._host_refusal(scope) is not None:
+            await _refuse_handshake(receive, send, "host not allowed")
+            return
+        refused = self._rate_refusal(scope)
+        if refused is not None:
+            await _refuse_socket(receive, send, "RATE_LIMITED", refused.detail)
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and not self.cors.allows(origin):
+            await _refuse_handshake(receive, send, "origin not allowed")
+            return
+        if self.token is not None:
+            why = self.token.refusal(scope)
+            if why is not None:
+                await _refuse_socket(receive, send, "UNAUTHORIZED", why[0] + " (or ?token=)")
+                return
         await self.app(scope, receive, send)
 
-    def _take(self, scope: Scope) -> None:
-        assert self.limiter is not None
+    def _token_refusal(self, scope: Scope) -> HTTPException | None:
+        assert self.token is not None
+        refused = self.token.refusal(scope)
+        if refused is None:
+            return None
+        message, sent = refused
+        challenge = 'Bearer realm="imagestudio"' + (', error="invalid_token"' if sent else "")
+        return NotAuthorizedException(detail=message, headers={"WWW-Authenticate": challenge})
+
+    def _rate_refusal(self, scope: Scope) -> HTTPException | None:
+        if self.limiter is None:
+            return None
         wait = self.limiter.take(_client(scope))
         if wait is None:
-            return
+            return None
         retry_after = max(1, math.ceil(wait))
         limit = self.limiter.limit
         message = f"Too many requests: at most {limit.requests} per {_period(limit)}"
         message += f"; retry in {retry_after} s"
-        raise TooManyRequestsException(detail=message, headers={"Retry-After": str(retry_after)})
+        return TooManyRequestsException(detail=message, headers={"Retry-After": str(retry_after)})
+
+
+def _is_preflight(http: HTTPScope) -> bool:
+    return http["method"] == "OPTIONS" and _header(http, b"access-control-request-method") is not None
+
+
+async def _refuse_handshake(receive: Receive, send: Send, reason: str) -> None:
+    """Refuse a WebSocket before accepting it (the server answers the upgrade with 403)."""
+    event = await receive()
+    if event["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": reason})
 
 
 def security_middleware(
@@ -293,12 +544,18 @@ def security_middleware(
     cors: CORSConfig,
     token: str | None,
     rate_limit: RateLimit | None,
+    hosts: HostAllowlist | None = None,
     clock: Callable[[], float] | None = None,
     response_cache: ResponseCache | None = None,
 ) -> list[Any]:
     """The shell's middleware: one :class:`ShellGuard` with the protections the settings ask for."""
     limiter = RateLimiter(rate_limit, clock=clock or time.monotonic) if rate_limit is not None else None
     guard = DefineMiddleware(
-        ShellGuard, cors=cors, token=token, limiter=limiter, response_cache=response_cache
+        ShellGuard,
+        cors=cors,
+        hosts=hosts or HostAllowlist(),
+        token=token,
+        limiter=limiter,
+        response_cache=response_cache,
     )
     return [guard]
