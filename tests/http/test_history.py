@@ -106,7 +106,9 @@ def test_search_operation_model_and_dates_filter_and_combine(client: Client) -> 
     assert ids(client, q="grey") == [sunset["id"]]
     assert ids(client, q="city") == [bigger["id"], city["id"]]
     assert ids(client, q="city", operation="upscale") == [bigger["id"]]
-    assert ids(client, model="civitai:4384@128713", operation="text-to-image") == [city["id"]]
+    # the local engine records the model that really ran: its own, whatever the request named
+    assert ids(client, model="civitai:4384@128713") == []
+    assert ids(client, model="local:procedural@1", operation="text-to-image") == [city["id"], sunset["id"]]
     assert ids(client, engine="local", q="neon night") == [bigger["id"], city["id"]]
     assert ids(client, engine="runware") == []
     assert listed(client, q="nothing like it") == {
