@@ -107,12 +107,12 @@ def test_a_connection_that_trickles_its_headers_is_closed_after_the_header_timeo
 
 def test_a_kept_alive_connection_must_send_its_next_headers_in_time(tmp_path: Path) -> None:
     # uvicorn's keep-alive timer is cancelled by any byte: only the header deadline closes this one
-    with _server(tmp_path, IMAGESTUDIO_HEADER_TIMEOUT="1") as server:
-        with _connect(server.port, first=b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as sock:
-            status, body = _read_response(sock)
-            assert status == 200, body
-            sock.sendall(b"GET /health HTTP/1.1\r\n")
-            assert _trickle_until_closed(sock), "the second request's headers were never cut off"
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with _server(tmp_path, IMAGESTUDIO_HEADER_TIMEOUT="1") as server, _connect(server.port, request) as sock:
+        status, body = _read_response(sock)
+        assert status == 200, body
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        assert _trickle_until_closed(sock), "the second request's headers were never cut off"
 
 
 def test_slow_clients_over_the_cap_make_room_for_a_prompt_client(tmp_path: Path) -> None:
@@ -141,13 +141,9 @@ def test_the_descriptor_limit_is_raised_and_slow_clients_never_reach_it(tmp_path
     server = start(tmp_path / "data", env={"IMAGESTUDIO_HEADER_TIMEOUT": "600"}, wrap=wrap)
     slow: list[socket.socket] = []
     try:
-        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
-        assert next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[
-            3:5
-        ] == [
-            "300",
-            "300",
-        ]
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text().splitlines()
+        open_files = next(line for line in limits if line.startswith("Max open files")).split()
+        assert open_files[3:5] == ["300", "300"]  # soft, hard
         # twice the process's descriptors: without a cap it runs out and refuses everyone
         slow = [_connect(server.port) for _ in range(600)]
         with httpx.Client(base_url=server.url, timeout=10) as client:

@@ -6,6 +6,7 @@ process connects from: rotating it would give each request a fresh rate-limit bu
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,4 @@ def test_a_trusted_proxy_that_is_not_an_address_is_one_line_at_startup(tmp_path:
 
 
 def _clean_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith(("RUNWARE_", "IMAGESTUDIO_"))}
