@@ -60,6 +60,7 @@ _LINGER = 1.0
 """Seconds a refused connection may still deliver its request before it is closed: closing a
 socket with unread input resets it, and the client may lose the 503 it was sent."""
 _MAX_LINGERING = 64
+_SWEEP_EVERY = 0.25
 _RAISE_CEILING = 1 << 20
 
 
@@ -136,7 +137,12 @@ def trusted_proxies(entries: tuple[str, ...]) -> list[str]:
 
 class ConnectionGuard:
     """What the connections of one server share: the cap, the header deadline, and which
-    connections wait for headers, oldest first (the first to close when the cap is reached)."""
+    connections wait for headers, oldest first (the first to close when the cap is reached).
+
+    One sweep a fraction of a second apart closes the connections past their deadline. The
+    deadline is the same for all, so the oldest are the only ones it looks at, and a connection
+    costs two dictionary operations per request rather than a timer.
+    """
 
     def __init__(self, *, cap: int, header_timeout: float) -> None:
         if cap < 1 or not (math.isfinite(header_timeout) and header_timeout > 0):
@@ -144,14 +150,25 @@ class ConnectionGuard:
         self.cap = cap
         self.socket_cap = max(1, cap // 2)
         self.header_timeout = header_timeout
-        self.waiting: dict[GuardedHttpProtocol, None] = {}
-        """Connections waiting for a request's headers, in the order they began to wait."""
+        self.waiting: dict[GuardedHttpProtocol, float] = {}
+        """Connections waiting for a request's headers and their deadlines, in the order they
+        began to wait (so in the order of their deadlines)."""
         self.closing: set[Any] = set()
         """Connections closed or refused by the guard whose descriptor is not released yet."""
         self.refusal = _refusal(cap)
+        self._sweep_every = min(_SWEEP_EVERY, header_timeout / 4)
+        self._sweeping = False
 
     def open(self, connections: set[Any]) -> int:
         return len(connections) - len(self.closing)
+
+    def wait(self, connection: GuardedHttpProtocol, loop: asyncio.AbstractEventLoop) -> None:
+        """``connection`` now waits for a request's headers; it has :attr:`header_timeout` seconds."""
+        self.waiting.pop(connection, None)
+        self.waiting[connection] = loop.time() + self.header_timeout
+        if not self._sweeping:
+            self._sweeping = True
+            loop.call_later(self._sweep_every, self._sweep, loop)
 
     def evict_oldest_waiting(self) -> bool:
         """Close the connection that has waited longest for its headers; ``False`` if none waits."""
@@ -159,6 +176,17 @@ class ConnectionGuard:
             connection.close_waiting()
             return True
         return False
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        expired = []
+        for connection, deadline in self.waiting.items():
+            if deadline > now:
+                break
+            expired.append(connection)
+        for connection in expired:
+            connection.close_waiting()
+        loop.call_later(self._sweep_every, self._sweep, loop)
 
     def protocol(self) -> type[GuardedHttpProtocol]:
         """uvicorn's ``http=`` class, bound to this guard."""
@@ -200,7 +228,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -248,15 +275,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _wait_for_headers(self) -> None:
-        self._stop_waiting()
-        self.guard.waiting[self] = None
-        self._deadline = self.loop.call_later(self.guard.header_timeout, self.close_waiting)
+        self.guard.wait(self, self.loop)
 
     def _stop_waiting(self) -> None:
         self.guard.waiting.pop(self, None)
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
 
     def _refuse(self) -> None:
         """503 ``QUEUE_FULL`` at once; the request, if any, is read and dropped for a moment."""
