@@ -129,27 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from imagestudio.http.app import create_app
+    from imagestudio.http.server import serve, trusted_proxies
 
     config = Config.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, storage_roots=_roots(args)
     )
+    trusted_proxies(config.trusted_proxies)  # a bad entry is one line, before anything starts
     configure_logging(fmt=config.log_format, level=config.log_level, secrets=config.secrets)
     _upgrade_database(config)  # before the server: a refused database is one clean line, not a traceback
-    uvicorn.run(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        log_config=None,
-        log_level=config.log_level,
-        # One line per request costs about a third of a small request's time (BENCHMARKS.md, P4);
-        # generations log their own events, so the access log is kept for debugging.
-        access_log=config.log_level == "debug",
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    return serve(create_app(config), config)
 
 
 def _upgrade_database(config: Config) -> str:

@@ -1,0 +1,200 @@
+"""End to end: slow clients cannot take the server down (CONTRACT.md section 11).
+
+A real ``imagestudio serve`` process and raw loopback sockets: connections that trickle their
+headers are closed after ``IMAGESTUDIO_HEADER_TIMEOUT``, connections over the cap make room by
+closing the ones still waiting for headers, so a client that sends its request promptly gets
+through, and the descriptor limit is raised at start and never reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import select
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.assertions import assert_error
+from tests.e2e.conftest import Server, start_server, stop_server
+from tests.resilience.servers import start
+
+pytestmark = pytest.mark.e2e
+
+_PATIENCE = 20.0
+"""How long a test waits for the server to close a connection before calling it kept open."""
+
+
+@contextlib.contextmanager
+def _server(tmp_path: Path, **env: str) -> Iterator[Server]:
+    running = start_server(tmp_path / "data", env=env)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def _connect(port: int, first: bytes = b"GET /health HTTP/1.1\r\n") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if first:
+        sock.sendall(first)
+    return sock
+
+
+def _closed_by_server(sock: socket.socket, wait: float = 0.0) -> bool:
+    """Whether the server has closed ``sock`` (waiting up to ``wait`` seconds for it)."""
+    readable, _, _ = select.select([sock], [], [], wait)
+    if not readable:
+        return False
+    try:
+        while chunk := sock.recv(65536, socket.MSG_DONTWAIT):
+            del chunk  # a response the server sent before closing (a 503 refusal, say)
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+def _trickle_until_closed(sock: socket.socket, byte: bytes = b"X") -> bool:
+    """Send one byte every 0.2 s until the server closes the connection; ``False`` if it never
+    does within :data:`_PATIENCE`."""
+    deadline = time.monotonic() + _PATIENCE
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(byte)
+        except ConnectionError:
+            return True
+        if _closed_by_server(sock, wait=0.2):
+            return True
+    return False
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a ``Content-Length``: its status and body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed mid-response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), body
+
+
+def test_a_connection_that_trickles_its_headers_is_closed_after_the_header_timeout(tmp_path: Path) -> None:
+    with _server(tmp_path, IMAGESTUDIO_HEADER_TIMEOUT="1") as server:
+        trickling = _connect(server.port)
+        silent = _connect(server.port, first=b"")
+        try:
+            assert _trickle_until_closed(trickling), "a byte now and then kept the connection open"
+            assert _closed_by_server(silent, wait=_PATIENCE), "a connection that sent nothing stayed open"
+        finally:
+            trickling.close()
+            silent.close()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/health").status_code == 200
+
+
+def test_a_kept_alive_connection_must_send_its_next_headers_in_time(tmp_path: Path) -> None:
+    # uvicorn's keep-alive timer is cancelled by any byte: only the header deadline closes this one
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with _server(tmp_path, IMAGESTUDIO_HEADER_TIMEOUT="1") as server, _connect(server.port, request) as sock:
+        status, body = _read_response(sock)
+        assert status == 200, body
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        assert _trickle_until_closed(sock), "the second request's headers were never cut off"
+
+
+def test_slow_clients_over_the_cap_make_room_for_a_prompt_client(tmp_path: Path) -> None:
+    # the header timeout is long here: only the cap protects the prompt client
+    with _server(tmp_path, IMAGESTUDIO_MAX_CONNECTIONS="50", IMAGESTUDIO_HEADER_TIMEOUT="600") as server:
+        slow = [_connect(server.port) for _ in range(200)]
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                for _ in range(5):
+                    slow.extend(_connect(server.port) for _ in range(20))
+                    assert client.get("/health").status_code == 200
+            time.sleep(0.5)  # let the server's closes arrive
+            still_open = [sock for sock in slow if not _closed_by_server(sock)]
+            assert len(still_open) <= 50
+        finally:
+            for sock in slow:
+                sock.close()
+
+
+def test_the_descriptor_limit_is_raised_and_slow_clients_never_reach_it(tmp_path: Path) -> None:
+    limits_file = Path("/proc/self/limits")
+    if not limits_file.exists():
+        pytest.skip("reads the server's limits from /proc")
+    # soft 100, hard 300: the server raises the soft limit to 300 and caps connections at 150
+    wrap = ["sh", "-c", 'ulimit -Sn 100 && ulimit -Hn 300 && exec "$@"', "sh"]
+    server = start(tmp_path / "data", env={"IMAGESTUDIO_HEADER_TIMEOUT": "600"}, wrap=wrap)
+    slow: list[socket.socket] = []
+    try:
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text().splitlines()
+        open_files = next(line for line in limits if line.startswith("Max open files")).split()
+        assert open_files[3:5] == ["300", "300"]  # soft, hard
+        # twice the process's descriptors: without a cap it runs out and refuses everyone
+        slow = [_connect(server.port) for _ in range(600)]
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(5):
+                assert client.get("/health").status_code == 200
+        assert server.process.poll() is None
+    finally:
+        for sock in slow:
+            sock.close()
+        stop_server(server)
+
+
+def test_at_the_cap_without_an_idle_connection_a_newcomer_gets_503_in_the_error_shape(tmp_path: Path) -> None:
+    # requests whose body is still arriving are in progress: they are not evicted
+    body_start = b'{"prompt": "a slow upload'
+    request = (
+        b"POST /api/generate/text-to-image HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + body_start
+    )
+    with _server(tmp_path, IMAGESTUDIO_MAX_CONNECTIONS="10", IMAGESTUDIO_HEADER_TIMEOUT="600") as server:
+        busy = [_connect(server.port, first=request) for _ in range(10)]
+        try:
+            time.sleep(0.5)  # the server has read every request's headers
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                response = client.get("/health")
+                body = assert_error(response, 503, "QUEUE_FULL")
+                assert body["details"] == {"maxConnections": 10}
+                assert response.headers["retry-after"] == "1"
+                busy.pop().close()
+                time.sleep(0.5)
+                assert client.get("/health").status_code == 200
+        finally:
+            for sock in busy:
+                sock.close()
+
+
+def test_websockets_take_at_most_half_the_cap_and_are_not_cut_off_as_slow(tmp_path: Path) -> None:
+    async def scenario(server: Server) -> tuple[int, bytes]:
+        uri = f"ws://127.0.0.1:{server.port}/ws/generation?taskId=held"
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [await stack.enter_async_context(websockets.connect(uri)) for _ in range(5)]
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await stack.enter_async_context(websockets.connect(uri))
+            await asyncio.sleep(2.5)  # over the header timeout: open sockets are not waiting for headers
+            for sock in sockets:
+                await asyncio.wait_for(await sock.ping(), timeout=10)
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                assert (await client.get("/health")).status_code == 200
+            return refused.value.response.status_code, refused.value.response.body or b""
+
+    with _server(tmp_path, IMAGESTUDIO_MAX_CONNECTIONS="10", IMAGESTUDIO_HEADER_TIMEOUT="1") as server:
+        status, body = asyncio.run(scenario(server))
+    assert status == 503
+    assert json.loads(body)["code"] == "QUEUE_FULL"
