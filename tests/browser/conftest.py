@@ -85,9 +85,10 @@ def chromium_executable(environ: Mapping[str, str] | None = None) -> str:
     return str(found)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session."""
+    """One headless Chromium for the browser tests. Package scope, not session: Playwright's sync API
+    keeps an event loop running in this thread until it stops, and later tests run loops of their own."""
     executable = chromium_executable()
     try:
         from playwright.sync_api import sync_playwright
