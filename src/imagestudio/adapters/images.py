@@ -137,12 +137,27 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return cast("Callable[[int], int]", trim)
 
 
+_TRIM_DELAY: Final = 2.0  # seconds: the requests a burst's last task answers free their bodies meanwhile
+_trim_pending = threading.Lock()
+
+
 def release_freed_memory() -> None:
-    """Give memory the C allocator keeps after large frees back to the system (glibc's
-    ``malloc_trim``; nothing elsewhere). Cheap when there is nothing to give back."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    """Soon give the memory the C allocator keeps after large frees back to the system (glibc's
+    ``malloc_trim``, in a thread of its own a moment later, once per moment; nothing elsewhere)."""
+    if _malloc_trim() is None or not _trim_pending.acquire(blocking=False):
+        return
+    timer = threading.Timer(_TRIM_DELAY, _trim_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _trim_now() -> None:
+    try:
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
+    finally:
+        _trim_pending.release()
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
