@@ -107,6 +107,15 @@ class PostgresServer:
         finally:
             self.drop_schema(name)
 
+    def terminate_connections(self) -> int:
+        """End every other connection to this run's database, as a server restart would; how many."""
+        with psycopg.connect(_libpq(self.url), autocommit=True) as connection:
+            row = connection.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return int(row[0]) if row is not None else 0
+
     def execute(self, url: str, statement: str) -> None:
         """Run raw SQL against the schema of ``url`` (to build old or foreign schemas)."""
         with psycopg.connect(_libpq(make_url(url)), autocommit=True) as connection:

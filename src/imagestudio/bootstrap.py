@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ import structlog
 
 from imagestudio._version import __version__
 from imagestudio.adapters.filesystem import FilesystemImageStorage
-from imagestudio.adapters.images import PillowImageInspector
+from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.adapters.sql_tasks import SqlIdempotencyStore, SqlTaskRepository
@@ -42,7 +42,7 @@ from imagestudio.domain.ports import (
     TaskRepository,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
-from imagestudio.domain.tasks import TaskManager
+from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager
 
 __all__ = ["Services", "SystemClock", "bootstrap", "build_services", "consistency_check", "storage_for"]
 
@@ -97,6 +97,8 @@ def build_services(
     max_running: int | None = None,
     max_queued: int = 100,
     catalogue: ModelCatalogue | None = None,
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+    on_idle: Callable[[], None] | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
@@ -121,6 +123,8 @@ def build_services(
         clock=clock,
         max_running=max_running,
         max_queued=max_queued,
+        max_queued_bytes=max_queued_bytes,
+        on_idle=on_idle,
     )
     pipeline = GenerationPipeline(
         generator=generator,
@@ -200,6 +204,8 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             max_running=config.max_running,
             max_queued=config.max_queued,
             catalogue=catalogue,
+            max_queued_bytes=config.max_queued_bytes,
+            on_idle=release_freed_memory,
         )
         interrupted = await services.tasks.recover()
         if interrupted:

@@ -36,6 +36,8 @@ class World:
     keys: InMemoryIdempotencyStore = field(default_factory=InMemoryIdempotencyStore)
     max_running: int = 2
     max_queued: int = 100
+    max_queued_bytes: int = 256 * 1024 * 1024
+    idle_calls: list[int] = field(default_factory=list)
 
     @cached_property
     def tasks(self) -> TaskManager:
@@ -48,6 +50,8 @@ class World:
             clock=self.clock,
             max_running=self.max_running,
             max_queued=self.max_queued,
+            max_queued_bytes=self.max_queued_bytes,
+            on_idle=lambda: self.idle_calls.append(len(self.idle_calls) + 1),
         )
 
     @property

@@ -330,3 +330,27 @@ def test_an_image_just_under_the_pixel_limit_is_shrunk_before_it_is_expanded(
         f"peak memory grew by {growth / MiB:.0f} MiB ({baseline / MiB:.0f} for 2048 px)"
     )
     assert_error(_send(client, "upscale", reference), 400, "INVALID_PARAMETERS", "scale")  # past 4096
+
+
+def png_tall_rgba(height: int) -> bytes:
+    """A 1 x ``height`` RGBA PNG of transparent black: about 300 KiB for 64 million rows."""
+    compressor = zlib.compressobj(9)
+    rows = b"\x00" * 5 * 1_000_000  # a filter byte and four channel bytes a row, a million rows
+    parts = [
+        compressor.compress(rows[: 5 * min(1_000_000, height - done)]) for done in range(0, height, 1_000_000)
+    ]
+    idat = b"".join(parts) + compressor.flush()
+    header = struct.pack(">IIBBBBB", 1, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def test_a_tall_image_is_cut_to_the_outputs_shape_before_it_is_converted(app: tuple[Client, Path]) -> None:
+    """1 x 64,000,000 RGBA is within the pixel limit. Pillow spends 8 bytes a row on pointers and 4 a
+    pixel: 768 MB decoded; every full-size copy (upright, RGB, on white) used to cost as much again
+    (2.8 GB in all). Now only the middle rows the output keeps are converted."""
+    client, storage = app
+    reference = _reference(storage, png_tall_rgba(64_000_000), "file", "tall.png")
+    responses: list[Any] = []
+    growth = _peak_growth(lambda: responses.append(_send(client, "image-to-image", reference)))
+    assert _output(client, responses[0]).size == (128, 2048)  # the smallest width allowed
+    assert growth < 1024 * MiB, f"peak memory grew by {growth / MiB:.0f} MiB"

@@ -3,9 +3,10 @@ request after it returns works, without a restart.
 
 The faults are real: another SQLite connection holding the write lock longer than the busy
 timeout (``?timeout=`` in the URL keeps the test quick), before a request or while its image is
-being made; PostgreSQL behind a TCP relay that the
-test cuts and restores (the shared PostgreSQL server itself is never stopped); and a URL on which
-nothing listens at all.
+being made; a SQLite file made read-only and then writable again (the server runs without the
+permission override root has); PostgreSQL behind a TCP relay that the test cuts and restores (the
+shared PostgreSQL server itself is never stopped), and its server ending every connection of the
+database (``pg_terminate_backend``); and a URL on which nothing listens at all.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from imagestudio.http.app import create_app
 from imagestudio.testing.fake_runware import FakeRunware
 from tests.databases import PostgresServer
 from tests.e2e.conftest import free_port
-from tests.resilience.servers import image_files, start, stop_server, temporaries
+from tests.resilience.servers import (
+    drop_file_permission_override,
+    image_files,
+    start,
+    stop_server,
+    temporaries,
+)
 
 SMALL = {"prompt": "a small green circle", "width": 128, "height": 128, "steps": 1}
 BUSY_TIMEOUT = 0.5
@@ -130,6 +137,65 @@ def test_a_lock_taken_while_an_image_is_made_fails_that_generation_with_503_and_
             again = client.post("/api/generate/text-to-image", json=SMALL)
             assert again.status_code == 200, again.text
             assert len(image_files(storage)) == 1
+
+
+def burst(client: httpx.Client, count: int = 6) -> list[int]:
+    """``count`` generations at once (the server opens more connections than one request would)."""
+    statuses: list[int] = []
+
+    def one() -> None:
+        statuses.append(client.post("/api/generate/text-to-image", json=SMALL).status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(statuses)
+
+
+def test_a_database_file_made_read_only_is_503_and_works_again_once_writable_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Connections SQLite opened while the file was read-only stay read-only for good; the server
+    must drop them (and the older ones) once a write fails that way."""
+    wrap = drop_file_permission_override()
+    if wrap is None:
+        pytest.skip("running as root without setpriv: root would ignore the file's permissions")
+    data_dir = tmp_path / "data"
+    server = start(data_dir, wrap=wrap)
+    db_files = [data_dir / name for name in ("imagestudio.db", "imagestudio.db-wal", "imagestudio.db-shm")]
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            assert burst(client) == [200] * 6
+            present = [path for path in db_files if path.exists()]
+            for path in present:
+                path.chmod(0o444)
+            try:
+                # connections opened before keep their writable handle: load makes new ones
+                refusals = 0
+                for _ in range(10):
+                    statuses = burst(client, 8)
+                    assert set(statuses) <= {200, 503}
+                    refusals += statuses.count(503)
+                    if refusals:
+                        break
+                assert refusals > 0
+                refused = client.put("/api/settings", json={"defaultSteps": 9})
+                assert_unavailable(refused)
+                assert "readonly" in refused.json()["error"]
+            finally:
+                for path in present:
+                    path.chmod(0o644)
+
+            for _ in range(3):
+                assert burst(client) == [200] * 6
+            assert client.put("/api/settings", json={"defaultSteps": 9}).status_code == 200
+            total = client.get("/api/history").json()["total"]
+            assert total >= 6 * 4
+            assert len(image_files(data_dir / "generated")) == total
+    finally:
+        stop_server(server)
 
 
 def test_a_busy_timeout_in_the_url_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
@@ -260,3 +326,22 @@ def test_postgresql_going_away_is_503_and_the_server_recovers_when_it_returns(
         finally:
             stop_server(server)
             relay.cut()
+
+
+@pytest.mark.postgres
+def test_postgresql_ending_every_connection_of_the_database_leaves_the_next_requests_working(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """``pg_terminate_backend`` (an administrator, a failover, a restart) kills the pooled
+    connections; the requests after it are answered on new ones."""
+    with postgres.schema() as url:
+        server = start(tmp_path / "data", {"IMAGESTUDIO_DATABASE_URL": url})
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                assert burst(client) == [200] * 6
+                assert postgres.terminate_connections() > 0
+                assert burst(client) == [200] * 6
+                assert client.put("/api/settings", json={"defaultSteps": 7}).status_code == 200
+                assert client.get("/api/history").json()["total"] == 12
+        finally:
+            stop_server(server)

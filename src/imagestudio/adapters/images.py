@@ -6,16 +6,30 @@ then verified so that truncated images are refused too. Only common raster forma
 (:data:`ACCEPTED_FORMATS`): Pillow's other plugins (EPS through Ghostscript, PSD, ICO, ...) are
 attack surface a studio does not need. The size reported is the upright one, after the EXIF
 orientation, because that is the picture the engines work on.
+
+Memory: every full decode in this process takes its decoded size from one :class:`DecodeBudget`
+(:data:`DECODE_BUDGET`, 512 MiB: 128 million RGB pixels as Pillow stores them) before it
+allocates, so a few tall images cannot take gigabytes at once: a decode that does not fit waits
+for others to finish, and one larger than the whole budget runs alone. After a burst,
+:func:`release_freed_memory` hands the memory the C allocator kept back to the system.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import io
 import re
 import struct
+import sys
+import threading
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Final, cast
 
 import anyio.to_thread
 from PIL import Image, UnidentifiedImageError
@@ -23,7 +37,16 @@ from PIL import Image, UnidentifiedImageError
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import MAX_INPUT_PIXELS, SourceImage
 
-__all__ = ["ACCEPTED_FORMATS", "PillowImageInspector", "inspect_image_bytes", "upright_size"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "DECODE_BUDGET",
+    "DecodeBudget",
+    "PillowImageInspector",
+    "decoded_bytes",
+    "inspect_image_bytes",
+    "release_freed_memory",
+    "upright_size",
+]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG opens MPO files too
 """The Pillow formats an input image may be in; anything else is refused as not an image."""
@@ -41,6 +64,100 @@ _FORMATS = {
     "TIFF": "tiff",
 }
 _TOO_MANY = "{field} has more than {limit:,} pixels"
+
+
+class DecodeBudget:
+    """A weighted semaphore over bytes of decoded pixels, shared by threads.
+
+    Rules:
+    - ``take(n)`` blocks until ``n`` more bytes fit under ``limit``; a request larger than the
+      whole budget is clamped to it (it waits until nothing else is decoding, then runs alone);
+    - waiting is first come, first served, so a large decode is not starved by small ones.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a decode budget needs at least one byte")
+        self.limit = limit
+        self.in_use = 0
+        self.waiting = 0
+        self._changed = threading.Condition()
+        self._tickets = 0
+        self._serving = 0
+
+    @contextmanager
+    def take(self, size: int) -> Iterator[None]:
+        size = max(0, min(size, self.limit))
+        with self._changed:
+            ticket = self._tickets
+            self._tickets += 1
+            self.waiting += 1
+            try:
+                self._changed.wait_for(lambda: self._serving == ticket and self.in_use + size <= self.limit)
+            finally:
+                self.waiting -= 1
+            self.in_use += size
+            self._serving += 1
+            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= size
+                self._changed.notify_all()
+
+
+DECODE_BUDGET: Final = DecodeBudget(512 * 1024 * 1024)
+"""The process's budget of decoded pixel bytes (see the module docstring)."""
+
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "LA": 4, "PA": 4}
+
+
+_ROW_POINTER = 8  # Pillow keeps a pointer per row: a 1x64,000,000 image spends 512 MB on them alone
+
+
+def decoded_bytes(image: Image.Image, copy: int = 0) -> int:
+    """The bytes Pillow allocates to decode ``image`` (from its header: nothing is decoded), plus a
+    copy of ``copy`` bytes a pixel (a conversion made while the decode is held)."""
+    width, height = image.size
+    return height * _ROW_POINTER + width * height * (_BYTES_PER_PIXEL.get(image.mode, 4) + copy)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return cast("Callable[[int], int]", trim)
+
+
+_TRIM_DELAY: Final = 2.0  # seconds: the requests a burst's last task answers free their bodies meanwhile
+_trim_pending = threading.Lock()
+
+
+def release_freed_memory() -> None:
+    """Soon give the memory the C allocator keeps after large frees back to the system (glibc's
+    ``malloc_trim``, in a thread of its own a moment later, once per moment; nothing elsewhere)."""
+    if _malloc_trim() is None or not _trim_pending.acquire(blocking=False):
+        return
+    timer = threading.Timer(_TRIM_DELAY, _trim_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _trim_now() -> None:
+    try:
+        trim = _malloc_trim()
+        if trim is not None:
+            trim(0)
+    finally:
+        _trim_pending.release()
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageCms, ImageOps
 
-from imagestudio.adapters.images import ACCEPTED_FORMATS
+from imagestudio.adapters.images import ACCEPTED_FORMATS, DECODE_BUDGET, decoded_bytes, upright_size
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.ports import ProgressCallback
@@ -1237,17 +1237,45 @@ def _shrink(image: Image.Image, side: int) -> Image.Image:
         return image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
 
 
+def _crop_to_aspect(image: Image.Image, fit: tuple[int, int]) -> Image.Image:
+    """The centred part of ``image`` with the aspect of ``fit`` (as displayed), which is all that
+    ``ImageOps.fit`` keeps: cutting it out first lets a very tall or wide input be dropped at once
+    rather than converted whole. ``image`` itself when little would be cut."""
+    width, height = image.size
+    target_w, target_h = fit
+    if upright_size(image) != (width, height):  # the picture is turned a quarter when displayed
+        target_w, target_h = target_h, target_w
+    if width * target_h > height * target_w:  # wider than the target: keep the middle columns
+        keep = max(1, math.ceil(height * target_w / target_h))
+        box = ((width - keep) // 2, 0, (width - keep) // 2 + keep, height)
+    else:
+        keep = max(1, math.ceil(width * target_h / target_w))
+        box = (0, (height - keep) // 2, width, (height - keep) // 2 + keep)
+    if (box[2] - box[0]) * (box[3] - box[1]) * 2 > width * height:
+        return image
+    return image.crop(box)
+
+
 def _load_rgb(data: bytes, field_name: str, fit: tuple[int, int] | None = None) -> Image.Image:
-    """Decode an input image (its first frame) to RGB; ``fit`` lets a large one shrink first."""
+    """Decode an input image (its first frame) to RGB; ``fit`` lets a large one shrink first.
+
+    The decode takes its size from the process's :data:`DECODE_BUDGET` first (waiting while other
+    decodes hold it), and everything at full size is done and freed before that is given back.
+    """
     try:
         with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
             # either side may end up as the width once the EXIF orientation is applied
             side = max(fit) if fit is not None else 0
             if side and opened.format in ("JPEG", "MPO"):
                 opened.draft(None, (side, side))  # decode at a reduced scale when much larger
-            opened.load()
-            image: Image.Image = _shrink(opened, side) if side else opened
-            return _to_rgb(image)  # always a new image, so closing the file is safe
+            with DECODE_BUDGET.take(decoded_bytes(opened, copy=4)):
+                try:
+                    opened.load()
+                    image: Image.Image = _crop_to_aspect(opened, fit) if fit is not None else opened
+                    image = _shrink(image, side) if side else image
+                    return _to_rgb(image)  # always a new image, so closing the file is safe
+                finally:
+                    opened.close()  # the full-size pixels go before the budget is given back
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise InvalidParameters(f"{field_name} could not be decoded as an image", field=field_name) from error
 

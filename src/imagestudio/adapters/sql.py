@@ -57,7 +57,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlmodel import Field, Session, SQLModel, create_engine
@@ -185,6 +185,7 @@ class SqlDatabase:
         )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "handle_error", _reopen_after_sqlite_fault)
         self._max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
         self._writes: GroupCommit | None = None
@@ -334,6 +335,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+_SQLITE_STICKY = frozenset({"SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB"})
+"""Primary SQLite result codes after which a connection is not trusted again: it may have been
+opened read-only (the file was not writable at that moment, and SQLite never reopens it for
+writing), or its file handle may point at a file that was replaced or an I/O path that failed."""
+_SQLITE_STICKY_TEXT = ("readonly database", "disk i/o error", "unable to open database file")
+
+
+def _reopen_after_sqlite_fault(context: ExceptionContext) -> None:
+    """Treat a SQLite fault that sticks to its connection as a lost connection.
+
+    SQLAlchemy then closes that connection and every other one the pool opened before it, so
+    the next request opens fresh ones: a database that was read-only for a while (or whose disk
+    failed for a moment) works again as soon as it is writable, without a restart.
+    """
+    original = context.original_exception
+    name = getattr(original, "sqlite_errorname", None)
+    if isinstance(name, str):
+        sticky = "_".join(name.split("_")[:2]) in _SQLITE_STICKY  # SQLITE_READONLY_DBMOVED: READONLY
+    else:
+        sticky = any(words in str(original).lower() for words in _SQLITE_STICKY_TEXT)
+    if sticky:
+        context.is_disconnect = True
 
 
 def _sqlite_autocommit(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

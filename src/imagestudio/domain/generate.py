@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from imagestudio.domain.errors import InvalidParameters
@@ -17,6 +17,7 @@ from imagestudio.domain.model import (
     Operation,
     Parameters,
     Settings,
+    SourceImage,
     StoredImage,
     TextToImage,
     Upscale,
@@ -61,6 +62,14 @@ async def _model(pipeline: GenerationPipeline, requested: str | None) -> tuple[s
     wanted = requested or catalogue.default_model
     info = await catalogue.get(wanted)
     return (info.id if info is not None else wanted), info
+
+
+def _data_uri_bytes(reference: str) -> int:
+    """How many bytes the base64 payload of a data URI decodes to (0 for any other reference)."""
+    if not reference.startswith("data:"):
+        return 0
+    payload = len(reference) - reference.find(",") - 1
+    return payload * 3 // 4
 
 
 def _spec(
@@ -220,7 +229,9 @@ class GenerateImageToImage(_Generating[ImageToImage]):
     - the output has the source's size snapped to the nearest valid generation size,
       unless ``width``/``height`` are given;
     - ``strength`` 0 keeps the source, 1 replaces it;
-    - a model that takes no input image is refused (400); model rules as for text-to-image.
+    - a model that takes no input image is refused (400); model rules as for text-to-image;
+    - the input's bytes count against the byte budget of queued work until the task ends
+      (``IMAGESTUDIO_MAX_QUEUED_BYTES``); past it the request is refused with ``QUEUE_FULL``.
     """
 
     pipeline: GenerationPipeline
@@ -228,15 +239,34 @@ class GenerateImageToImage(_Generating[ImageToImage]):
     seeds: Callable[[], int] = field(default=random_seed)
 
     async def prepare(self, command: ImageToImage) -> Job:
-        """Validate and resolve everything up front, so bad input fails before a task exists."""
+        """Validate and resolve everything up front, so bad input fails before a task exists.
+
+        The input's bytes are held against the task manager's byte budget from before a data URI
+        is decoded until the task ends; past the budget the request is ``QueueFull``."""
         settings = await self.pipeline.settings.get()
-        source = await self.resolve(command.source, "seedImage")
         model = await _model(self.pipeline, command.model)
         if model[1] is not None and not model[1].accepts(INPUT_IMAGE):
             raise InvalidParameters(
                 f"The model {model[0]} does not take an input image; choose another for image-to-image",
                 field="model",
             )
+        hold = self.pipeline.tasks.hold(_data_uri_bytes(command.source))
+        try:
+            source = await self.resolve(command.source, "seedImage")
+            hold.resize(len(source.data))
+            job = self._job(command, settings, source, model)
+        except BaseException:
+            hold.release()
+            raise
+        return replace(job, hold=hold)
+
+    def _job(
+        self,
+        command: ImageToImage,
+        settings: Settings,
+        source: SourceImage,
+        model: tuple[str, ModelInfo | None],
+    ) -> Job:
         spec = _spec(
             command,
             settings,
@@ -246,9 +276,10 @@ class GenerateImageToImage(_Generating[ImageToImage]):
             model=model,
         )
         task_id = command.task_id or self.pipeline.new_task_id()
+        strength = command.strength  # the closures keep no reference to the command and its data URI
 
         async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
-            return await self.pipeline.generator.image_to_image(spec, source, command.strength, progress)
+            return await self.pipeline.generator.image_to_image(spec, source, strength, progress)
 
         def build(image: GeneratedImage, stored: StoredImage) -> Generation:
             return _generation(
@@ -263,7 +294,7 @@ class GenerateImageToImage(_Generating[ImageToImage]):
                 steps=spec.steps,
                 cfg_scale=spec.cfg_scale,
                 model=spec.model,
-                strength=command.strength if _sent(spec, STRENGTH) else None,
+                strength=strength if _sent(spec, STRENGTH) else None,
                 source_id=source.generation.id if source.generation else None,
             )
 
@@ -284,15 +315,28 @@ class UpscaleImage(_Generating[Upscale]):
     - the output is ``scale`` times the input on each side, at most 4096 px a side (else 400);
     - the result is a new generation carrying the source generation's prompt, if any;
     - it records the upscaler that ran and, when the engine ran another factor and resampled
-      to ``scale`` (Runware has no 3x upscaler: 4x, then a Lanczos reduction), that factor.
+      to ``scale`` (Runware has no 3x upscaler: 4x, then a Lanczos reduction), that factor;
+    - the input's bytes count against the byte budget of queued work until the task ends.
     """
 
     pipeline: GenerationPipeline
     resolve: SourceResolver
 
     async def prepare(self, command: Upscale) -> Job:
-        """Validate and resolve everything up front, so bad input fails before a task exists."""
-        source = await self.resolve(command.source, "imagePath")
+        """Validate and resolve everything up front, so bad input fails before a task exists.
+
+        The input's bytes are held against the byte budget as for image-to-image."""
+        hold = self.pipeline.tasks.hold(_data_uri_bytes(command.source))
+        try:
+            source = await self.resolve(command.source, "imagePath")
+            hold.resize(len(source.data))
+            job = self._job(command, source)
+        except BaseException:
+            hold.release()
+            raise
+        return replace(job, hold=hold)
+
+    def _job(self, command: Upscale, source: SourceImage) -> Job:
         if max(source.width, source.height) * command.scale > MAX_UPSCALE_SIDE:
             raise InvalidParameters(
                 f"Upscaled image would be {source.width * command.scale}x{source.height * command.scale};"
@@ -301,9 +345,10 @@ class UpscaleImage(_Generating[Upscale]):
             )
         task_id = command.task_id or self.pipeline.new_task_id()
         origin = source.generation
+        scale = command.scale  # the closures keep no reference to the command and its data URI
 
         async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
-            return await self.pipeline.generator.upscale(source, command.scale, progress)
+            return await self.pipeline.generator.upscale(source, scale, progress)
 
         def build(image: GeneratedImage, stored: StoredImage) -> Generation:
             return _generation(
@@ -316,7 +361,7 @@ class UpscaleImage(_Generating[Upscale]):
                 stored=stored,
                 seed=origin.seed if origin else None,
                 model=image.model or (origin.parameters.model if origin else None),
-                scale=command.scale,
+                scale=scale,
                 source_id=origin.id if origin else None,
                 provider_scale=image.provider_scale,
             )

@@ -5,6 +5,13 @@ A task goes ``queued`` -> ``generating`` -> exactly one of ``completed``, ``fail
 ``max_running`` tasks generate at once; up to ``max_queued`` more wait in order, and a full queue is
 refused with ``QueueFull`` rather than piling up. Transitions are recorded through the
 ``TaskRepository`` port so a restart can tell which tasks it interrupted.
+
+Memory is bounded by bytes as well as by count: the input data of work being prepared, queued or
+running (a source image, a decoded data URI) is held against one :class:`ByteBudget` of
+``max_queued_bytes``. A job carries its :class:`Hold`; work that would take the budget past its
+limit is refused with ``QueueFull`` before it is queued, and the hold is given back when the task
+ends, whichever way it ends, or when the job is never admitted. When the last active task ends,
+``on_idle`` runs (the composition root passes one that hands freed memory back to the system).
 """
 
 from __future__ import annotations
@@ -42,7 +49,10 @@ from imagestudio.domain.ports import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_QUEUED_BYTES",
     "IDEMPOTENCY_TTL",
+    "ByteBudget",
+    "Hold",
     "IdempotencyKey",
     "InvalidTransition",
     "Job",
@@ -53,6 +63,8 @@ __all__ = [
 ]
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
+_MIB = 1024 * 1024
 
 
 class InvalidTransition(Exception):
@@ -171,13 +183,71 @@ class IdempotencyKey:
     fingerprint: str
 
 
+class ByteBudget:
+    """Bytes of input data that work may hold at once; used from the event loop only.
+
+    Rules:
+    - a hold that would take the total past ``limit`` is refused with ``QueueFull`` and takes
+      nothing (a single hold larger than the whole budget is refused too);
+    - a hold may grow (refused the same way) or shrink; released, it gives everything back, once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a byte budget needs at least one byte")
+        self.limit = limit
+        self.held = 0
+
+    def hold(self, size: int) -> Hold:
+        """Take ``size`` bytes, or raise ``QueueFull``."""
+        hold = Hold(self)
+        hold.resize(size)
+        return hold
+
+    def _take(self, size: int) -> None:
+        if size > 0 and self.held + size > self.limit:
+            raise QueueFull(
+                f"Queued work already holds {self.held / _MIB:.1f} MiB of input images and this request"
+                f" needs {size / _MIB:.1f} MiB more; the budget is {self.limit / _MIB:.0f} MiB"
+                " (IMAGESTUDIO_MAX_QUEUED_BYTES): try again shortly",
+                details={"heldBytes": self.held, "neededBytes": size, "maxQueuedBytes": self.limit},
+            )
+        self.held += size
+
+
+class Hold:
+    """Bytes held against a :class:`ByteBudget` by one piece of work."""
+
+    def __init__(self, budget: ByteBudget) -> None:
+        self._budget = budget
+        self.size = 0
+        self.released = False
+
+    def resize(self, size: int) -> None:
+        """Hold ``size`` bytes instead (``QueueFull`` if growing does not fit; nothing changes then)."""
+        if self.released:
+            raise InvalidTransition("a released hold cannot be resized")
+        self._budget._take(max(0, size) - self.size)
+        self.size = max(0, size)
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._budget.held -= self.size
+            self.size = 0
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Job:
-    """Work to run as a task: ``execute`` makes the generation, reporting through its control."""
+    """Work to run as a task: ``execute`` makes the generation, reporting through its control.
+
+    ``hold`` is the input data the job keeps alive (see :class:`ByteBudget`); the manager releases it.
+    """
 
     task_id: str
     operation: Operation
     execute: Callable[[TaskControl], Awaitable[Generation]]
+    hold: Hold | None = None
 
 
 class TaskControl:
@@ -258,12 +328,16 @@ class TaskManager:
         clock: Clock,
         max_running: int = 2,
         max_queued: int = 100,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        on_idle: Callable[[], None] | None = None,
         remember: int = 500,
     ) -> None:
         if max_running < 1 or max_queued < 0:
             raise ValueError("max_running must be at least 1 and max_queued at least 0")
         self.max_running = max_running
         self.max_queued = max_queued
+        self.bytes = ByteBudget(max_queued_bytes)
+        self._on_idle = on_idle
         self._tasks = tasks
         self._keys = keys
         self._generations = generations
@@ -278,6 +352,11 @@ class TaskManager:
         self._lock = threading.Lock()
         self._accepting = True
 
+    def hold(self, size: int) -> Hold:
+        """Hold ``size`` bytes of input data for work being prepared (``QueueFull`` over the budget);
+        the hold then travels in its :class:`Job`."""
+        return self.bytes.hold(size)
+
     # --- submitting and waiting --------------------------------------------------------------
 
     async def submit(self, job: Job, idempotency: IdempotencyKey | None = None) -> Task:
@@ -287,8 +366,19 @@ class TaskManager:
         - a repeated ``Idempotency-Key`` with the same fingerprint returns the first task;
           with another fingerprint it is ``Conflict``;
         - a task id already in use is ``Conflict``;
-        - a full queue (or a server shutting down) is ``QueueFull``.
+        - a full queue, input data past the byte budget, or a server shutting down is ``QueueFull``;
+        - the job's hold is released unless the job is admitted (then when its task ends).
         """
+        admitted = False
+        try:
+            task, admitted = await self._submit(job, idempotency)
+            return task
+        finally:
+            if not admitted and job.hold is not None:
+                job.hold.release()
+
+    async def _submit(self, job: Job, idempotency: IdempotencyKey | None) -> tuple[Task, bool]:
+        """The task and whether ``job`` became it (``False``: an earlier task of the same key)."""
         if not self._accepting:
             raise QueueFull("The server is shutting down and accepts no new tasks")
         if idempotency is not None:
@@ -301,9 +391,9 @@ class TaskManager:
                         "This Idempotency-Key was used with a different request",
                         details={"field": "Idempotency-Key"},
                     )
-                return await self.get(existing.task_id)
+                return await self.get(existing.task_id), False
         try:
-            return await self._admit(job)
+            return await self._admit(job), True
         except BaseException:
             if idempotency is not None:
                 await self._keys.release(idempotency.key)
@@ -316,6 +406,8 @@ class TaskManager:
             raise QueueFull(
                 f"Too many generations are waiting ({len(self._waiting)} queued); try again shortly"
             )
+        if job.hold is not None and job.hold.released:
+            raise InvalidTransition("a job's hold was released before the job was submitted")
         loop = asyncio.get_running_loop()
         entry = _Entry(
             state=TaskState(job.task_id, job.operation, self._clock.now()), job=job, done=loop.create_future()
@@ -337,7 +429,9 @@ class TaskManager:
         return entry.state.task
 
     def _forget_admission(self, task_id: str) -> None:
-        self._active.pop(task_id, None)
+        entry = self._active.pop(task_id, None)
+        if entry is not None and entry.job.hold is not None:
+            entry.job.hold.release()
         self._running.discard(task_id)
         if task_id in self._waiting:
             self._waiting.remove(task_id)
@@ -491,6 +585,8 @@ class TaskManager:
             self._publish(entry)
             self._remember_finished(entry.state.task)
             self._active.pop(entry.state.task.id, None)
+            if entry.job.hold is not None:
+                entry.job.hold.release()
             if not entry.done.done():
                 if isinstance(outcome, BaseException):
                     entry.done.set_exception(outcome)
@@ -500,6 +596,8 @@ class TaskManager:
 
     def _release(self, task_id: str) -> None:
         self._running.discard(task_id)
+        if not self._active and self._on_idle is not None:
+            self._on_idle()  # the last task has ended: nothing holds its buffers any more
         moved = False
         while self._waiting and len(self._running) < self.max_running:
             next_id = self._waiting.popleft()
