@@ -153,3 +153,34 @@ async def test_a_body_is_read_whole_whatever_its_content_length_says(
     chunks: tuple[bytes, ...], length: int | None
 ) -> None:
     assert bytes(await read_body(_chunks(*chunks), length)) == b"".join(chunks)
+
+
+@pytest.mark.parametrize(("method", "path", "field"), [(m, p, next(iter(b))) for m, p, b in ROUTES])
+def test_big_bodies_count_against_the_byte_budget_before_they_are_read(
+    app_client: Any, method: str, path: str, field: str
+) -> None:
+    """A body of OFF_LOOP_BYTES or more is held against IMAGESTUDIO_MAX_QUEUED_BYTES by its
+    Content-Length, so a flood of big bodies is refused instead of buffered; the hold ends with
+    the request, so the next one fits again."""
+    budget = 3 * OFF_LOOP_BYTES
+    uri = _png_data_uri(2 * OFF_LOOP_BYTES)
+    body = {"prompt": "a quiet lake", "seedImage": uri, "width": 128, "height": 128, "steps": 1}
+    with app_client(max_queued_bytes=budget) as client:
+        tasks = client.app.state.services.tasks
+        big = json.dumps({field: "x" * (budget + 1)}).encode()
+        refused = _send(client, method, path, big)
+        assert_error(refused, 503, "QUEUE_FULL")
+        assert tasks.bytes.held == 0
+        # under the budget: read and answered as usual (here: the value is not valid), nothing kept
+        fits = json.dumps({field: "x" * (2 * OFF_LOOP_BYTES)}).encode()
+        assert _send(client, method, path, fits).status_code == 400
+        assert tasks.bytes.held == 0
+        if path.endswith("image-to-image"):
+            # the body (about 2.7 x 256 KiB) and the decoded image (2 x 256 KiB) do not fit 3 x 256 KiB
+            assert_error(client.post(path, json=body), 503, "QUEUE_FULL")
+            assert tasks.bytes.held == 0
+    with app_client(max_queued_bytes=8 * OFF_LOOP_BYTES) as client:
+        if path.endswith("image-to-image"):
+            made = client.post(path, json=body)
+            assert made.status_code == 200, made.text[:300]
+            assert client.app.state.services.tasks.bytes.held == 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -22,9 +23,10 @@ from imagestudio.bootstrap import Services
 from imagestudio.domain.errors import InvalidParameters, NotFound
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.model import HistoryQuery
-from imagestudio.domain.tasks import IdempotencyKey
+from imagestudio.domain.tasks import Hold, IdempotencyKey
 from imagestudio.http.openapi import documented_body
 from imagestudio.http.schemas import (
+    OFF_LOOP_BYTES,
     DeletedResponse,
     ErrorResponse,
     GenerationResponse,
@@ -114,9 +116,46 @@ class HealthController(Controller):
         return HealthOut(status="ok", version=services.version, engine=services.engine)
 
 
-async def _prepared(request: Request[Any, Any, Any], prepare: Callable[[bytes | bytearray], T]) -> T:
-    """The body decoded and validated by ``prepare``, off the event loop when it is big."""
+class _BodyHold:
+    """The bytes of one large request body, held against the byte budget of queued work
+    (``IMAGESTUDIO_MAX_QUEUED_BYTES``) while the request lives.
+
+    A body of :data:`OFF_LOOP_BYTES` or more is held from before its first byte is read (by its
+    ``Content-Length``; a chunked body once it has arrived), so a flood of big bodies is refused
+    with 503 ``QUEUE_FULL`` instead of being buffered: the body, and then the command decoded
+    from it (a data URI is a string as long as the body), stay in memory until the answer.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._hold: Hold | None = None
+
+    def take(self, size: int | None) -> None:
+        if self._hold is None and size is not None and size >= OFF_LOOP_BYTES:
+            self._hold = self._services.tasks.hold(size)
+
+    def release(self) -> None:
+        if self._hold is not None:
+            self._hold.release()
+
+
+@asynccontextmanager
+async def _holding_body(services: Services) -> AsyncIterator[_BodyHold]:
+    held = _BodyHold(services)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+async def _prepared(
+    request: Request[Any, Any, Any], prepare: Callable[[bytes | bytearray], T], held: _BodyHold
+) -> T:
+    """The body decoded and validated by ``prepare``, off the event loop when it is big; its bytes
+    are counted in ``held`` first."""
+    held.take(request.content_length)
     raw = await read_body(request.stream(), request.content_length)
+    held.take(len(raw))
     return await prepare_body(raw, prepare, request.app.state.body_limiter)
 
 
@@ -171,6 +210,7 @@ _ACCEPTED = {
 
 async def _generate(
     request: Request[Any, Any, Any],
+    services: Services,
     use_case: Generating,
     body_type: type[TextToImageBody | ImageToImageBody | UpscaleBody],
     prefer: str | None,
@@ -182,15 +222,16 @@ async def _generate(
         body = decode_body(raw, body_type)
         return body.to_command(), _idempotency(idempotency_key, route, body)
 
-    command, idempotency = await _prepared(request, prepare)
-    if _wants_async(prefer):
-        task = await use_case.submit(command, idempotency)
-        return Response(
-            TaskResponse(data=task_out(task)),
-            status_code=202,
-            headers={"Location": f"/api/tasks/{task.id}", "Preference-Applied": "respond-async"},
-        )
-    generation = await use_case(command, idempotency)
+    async with _holding_body(services) as held:
+        command, idempotency = await _prepared(request, prepare, held)
+        if _wants_async(prefer):
+            task = await use_case.submit(command, idempotency)
+            return Response(
+                TaskResponse(data=task_out(task)),
+                status_code=202,
+                headers={"Location": f"/api/tasks/{task.id}", "Preference-Applied": "respond-async"},
+            )
+        generation = await use_case(command, idempotency)
     return Response(GenerationResponse(data=generation_out(generation, _base_url(request))), status_code=200)
 
 
@@ -212,7 +253,9 @@ class GenerateController(Controller):
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> GenerateResult:
-        return await _generate(request, services.text_to_image, TextToImageBody, prefer, idempotency_key)
+        return await _generate(
+            request, services, services.text_to_image, TextToImageBody, prefer, idempotency_key
+        )
 
     @post(
         "/image-to-image",
@@ -228,7 +271,9 @@ class GenerateController(Controller):
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> GenerateResult:
-        return await _generate(request, services.image_to_image, ImageToImageBody, prefer, idempotency_key)
+        return await _generate(
+            request, services, services.image_to_image, ImageToImageBody, prefer, idempotency_key
+        )
 
     @post(
         "/upscale",
@@ -244,7 +289,7 @@ class GenerateController(Controller):
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> GenerateResult:
-        return await _generate(request, services.upscale, UpscaleBody, prefer, idempotency_key)
+        return await _generate(request, services, services.upscale, UpscaleBody, prefer, idempotency_key)
 
 
 _HISTORY_DESCRIPTION = """Filters combine (AND); `total` counts every generation the filter matches.
@@ -400,7 +445,8 @@ class SettingsController(Controller):
     async def update_settings(
         self, request: Request[Any, Any, Any], services: ServicesDep
     ) -> SettingsResponse:
-        patch = await _prepared(request, lambda raw: decode_body(raw, SettingsBody).to_patch())
+        async with _holding_body(services) as held:
+            patch = await _prepared(request, lambda raw: decode_body(raw, SettingsBody).to_patch(), held)
         settings = await services.update_settings(patch)
         return SettingsResponse(data=settings_out(settings), message="Settings updated")
 
