@@ -90,8 +90,9 @@ async def test_a_file_reference_holds_the_bytes_read_from_storage() -> None:
     generator = GatedImageGenerator()
     world = World(generator=generator, max_running=1)
     settings = await world.settings.get()
-    world.storage.files[(settings.storage_path, "in.png")] = SOURCE
-    await world.image_to_image().submit(command("f", source="in.png"))
+    key = world.storage.own_key()
+    world.storage.files[(settings.storage_path, key)] = SOURCE
+    await world.image_to_image().submit(command("f", source=key))
     assert world.tasks.bytes.held == len(SOURCE)
     generator.gate.set()
     await world.tasks.wait("f")
