@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_CORS_ORIGINS",
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_QUEUED_BYTES",
+    "DEFAULT_MIN_BODY_RATE",
     "MIN_TOKEN_LENGTH",
     "Config",
     "ConfigError",
@@ -32,6 +33,9 @@ DEFAULT_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1
 default: it is accepted only together with ``IMAGESTUDIO_API_TOKEN`` (CONTRACT.md section 11)."""
 DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_MIN_BODY_RATE = 64 * 1024
+"""Bytes per second a request body must average: a 32 MiB upload may take over eight minutes, a
+fraction of what any loopback or LAN client needs, thousands of times what a trickle sends."""
 DEFAULT_RUNWARE_URL = "https://api.runware.ai/v1"
 DEFAULT_UPSCALE_MODEL = "runware:504@1"
 UPSCALE_MODELS = ("runware:500@1", "runware:501@1", "runware:502@1", "runware:503@1", "runware:504@1")
@@ -158,6 +162,9 @@ class Config:
     """Seconds a client has to send a request's headers (``IMAGESTUDIO_HEADER_TIMEOUT``)."""
     upscale_model: str = DEFAULT_UPSCALE_MODEL
     """The Runware upscaler (``IMAGESTUDIO_UPSCALE_MODEL``): one of ``runware:500@1`` to ``504@1``."""
+    min_body_rate: int = DEFAULT_MIN_BODY_RATE
+    """Bytes per second a request body must average once ``header_timeout`` has passed, and no
+    pause in it may last longer than ``header_timeout`` (``IMAGESTUDIO_MIN_BODY_RATE``)."""
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "runware"):
@@ -207,6 +214,8 @@ class Config:
             and self.rate_limit.period > 0
         ):
             raise ConfigError("IMAGESTUDIO_RATE_LIMIT must allow at least one request per positive period")
+        if self.min_body_rate < 1:
+            raise ConfigError("IMAGESTUDIO_MIN_BODY_RATE must be at least 1 (bytes per second)")
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -261,6 +270,7 @@ class Config:
             "max_connections": _integer(env, "IMAGESTUDIO_MAX_CONNECTIONS"),
             "header_timeout": _number(env, "IMAGESTUDIO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
             "upscale_model": (env.get("IMAGESTUDIO_UPSCALE_MODEL") or "").strip() or DEFAULT_UPSCALE_MODEL,
+            "min_body_rate": _integer(env, "IMAGESTUDIO_MIN_BODY_RATE", DEFAULT_MIN_BODY_RATE),
         }
         engine = (env.get("IMAGESTUDIO_ENGINE") or "").strip().lower()
         values["engine"] = engine or ("runware" if key else "local")

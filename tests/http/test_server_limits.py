@@ -1,4 +1,5 @@
-"""The server process's limits as values: the connection cap, the trusted proxies, the descriptor limit.
+"""The server process's limits as values: the connection cap, the trusted proxies, the descriptor
+limit, the body deadline.
 
 The behaviour over real sockets is in ``tests/e2e/test_connections.py`` and ``test_proxies.py``.
 """
@@ -7,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from imagestudio.config import ConfigError
+from imagestudio.config import DEFAULT_MIN_BODY_RATE, Config, ConfigError
 from imagestudio.http.server import (
     DEFAULT_MAX_CONNECTIONS,
     ConnectionGuard,
+    body_deadline,
     connection_cap,
     raise_descriptor_limit,
     trusted_proxies,
@@ -73,3 +75,41 @@ def test_websockets_get_half_the_cap() -> None:
     assert ConnectionGuard(cap=1, header_timeout=1).socket_cap == 1
     with pytest.raises(ValueError, match="header timeout"):
         ConnectionGuard(cap=10, header_timeout=0)
+    with pytest.raises(ValueError, match="body rate"):
+        ConnectionGuard(cap=10, header_timeout=1, min_body_rate=0)
+
+
+def _deadline_after(chunks: list[tuple[float, int]], *, rate: float = 1000, grace: float = 10) -> float:
+    """The body deadline after ``(time, bytes)`` chunks, the headers having arrived at 0."""
+    deadline = grace
+    for now, size in chunks:
+        deadline = body_deadline(deadline, now, size, rate=rate, grace=grace)
+    return deadline
+
+
+def test_a_body_must_average_the_minimum_rate_once_the_grace_has_passed() -> None:
+    # a byte every 0.2 s: the deadline stays near the grace, so the body is cut soon after it
+    trickle = [(0.2 * tick, 1) for tick in range(1, 100)]
+    assert _deadline_after(trickle) < 10.1
+    # exactly the minimum rate (1000 B/s) keeps the deadline a full grace ahead, however long
+    steady = [(float(second), 1000) for second in range(1, 600)]
+    assert _deadline_after(steady) == 599 + 10
+    # half the rate falls behind: the deadline is 10 + t/2, passed after 20 s
+    half = [(float(second), 500) for second in range(1, 21)]
+    assert _deadline_after(half) == 20.0
+
+
+def test_a_prompt_body_may_pause_for_the_grace_but_no_longer() -> None:
+    # 100 kB in the first second buys 100 s at 1000 B/s, yet a pause over the grace still ends it
+    deadline = _deadline_after([(0.5, 50_000), (1.0, 50_000)])
+    assert deadline == 1.0 + 10
+
+
+def test_the_minimum_body_rate_is_a_setting_of_at_least_one_byte_a_second() -> None:
+    assert Config.from_env({}).min_body_rate == DEFAULT_MIN_BODY_RATE == 64 * 1024
+    assert Config.from_env({"IMAGESTUDIO_MIN_BODY_RATE": "1024"}).min_body_rate == 1024
+    for value in ("0", "-5"):
+        with pytest.raises(ConfigError, match="IMAGESTUDIO_MIN_BODY_RATE must be at least 1"):
+            Config.from_env({"IMAGESTUDIO_MIN_BODY_RATE": value})
+    with pytest.raises(ConfigError, match="IMAGESTUDIO_MIN_BODY_RATE must be a whole number"):
+        Config.from_env({"IMAGESTUDIO_MIN_BODY_RATE": "fast"})
