@@ -174,8 +174,8 @@ def test_a_database_file_made_read_only_is_503_and_works_again_once_writable_wit
             try:
                 # connections opened before keep their writable handle: load makes new ones
                 refusals = 0
-                for _ in range(10):
-                    statuses = burst(client, 8)
+                for _ in range(30):  # on a loaded machine the pool may take a few bursts to grow
+                    statuses = burst(client, 12)
                     assert set(statuses) <= {200, 503}
                     refusals += statuses.count(503)
                     if refusals:
@@ -345,3 +345,63 @@ def test_postgresql_ending_every_connection_of_the_database_leaves_the_next_requ
                 assert client.get("/api/history").json()["total"] == 12
         finally:
             stop_server(server)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: a server started on a read-only SQLite file keeps 503 after it is writable again",
+)
+def test_a_server_started_on_a_read_only_database_works_once_it_is_writable(
+    tmp_path: Path,
+) -> None:
+    """Connections SQLite opens while the file is read-only stay read-only for good; the server
+    must drop them (and the older ones) once a write fails that way.
+
+    The server is started while the file is read-only, so every connection it has is one of
+    those. KNOWN GAP: this does not recover yet (writes stay 503 after the files are writable
+    again, while the same sequence on SqlDatabase alone recovers); strict xfail so that it is
+    seen, and turns red once fixed."""
+    wrap = drop_file_permission_override()
+    if wrap is None:
+        pytest.skip("running as root without setpriv: root would ignore the file's permissions")
+    data_dir = tmp_path / "data"
+    server = start(data_dir, wrap=wrap)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            assert burst(client) == [200] * 6
+    finally:
+        stop_server(server)
+    database = data_dir / "imagestudio.db"
+    database.chmod(0o444)
+
+    def writable_again() -> None:
+        # SQLite made its -wal and -shm files with the database's (read-only) mode: the user
+        # makes the database's files writable again, as a remount or a restored backup would
+        for path in (database, data_dir / "imagestudio.db-wal", data_dir / "imagestudio.db-shm"):
+            if path.exists():
+                path.chmod(0o644)
+
+    try:
+        server = start(data_dir, wrap=wrap)
+    except BaseException:
+        writable_again()
+        raise
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            try:
+                assert client.get("/api/history").json()["total"] == 6  # reads still work
+                assert set(burst(client, 4)) == {503}
+                refused = client.put("/api/settings", json={"defaultSteps": 9})
+                assert_unavailable(refused)
+                assert "readonly" in refused.json()["error"]
+            finally:
+                writable_again()
+
+            for _ in range(3):
+                assert burst(client) == [200] * 6
+            assert client.put("/api/settings", json={"defaultSteps": 9}).status_code == 200
+            total = client.get("/api/history").json()["total"]
+            assert total == 6 + 6 * 3
+            assert len(image_files(data_dir / "generated")) == total
+    finally:
+        stop_server(server)

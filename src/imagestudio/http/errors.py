@@ -69,6 +69,7 @@ _FRAMEWORK_CODES = {
     404: ("NOT_FOUND", "Resource not found"),
     405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
     409: ("CONFLICT", "Conflict"),
+    408: ("REQUEST_TIMEOUT", "The request was not received in time"),
     413: ("PAYLOAD_TOO_LARGE", "Request body is too large (at most 32 MiB)"),
     415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
     429: ("RATE_LIMITED", "Too many requests"),
