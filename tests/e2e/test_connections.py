@@ -345,3 +345,19 @@ def test_websockets_take_at_most_half_the_cap_and_are_not_cut_off_as_slow(tmp_pa
         status, body = asyncio.run(scenario(server))
     assert status == 503
     assert json.loads(body)["code"] == "QUEUE_FULL"
+
+
+def test_a_big_body_over_the_byte_budget_is_answered_503_not_reset(tmp_path: Path) -> None:
+    """Refused by its Content-Length before it is read, the body is still read and dropped, so a
+    client that is still sending gets the 503 in the error shape, not a connection reset."""
+    budget = 1024 * 1024
+    with _server(tmp_path, IMAGESTUDIO_MAX_QUEUED_BYTES=str(budget)) as server:
+        body = json.dumps({"prompt": "a cat", "seedImage": "data:image/png;base64," + "A" * (30 * budget)})
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(3):
+                answer = client.post(
+                    "/api/generate/image-to-image", content=body, headers={"Content-Type": "application/json"}
+                )
+                assert_error(answer, 503, "QUEUE_FULL")
+                assert answer.json()["details"]["maxQueuedBytes"] == budget
+            assert client.get("/health").status_code == 200

@@ -20,7 +20,7 @@ from litestar.response import File
 from msgspec import Struct
 
 from imagestudio.bootstrap import Services
-from imagestudio.domain.errors import InvalidParameters, NotFound
+from imagestudio.domain.errors import InvalidParameters, NotFound, QueueFull
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.model import HistoryQuery
 from imagestudio.domain.tasks import Hold, IdempotencyKey
@@ -153,7 +153,14 @@ async def _prepared(
 ) -> T:
     """The body decoded and validated by ``prepare``, off the event loop when it is big; its bytes
     are counted in ``held`` first."""
-    held.take(request.content_length)
+    try:
+        held.take(request.content_length)
+    except QueueFull:
+        # read and drop the body (in chunks, keeping none) so that the client, still sending,
+        # reads the 503 instead of a connection reset; the server's body deadline bounds this
+        async for _chunk in request.stream():
+            pass
+        raise
     raw = await read_body(request.stream(), request.content_length)
     held.take(len(raw))
     return await prepare_body(raw, prepare, request.app.state.body_limiter)
