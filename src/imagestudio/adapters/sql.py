@@ -28,6 +28,7 @@ the generation only to the one caller whose statement removed the row.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
@@ -185,7 +186,11 @@ class SqlDatabase:
         )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "handle_error", _reopen_after_sqlite_fault)
+            event.listen(self.engine, "handle_error", self._reopen_after_sqlite_fault)
+        self.faulted = False
+        """True from a SQLite fault that sticks to connections (see :meth:`_reopen_after_sqlite_fault`)
+        until a write commits again: meanwhile every call starts on freshly opened connections, and
+        the change watch (``sql_watch.py``) keeps none open."""
         self._max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
         self._writes: GroupCommit | None = None
@@ -261,8 +266,11 @@ class SqlDatabase:
         def transaction() -> T:
             with Session(self.engine, expire_on_commit=False) as session:
                 result = work(session)
+                wrote = self.faulted and _sqlite_changes(session) > 0
                 session.commit()
-                return result
+            if wrote:  # this connection, opened since the fault, could write: so can the next ones
+                self.faulted = False
+            return result
 
         return self._guard(transaction)
 
@@ -292,8 +300,44 @@ class SqlDatabase:
 
         return self._guard(autocommit)
 
-    @staticmethod
-    def _guard(work: Callable[[], T]) -> T:
+    def _reopen_after_sqlite_fault(self, context: ExceptionContext) -> None:
+        """Treat a SQLite fault that sticks to its connection as a lost connection.
+
+        SQLAlchemy then closes that connection, and the pool the ones it opened before it, so
+        that a database that was read-only for a while (or whose disk failed for a moment) works
+        again as soon as it is writable, without a restart. Three things make that hold:
+
+        - the failed statement's cursor is closed here: SQLAlchemy leaves it open on a lost
+          connection, and SQLite keeps a connection with an unfinished statement (and its files)
+          open after it is closed, until the cursor is garbage collected;
+        - SQLite shares one wal-index (the ``-shm`` file's mapping) between all the connections of
+          a process to a file, read-only for good if the first of them could only open it
+          read-only: until every connection opened before is closed, a new one is no better. So
+          :attr:`faulted` is set, and until a write commits again every call first closes the
+          pool's idle connections (the pool alone would close them one checkout at a time) and
+          the change watch closes its own.
+        """
+        original = context.original_exception
+        name = getattr(original, "sqlite_errorname", None)
+        if isinstance(name, str):
+            sticky = "_".join(name.split("_")[:2]) in _SQLITE_STICKY  # SQLITE_READONLY_DBMOVED: READONLY
+        else:
+            sticky = any(words in str(original).lower() for words in _SQLITE_STICKY_TEXT)
+        if not sticky:
+            return
+        context.is_disconnect = True
+        self.faulted = True
+        # ``context.cursor`` is declared but never set (SQLAlchemy 2.1): the execution context has it
+        cursor = getattr(context.execution_context, "cursor", None) or getattr(context, "cursor", None)
+        if cursor is not None:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+    def _guard(self, work: Callable[[], T]) -> T:
+        if self.faulted:
+            # the pool recycles the connections opened before the fault only as each is checked out,
+            # and one opened next to them would share their read-only wal-index (see below)
+            self.engine.pool.dispose()
         try:
             return work()
         except StudioError:
@@ -306,6 +350,12 @@ class SqlDatabase:
             raise DatabaseError(f"Database error: {_reason(error)}") from error
         except SQLAlchemyError as error:
             raise DatabaseError(f"Database error: {type(error).__name__}") from error
+
+
+def _sqlite_changes(session: Session) -> int:
+    """Rows the session's SQLite connection has changed since it was opened (0 on PostgreSQL)."""
+    dbapi = session.connection().connection.dbapi_connection
+    return int(getattr(dbapi, "total_changes", 0))
 
 
 def _reason(error: DBAPIError) -> str:
@@ -342,23 +392,6 @@ _SQLITE_STICKY = frozenset({"SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN"
 opened read-only (the file was not writable at that moment, and SQLite never reopens it for
 writing), or its file handle may point at a file that was replaced or an I/O path that failed."""
 _SQLITE_STICKY_TEXT = ("readonly database", "disk i/o error", "unable to open database file")
-
-
-def _reopen_after_sqlite_fault(context: ExceptionContext) -> None:
-    """Treat a SQLite fault that sticks to its connection as a lost connection.
-
-    SQLAlchemy then closes that connection and every other one the pool opened before it, so
-    the next request opens fresh ones: a database that was read-only for a while (or whose disk
-    failed for a moment) works again as soon as it is writable, without a restart.
-    """
-    original = context.original_exception
-    name = getattr(original, "sqlite_errorname", None)
-    if isinstance(name, str):
-        sticky = "_".join(name.split("_")[:2]) in _SQLITE_STICKY  # SQLITE_READONLY_DBMOVED: READONLY
-    else:
-        sticky = any(words in str(original).lower() for words in _SQLITE_STICKY_TEXT)
-    if sticky:
-        context.is_disconnect = True
 
 
 def _sqlite_autocommit(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

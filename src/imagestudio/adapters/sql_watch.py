@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -31,14 +32,23 @@ class SqliteChangeWatch:
     The connection is opened on first use, read-only and with no busy wait (a database locked
     for recovery answers ``None`` at once rather than stalling the event loop), and opened again
     after an error. Call it from one thread at a time (the event loop).
+
+    While ``faulted()`` says the database is in a sticky fault (``SqlDatabase.faulted``: a write
+    failed read-only, say), the watch answers ``None`` and keeps no connection: SQLite shares one
+    wal-index per file between a process's connections, and a watch opened while the file was
+    read-only would keep it read-only for the pool's new connections once the file is writable.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, faulted: Callable[[], bool] = lambda: False) -> None:
         self.path = path
+        self._faulted = faulted
         self._connection: sqlite3.Connection | None = None
         self._opened = 0  # counters of different connections are not comparable: tell them apart
 
     def token(self) -> object | None:
+        if self._faulted():
+            self.close()
+            return None
         try:
             if self._connection is None:
                 self._connection = sqlite3.connect(
@@ -69,4 +79,4 @@ def change_watch(db: SqlDatabase) -> SqliteChangeWatch | None:
     database = make_url(db.url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return SqliteChangeWatch(Path(database))
+    return SqliteChangeWatch(Path(database), faulted=lambda: db.faulted)
