@@ -41,7 +41,14 @@ from PIL import Image
 from imagestudio.adapters.runware.convert import as_sent
 from imagestudio.adapters.runware.models import DEFAULT_UPSCALER, KNOWN_MODELS, upscaler_for
 from imagestudio.adapters.runware.protocol import read_result
-from imagestudio.adapters.runware.transport import RunwareTransport, Sleep, TaskRejected
+from imagestudio.adapters.runware.transport import (
+    RunwareTransport,
+    Sleep,
+    TaskRejected,
+    TooLarge,
+    ms_since,
+    read_bounded,
+)
 from imagestudio.domain.errors import (
     InvalidParameters,
     ProviderRejected,
@@ -303,7 +310,7 @@ class RunwareImageGenerator:
                 code=error.code,
                 error=error.message,
                 provider_code=error.details.get("providerCode"),
-                duration_ms=_ms_since(started),
+                duration_ms=ms_since(started),
             )
             raise
         if result.image_uuid is not None:
@@ -316,7 +323,7 @@ class RunwareImageGenerator:
             height=facts.height,
             size=len(data),
             cost=result.cost,
-            duration_ms=_ms_since(started),
+            duration_ms=ms_since(started),
         )
         return GeneratedImage(
             data=data,
@@ -353,22 +360,22 @@ class RunwareImageGenerator:
                 ) as response:
                     status = response.status_code
                     if status != 200:
-                        log.warning("runware.download_failed", status=status, duration_ms=_ms_since(started))
+                        log.warning("runware.download_failed", status=status, duration_ms=ms_since(started))
                         raise ProviderUnavailable(
                             f"Generation failed: Runware's image could not be downloaded (HTTP {status})"
                         )
-                    data = await _read_bounded(response, self._download_limit)
+                    data = await read_bounded(response, self._download_limit)
         except (TimeoutError, httpx.TimeoutException) as error:
-            log.warning("runware.download_timeout", duration_ms=_ms_since(started))
+            log.warning("runware.download_timeout", duration_ms=ms_since(started))
             raise ProviderTimeout("Generation failed: Runware's image did not download in time") from error
-        except _TooLarge as error:
+        except TooLarge as error:
             raise ProviderUnavailable(
                 f"Generation failed: Runware's image is larger than {self._download_limit} bytes"
             ) from error
         except (httpx.HTTPError, httpx.InvalidURL) as error:
-            log.warning("runware.download_failed", error=type(error).__name__, duration_ms=_ms_since(started))
+            log.warning("runware.download_failed", error=type(error).__name__, duration_ms=ms_since(started))
             raise ProviderUnavailable("Generation failed: Runware's image could not be downloaded") from error
-        log.info("runware.downloaded", status=status, size=len(data), duration_ms=_ms_since(started))
+        log.info("runware.downloaded", status=status, size=len(data), duration_ms=ms_since(started))
         return data
 
     async def _check_image(self, data: bytes) -> SourceImage:
@@ -386,10 +393,6 @@ class RunwareImageGenerator:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-class _TooLarge(Exception):
-    """A response body grew past its size bound."""
 
 
 def runware_client() -> httpx.AsyncClient:
@@ -415,21 +418,3 @@ def _seed_sent(spec: ImageSpec) -> int | None:
 def _data_uri(data: bytes, media_type: str) -> str:
     """Bytes as a ``data:`` URI (Runware accepts these inline)."""
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _ms_since(started: float) -> int:
-    return round((anyio.current_time() - started) * 1000)

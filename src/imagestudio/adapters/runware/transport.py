@@ -49,7 +49,7 @@ from imagestudio.adapters.runware.protocol import (
 )
 from imagestudio.domain.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 
-__all__ = ["Progress", "RunwareTransport", "Sleep", "TaskRejected"]
+__all__ = ["Progress", "RunwareTransport", "Sleep", "TaskRejected", "TooLarge", "ms_since", "read_bounded"]
 
 Sleep = Callable[[float], Awaitable[Any]]
 Progress = Callable[[int, int], None]
@@ -76,7 +76,7 @@ class TaskRejected(ProviderRejected):
         self.parameter = parameter
 
 
-class _TooLarge(Exception):
+class TooLarge(Exception):
     """A response body grew past its size bound."""
 
 
@@ -328,27 +328,27 @@ class RunwareTransport:
                     "POST", self._api_url, content=body, headers=headers, timeout=timeout
                 ) as response:
                     status = response.status_code
-                    answer = await _read_bounded(response, _ANSWER_LIMIT)
+                    answer = await read_bounded(response, _ANSWER_LIMIT)
                     response_headers = response.headers
         except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout) as error:
-            log.warning("runware.timeout", duration_ms=_ms_since(started))
+            log.warning("runware.timeout", duration_ms=ms_since(started))
             raise ProviderTimeout(_TIMEOUT_MESSAGE) from error
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            log.warning("runware.unreachable", error=type(error).__name__, duration_ms=_ms_since(started))
+            log.warning("runware.unreachable", error=type(error).__name__, duration_ms=ms_since(started))
             unavailable = ProviderUnavailable("Generation failed: Runware could not be reached")
             raise _Retry(unavailable, type(error).__name__) from error
         except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
-            log.warning("runware.connection_lost", error=type(error).__name__, duration_ms=_ms_since(started))
+            log.warning("runware.connection_lost", error=type(error).__name__, duration_ms=ms_since(started))
             unavailable = ProviderUnavailable("Generation failed: the connection to Runware broke off")
             raise _Retry(unavailable, type(error).__name__) from error
-        except _TooLarge as error:
+        except TooLarge as error:
             raise ProviderUnavailable(
                 "Generation failed: Runware sent an answer that is far too large"
             ) from error
         except (httpx.HTTPError, httpx.InvalidURL) as error:
             log.warning("runware.request_failed", error=type(error).__name__)
             raise ProviderUnavailable("Generation failed: Runware could not be reached") from error
-        log.info("runware.answered", status=status, duration_ms=_ms_since(started))
+        log.info("runware.answered", status=status, duration_ms=ms_since(started))
         return status, answer, response_headers
 
     async def _back_off(
@@ -414,19 +414,19 @@ def _dumps(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+async def read_bounded(response: httpx.Response, limit: int) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+        raise TooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            raise _TooLarge
+            raise TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _ms_since(started: float) -> int:
+def ms_since(started: float) -> int:
     return round((anyio.current_time() - started) * 1000)
