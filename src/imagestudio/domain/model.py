@@ -460,16 +460,8 @@ class HistoryCursor:
     @classmethod
     def decode(cls, token: str) -> HistoryCursor:
         """Read a cursor handed out by :meth:`encode`; anything else is ``InvalidParameters``."""
-        invalid = InvalidParameters(
-            "cursor is not one this server handed out: pass nextCursor back unchanged", field="cursor"
-        )
-        if not isinstance(token, str) or not _CURSOR_TOKEN.fullmatch(token):
-            raise invalid
-        try:
-            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-        except ValueError:
-            raise invalid from None
-        match = _CURSOR_TEXT.fullmatch(text)
+        invalid = _invalid_cursor()
+        match = _CURSOR_TEXT.fullmatch(cursor_text(token, _CURSOR_TOKEN))
         if match is None:
             raise invalid
         try:
@@ -481,6 +473,23 @@ class HistoryCursor:
             raise invalid
         sort = HistorySort.NEWEST if match.group(1) == "n" else HistorySort.OLDEST
         return cls(sort=sort, created_at=created, id=ident)
+
+
+def _invalid_cursor() -> InvalidParameters:
+    return InvalidParameters(
+        "cursor is not one this server handed out: pass nextCursor back unchanged", field="cursor"
+    )
+
+
+def cursor_text(token: object, shape: re.Pattern[str]) -> str:
+    """The text inside an opaque cursor (unpadded URL-safe base64 of ASCII) whose token has
+    ``shape``; anything else is ``InvalidParameters`` naming ``cursor``."""
+    if not isinstance(token, str) or not shape.fullmatch(token):
+        raise _invalid_cursor()
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except ValueError:
+        raise _invalid_cursor() from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

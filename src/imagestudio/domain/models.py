@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from imagestudio.domain.errors import InvalidParameters
-from imagestudio.domain.model import MAX_SIDE, MIN_SIDE
+from imagestudio.domain.model import MAX_SIDE, MIN_SIDE, cursor_text
 
 if TYPE_CHECKING:
     from imagestudio.domain.ports import ModelCatalogue
@@ -182,18 +182,11 @@ class ModelQuery:
 
 
 def _decode_cursor(token: str) -> int:
-    invalid = InvalidParameters(
-        "cursor is not one this server handed out: pass nextCursor back unchanged", field="cursor"
-    )
-    if not _CURSOR.fullmatch(token):
-        raise invalid
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-    except ValueError:
-        raise invalid from None
-    match = _CURSOR_TEXT.fullmatch(text)
+    match = _CURSOR_TEXT.fullmatch(cursor_text(token, _CURSOR))
     if match is None:
-        raise invalid
+        raise InvalidParameters(
+            "cursor is not one this server handed out: pass nextCursor back unchanged", field="cursor"
+        )
     return int(match.group(1))
 
 
