@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -22,19 +21,6 @@ from PIL import Image, UnidentifiedImageError
 from imagestudio.testing.fake_runware import FakeRunware, Fault
 
 KEY = "fake-key-1d2e3f"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeRunware]:
-    with FakeRunware.running(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeRunware) -> Iterator[FakeRunware]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
 
 
 def post(fake: FakeRunware, tasks: Any, *, key: str | None = KEY, timeout: float = 10.0) -> httpx.Response:

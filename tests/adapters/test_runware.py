@@ -11,7 +11,7 @@ import io
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,19 +30,6 @@ pytestmark = pytest.mark.anyio
 
 KEY = "rw-secret-key-3f9c2a7d"
 WRONG_KEY = "rw-wrong-key-88e1b0c4"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeRunware]:
-    with FakeRunware.running(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeRunware) -> Iterator[FakeRunware]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ backoff, 7 the fake's processing and partial answers.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,19 +24,6 @@ from imagestudio.testing.fake_runware import FakeRunware, Fault
 pytestmark = pytest.mark.anyio
 
 KEY = "rw-protocol-key-77aa01"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeRunware]:
-    with FakeRunware.running(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeRunware) -> Iterator[FakeRunware]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
 
 
 class Sleeps:
