@@ -347,17 +347,48 @@ def test_websockets_take_at_most_half_the_cap_and_are_not_cut_off_as_slow(tmp_pa
     assert json.loads(body)["code"] == "QUEUE_FULL"
 
 
-def test_a_big_body_over_the_byte_budget_is_answered_503_not_reset(tmp_path: Path) -> None:
-    """Refused by its Content-Length before it is read, the body is still read and dropped, so a
-    client that is still sending gets the 503 in the error shape, not a connection reset."""
+JSON_CLOSE = {"Content-Type": "application/json", "Connection": "close"}
+
+
+def _post_in_chunks(port: int, path: str, payload: bytes) -> str:
+    """POST ``payload`` in 1 MiB writes with ``Connection: close``; the status, or the error."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            )
+            sock.sendall(head.encode("latin-1"))
+            view = memoryview(payload)
+            for start in range(0, len(payload), 1 << 20):
+                sock.sendall(view[start : start + (1 << 20)])
+            status, _body = _read_response(sock)
+            return str(status)
+    except OSError as error:
+        return type(error).__name__
+
+
+def test_big_bodies_over_the_byte_budget_are_answered_503_not_reset(tmp_path: Path) -> None:
+    """Refused by their Content-Length before they are read, the bodies are still read and
+    dropped, so clients still sending get the 503 in the error shape, not a connection reset
+    (which a server that closes with unread bytes causes)."""
     budget = 1024 * 1024
     with _server(tmp_path, IMAGESTUDIO_MAX_QUEUED_BYTES=str(budget)) as server:
         body = json.dumps({"prompt": "a cat", "seedImage": "data:image/png;base64," + "A" * (30 * budget)})
+        payload = body.encode()
+        results: list[str] = []
+
+        def post() -> None:
+            results.append(_post_in_chunks(server.port, "/api/generate/image-to-image", payload))
+
+        threads = [threading.Thread(target=post) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results == ["503"] * 12
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            for _ in range(3):
-                answer = client.post(
-                    "/api/generate/image-to-image", content=body, headers={"Content-Type": "application/json"}
-                )
-                assert_error(answer, 503, "QUEUE_FULL")
-                assert answer.json()["details"]["maxQueuedBytes"] == budget
+            answer = client.post("/api/generate/image-to-image", content=payload, headers=JSON_CLOSE)
+            assert_error(answer, 503, "QUEUE_FULL")
+            assert answer.json()["details"]["maxQueuedBytes"] == budget
             assert client.get("/health").status_code == 200
