@@ -253,7 +253,7 @@ def p4_throughput(mode: Mode) -> dict[str, Any]:
 def _engine_only(mode: Mode) -> dict[str, list[float]]:
     """The local engine's own time, in this process, without the server around it."""
     from imagestudio.adapters.images import inspect_image_bytes
-    from imagestudio.adapters.local_engine import _text_to_image, _upscale
+    from imagestudio.adapters.local_engine.generator import _text_to_image, _upscale
     from imagestudio.domain.model import ImageSpec
 
     def spec(side: int) -> ImageSpec:

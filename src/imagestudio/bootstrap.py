@@ -107,7 +107,7 @@ def build_services(
     engine's own by default; without one, every parameter is sent as asked).
     """
     if catalogue is None and generator.name == "local":
-        from imagestudio.adapters.local_models import LocalModelCatalogue
+        from imagestudio.adapters.local_engine import LocalModelCatalogue
 
         catalogue = LocalModelCatalogue()
     events = events or InMemoryTaskEvents()
