@@ -20,9 +20,14 @@ from imagestudio._version import __version__
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
 from imagestudio.adapters.progress import InMemoryTaskEvents
-from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
-from imagestudio.adapters.sql_tasks import SqlIdempotencyStore, SqlTaskRepository
-from imagestudio.adapters.sql_watch import change_watch
+from imagestudio.adapters.sql import (
+    SqlDatabase,
+    SqlGenerationRepository,
+    SqlIdempotencyStore,
+    SqlSettingsRepository,
+    SqlTaskRepository,
+    change_watch,
+)
 from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage

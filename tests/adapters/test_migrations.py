@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-import imagestudio.adapters.sql_tasks  # noqa: F401 - its tables belong to the compared metadata
+import imagestudio.adapters.sql.tasks  # noqa: F401 - its tables belong to the compared metadata
 from imagestudio.adapters import migrations
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.cli import main

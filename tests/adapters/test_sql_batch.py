@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository
-from imagestudio.adapters.sql_tasks import SqlTaskRepository
+from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlTaskRepository
 from imagestudio.domain.errors import Conflict, DatabaseUnavailable
 from imagestudio.domain.model import HistoryQuery, Operation, TaskStatus
 from imagestudio.domain.tasks import TaskState

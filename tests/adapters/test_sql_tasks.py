@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagestudio.adapters.sql import SqlDatabase
-from imagestudio.adapters.sql_tasks import SqlTaskRepository
+from imagestudio.adapters.sql import SqlDatabase, SqlTaskRepository
 from imagestudio.domain.errors import Conflict
 from imagestudio.domain.model import Operation, StoredImage, TaskStatus
 from imagestudio.domain.tasks import TaskState

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from imagestudio.adapters.sql import SqlDatabase, SqlSettingsRepository
-from imagestudio.adapters.sql_watch import SqliteChangeWatch, change_watch
+from imagestudio.adapters.sql import SqlDatabase, SqliteChangeWatch, SqlSettingsRepository, change_watch
 from imagestudio.domain.model import SettingsPatch
 
 

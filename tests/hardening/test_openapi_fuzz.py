@@ -24,8 +24,13 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector
-from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
-from imagestudio.adapters.sql_tasks import SqlIdempotencyStore, SqlTaskRepository
+from imagestudio.adapters.sql import (
+    SqlDatabase,
+    SqlGenerationRepository,
+    SqlIdempotencyStore,
+    SqlSettingsRepository,
+    SqlTaskRepository,
+)
 from imagestudio.bootstrap import build_services
 from imagestudio.config import Config, Secret
 from imagestudio.http.app import create_app

@@ -1,5 +1,5 @@
-"""Tasks and idempotency keys (``adapters/sql_tasks.py``), as that module defined them when
-migrations arrived.
+"""Tasks and idempotency keys (``adapters/sql_tasks.py``, now ``adapters/sql/tasks.py``), as that
+module defined them when migrations arrived.
 
 A database made before Alembic by a release that already had tasks (``create_all``) holds these
 tables: they are kept as they are, and only missing tables and indexes are created.

@@ -1,4 +1,4 @@
-"""SQLModel adapters for tasks and idempotency keys (same database and style as ``sql.py``).
+"""SQLModel adapters for tasks and idempotency keys (same database and style as ``database.py``).
 
 Each row records which process owns the task (``host:pid``). At startup a process marks as
 interrupted only the unfinished tasks of processes that are gone: on this host, a pid that no
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from imagestudio.adapters.sql import SqlDatabase
+from imagestudio.adapters.sql.database import SqlDatabase
 from imagestudio.domain.errors import Conflict
 from imagestudio.domain.model import Operation, StoredImage, TaskStatus
 from imagestudio.domain.ports import IdempotencyRecord
@@ -79,7 +79,7 @@ def _task_statements(is_sqlite: bool) -> tuple[Any, Any]:
     Every transition of every task is written, so they are sent through the connection: the
     ORM's unit of work (``merge`` loads the row, diffs and flushes) cost about 2 ms of CPU per
     write, most of the server's own time per generation (BENCHMARKS.md). Neither can fail on an
-    existing id, which would spoil a transaction shared with other writes (``sql_batch.py``):
+    existing id, which would spoil a transaction shared with other writes (``batch.py``):
 
     - create: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``, no row back when the id is taken;
     - write the current state: ``INSERT ... ON CONFLICT (id) DO UPDATE`` of every other column.

@@ -34,7 +34,7 @@ from sqlmodel import Session
 from imagestudio.domain.errors import StudioError
 
 if TYPE_CHECKING:
-    from imagestudio.adapters.sql import SqlDatabase
+    from imagestudio.adapters.sql.database import SqlDatabase
 
 __all__ = ["GroupCommit"]
 

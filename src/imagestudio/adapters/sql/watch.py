@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from imagestudio.adapters.sql import SqlDatabase
+from imagestudio.adapters.sql.database import SqlDatabase
 
 __all__ = ["SqliteChangeWatch", "change_watch"]
 

@@ -1,0 +1,379 @@
+"""The history: ``SqlGenerationRepository``, its query plans, and the mappers of its rows.
+
+How the history listing (``HistoryQuery``) is answered:
+
+- order and keyset pagination ride on ``(created_at, id)`` indexes: a plain one, and one behind
+  each equality filter (``type``, ``operation``, ``engine``, ``model``); a cursor is a row-value
+  comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
+- ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
+  ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
+- ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter; for a
+  search alone, SQLite counts in its FTS5 index and PostgreSQL reads the count of a one-word
+  search from ``generation_words`` (kept by triggers, migration ``0004``); otherwise it counts the
+  matching rows.
+
+Ids come from the database (SQLite ``AUTOINCREMENT`` under its write lock, a PostgreSQL
+sequence), so several processes can add to one history; a delete reports the generation only to
+the one caller whose statement removed the row. The mappers at the bottom turn rows into domain
+values and back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+from imagestudio.adapters.sql.database import SqlDatabase
+from imagestudio.adapters.sql.tables import COUNTS, GENERATIONS
+from imagestudio.domain.model import (
+    Generation,
+    HistoryPage,
+    HistoryQuery,
+    HistorySort,
+    Operation,
+    Parameters,
+    StoredImage,
+)
+
+__all__ = ["SqlGenerationRepository"]
+
+
+class SqlGenerationRepository:
+    """``GenerationRepository`` on SQLite or PostgreSQL.
+
+    ``sort_matches_up_to``: the SQLite search plan switch (see ``_SORT_MATCHES_UP_TO``); tests
+    lower it to run both plans on small histories.
+    """
+
+    def __init__(self, db: SqlDatabase, *, sort_matches_up_to: int | None = None) -> None:
+        self._db = db
+        self._sort_matches_up_to = _SORT_MATCHES_UP_TO if sort_matches_up_to is None else sort_matches_up_to
+
+    async def add(self, generation: Generation) -> Generation:
+        values = _to_values(generation)
+
+        def work(connection: Connection) -> int:
+            return int(connection.execute(_INSERT_GENERATION, values).scalar_one())
+
+        new_id = await self._db.write(work)
+        return generation.with_id(new_id)
+
+    async def get(self, generation_id: int) -> Generation | None:
+        def work(connection: Connection) -> Generation | None:
+            row = connection.execute(_BY_ID, {"id": generation_id}).first()
+            return _from_record(row._mapping) if row else None
+
+        return await self._db.read(work)
+
+    async def get_by_key(self, key: str) -> Generation | None:
+        def work(connection: Connection) -> Generation | None:
+            row = connection.execute(_BY_KEY, {"key": key}).first()
+            return _from_record(row._mapping) if row else None
+
+        return await self._db.read(work)
+
+    async def list(self, query: HistoryQuery) -> HistoryPage:
+        sqlite = self._db.is_sqlite
+        filters = _parameters(query)
+        only_search = bool(query.terms) and not any(
+            (query.type, query.operation, query.engine, query.model, query.created_from, query.created_to)
+        )
+        counted_word = (
+            query.terms[0]
+            if not sqlite and only_search and len(query.terms) == 1 and _PLAIN_WORD.fullmatch(query.terms[0])
+            else None
+        )
+
+        def work(connection: Connection) -> HistoryPage:
+            matches: int | None = None
+            if counted_word is not None:
+                # PostgreSQL would visit every matching row to count them; the kept count is exact.
+                matches = int(connection.execute(_WORD_COUNT, {"word": counted_word}).scalar_one())
+                if matches == 0:
+                    return query.page([], 0)
+            if sqlite and query.terms:
+                # The full-text index alone counts its matches fast; how many there are decides the
+                # plan: sort the few, or walk the date index past the many.
+                matches = int(
+                    connection.execute(_FTS_COUNT, {"fts_query": filters["fts_query"]}).scalar_one()
+                )
+                if matches == 0:
+                    return query.page([], 0)
+            walk = sqlite and matches is not None and matches > self._sort_matches_up_to
+            # PostgreSQL counts a search by visiting every match: the page comes from that same pass.
+            together = not sqlite and bool(query.terms) and matches is None
+            page_statement, total_statement = _statements(
+                _shape(query, sqlite=sqlite, walk=walk, together=together)
+            )
+            rows = connection.execute(
+                page_statement, {**filters, "limit": query.limit + 1, "offset": query.offset}
+            ).all()
+            if matches is not None and only_search:
+                total = matches
+            elif together and rows:
+                total = int(rows[0].matches_total)
+            else:
+                total = int(connection.execute(total_statement, filters).scalar_one())
+            return query.page([_from_record(row._mapping) for row in rows], total)
+
+        return await self._db.read(work)
+
+    async def delete(self, generation_id: int) -> Generation | None:
+        def work(session: Session) -> Generation | None:
+            connection = session.connection()
+            row = connection.execute(select(GENERATIONS).where(GENERATIONS.c.id == generation_id)).first()
+            if row is None:
+                return None
+            removed = connection.execute(delete(GENERATIONS).where(GENERATIONS.c.id == generation_id))
+            if removed.rowcount != 1:  # another process deleted it in between: its delete, not ours
+                return None
+            return _from_record(row._mapping)
+
+        return await self._db.run(work)
+
+
+# The statements of a listing depend only on which filters are set (its "shape"): they are built
+# once per shape, with bound parameters for the values, since building SQLAlchemy expressions
+# costs more than running these queries.
+_Shape = tuple[bool, frozenset[str], HistorySort, bool, bool, bool, bool]
+
+_SORT_MATCHES_UP_TO = 2000
+"""SQLite search: up to this many matches, the page sorts them (a row lookup each); beyond, it
+walks the ``(created_at, id)`` index from the top and keeps the rows whose id is among them,
+which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
+
+_BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id"))
+_BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
+# built once: a statement built per call costs its cache key on every generation
+_INSERT_GENERATION = insert(GENERATIONS).returning(GENERATIONS.c.id)
+_FTS_COUNT = text("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH :fts_query")
+_WORD_COUNT = text("SELECT coalesce((SELECT total FROM generation_words WHERE word = :word), 0)")
+_PLAIN_WORD = re.compile(r"[a-z0-9]+")
+"""Search terms that PostgreSQL's parser takes as one token of the same text, so one word of
+``generation_words``: lower-case ASCII letters and digits (other terms are counted row by row)."""
+
+
+def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False, together: bool = False) -> _Shape:
+    present = {
+        "type": query.type,
+        "operation": query.operation,
+        "engine": query.engine,
+        "model": query.model,
+        "created_from": query.created_from,
+        "created_to": query.created_to,
+        "search": query.terms or None,
+    }
+    names = frozenset(name for name, value in present.items() if value is not None)
+    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk, together
+
+
+def _parameters(query: HistoryQuery) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "type": query.type,
+        "operation": query.operation.value if query.operation else None,
+        "engine": query.engine,
+        "model": query.model,
+        "created_from": query.created_from,
+        "created_to": query.created_to,
+    }
+    if query.terms:
+        values["fts_query"] = " AND ".join(f'"{term}"' for term in query.terms)
+        values["ts_query"] = " & ".join(query.terms)
+    if query.cursor is not None:
+        values["cursor_at"] = query.cursor.created_at
+        values["cursor_id"] = query.cursor.id
+    return {name: value for name, value in values.items() if value is not None}
+
+
+@functools.lru_cache(maxsize=512)
+def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
+    """The page query and the total query of one shape of listing.
+
+    ``together`` (PostgreSQL searches): the page query also counts, in a ``matches_total`` column.
+    The matching rows' ``(id, created_at)`` are gathered once (GIN bitmap, then a visit of each
+    row, which counting needs anyway), counted, and the page is the top of them; counting apart
+    would evaluate the search twice. The total query stays for an empty page (no row to carry it).
+    """
+    sqlite, names, sort, has_cursor, kept_count, walk, together = shape
+    g = GENERATIONS.c
+    searching = sqlite and "search" in names
+    # SQLite without statistics would drive a search through the index of an equality filter
+    # (half the rows for engine=runware) and test each row against the matches; with the few
+    # matches already counted, driving from them is far cheaper. A unary + keeps an index out.
+    where = _plain_filters(names, unindexed=searching and not walk)
+    counted = _plain_filters(names, unindexed=searching)
+    if "search" in names:
+        where.append(_search(sqlite=sqlite, walk=walk))
+        counted.append(_search(sqlite=sqlite, walk=False))
+
+    key = tuple_(g.created_at, g.id)
+    mark = tuple_(bindparam("cursor_at", type_=g.created_at.type), bindparam("cursor_id", type_=Integer))
+    after = [key < mark if sort is HistorySort.NEWEST else key > mark] if has_cursor else []
+    order = (g.created_at.desc(), g.id.desc()) if sort is HistorySort.NEWEST else (g.created_at, g.id)
+    page = (
+        select(GENERATIONS)
+        .where(*where, *after)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    if together:
+        matches = select(g.id, g.created_at).where(*counted).cte("matches").prefix_with("MATERIALIZED")
+        m = matches.c
+        mark_m = tuple_(m.created_at, m.id)
+        after_m = [mark_m < mark if sort is HistorySort.NEWEST else mark_m > mark] if has_cursor else []
+        order_m = (m.created_at.desc(), m.id.desc()) if sort is HistorySort.NEWEST else (m.created_at, m.id)
+        chosen = (
+            select(m.id)
+            .where(*after_m)
+            .order_by(*order_m)
+            .limit(bindparam("limit", type_=Integer))
+            .offset(bindparam("offset", type_=Integer))
+        )
+        counting = select(func.count()).select_from(matches).scalar_subquery().label("matches_total")
+        page = select(GENERATIONS, counting).where(g.id.in_(chosen)).order_by(*order)
+    if kept_count:
+        total = select(func.coalesce(func.sum(COUNTS.c.total), 0))
+        if "type" in names:
+            total = total.where(COUNTS.c.type == bindparam("type"))
+    else:
+        total = select(func.count()).select_from(GENERATIONS).where(*counted)
+    return page, total
+
+
+def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
+    g = GENERATIONS.c
+    where: list[ColumnElement[bool]] = []
+    comparisons = (
+        ("type", g.type, "="),
+        ("operation", g.operation, "="),
+        ("engine", g.engine, "="),
+        ("model", g.model, "="),
+        ("created_from", g.created_at, ">="),
+        ("created_to", g.created_at, "<"),
+    )
+    for name, column_, operator in comparisons:
+        if name not in names:
+            continue
+        value = bindparam(name, type_=column_.type)
+        if unindexed:
+            clause = text(f"+generations.{column_.name} {operator} :{name}").bindparams(value)
+            where.append(clause)  # type: ignore[arg-type]
+        elif operator == "=":
+            where.append(column_ == value)
+        else:
+            where.append(column_ >= value if operator == ">=" else column_ < value)
+    return where
+
+
+def _search(*, sqlite: bool, walk: bool) -> ColumnElement[bool]:
+    """Every term is a word of the prompt or negative prompt (terms are letters and digits):
+    ``"red" AND "sun"`` for FTS5, ``red & sun`` for ``to_tsquery``.
+
+    ``walk`` (SQLite): the unary ``+`` keeps SQLite from driving the query by the matching ids,
+    so that it walks the index of the ORDER BY and tests each row against them instead."""
+    if sqlite:
+        matching = "SELECT rowid FROM generations_fts WHERE generations_fts MATCH :fts_query"
+        if walk:
+            return text(f"+generations.id IN ({matching})")  # type: ignore[return-value]
+        return GENERATIONS.c.id.in_(text(matching).columns(column("rowid", Integer)))
+    return text("generations.search @@ to_tsquery('simple', :ts_query)")  # type: ignore[return-value]
+
+
+# --- mappers --------------------------------------------------------------------------------
+
+
+def _parameters_to_json(parameters: Parameters) -> dict[str, Any]:
+    return {
+        "width": parameters.width,
+        "height": parameters.height,
+        "steps": parameters.steps,
+        "cfgScale": parameters.cfg_scale,
+        "seed": parameters.seed,
+        "model": parameters.model,
+        "engine": parameters.engine,
+        "strength": parameters.strength,
+        "scale": parameters.scale,
+        "sourceId": parameters.source_id,
+        **({"providerScale": parameters.provider_scale} if parameters.provider_scale is not None else {}),
+    }
+
+
+def _parameters_from_json(data: dict[str, Any]) -> Parameters:
+    return Parameters(
+        width=data["width"],
+        height=data["height"],
+        steps=data.get("steps"),
+        cfg_scale=data.get("cfgScale"),
+        seed=data.get("seed"),
+        model=data.get("model"),
+        engine=data.get("engine", "local"),
+        strength=data.get("strength"),
+        scale=data.get("scale"),
+        source_id=data.get("sourceId"),
+        provider_scale=data.get("providerScale"),
+    )
+
+
+def _to_values(generation: Generation) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "type": generation.type,
+        "operation": generation.operation.value,
+        "prompt": generation.prompt,
+        "negative_prompt": generation.negative_prompt,
+        "parameters": _parameters_to_json(generation.parameters),
+        "seed": generation.seed,
+        "width": generation.width,
+        "height": generation.height,
+        "file_key": generation.image.key,
+        "storage_root": generation.image.root,
+        "remote_url": generation.remote_url,
+        "task_id": generation.task_id,
+        "engine": generation.parameters.engine,
+        "model": generation.parameters.model,
+        "cost": generation.cost,
+        "created_at": generation.created_at.astimezone(dt.UTC),
+    }
+    if generation.id is not None:
+        values["id"] = generation.id
+    return values
+
+
+def _from_record(record: Mapping[Any, Any]) -> Generation:
+    created: dt.datetime = record["created_at"]
+    created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+    return Generation(
+        id=record["id"],
+        type="video" if record["type"] == "video" else "image",
+        operation=Operation(record["operation"]),
+        prompt=record["prompt"],
+        negative_prompt=record["negative_prompt"],
+        parameters=_parameters_from_json(record["parameters"]),
+        seed=record["seed"],
+        width=record["width"],
+        height=record["height"],
+        image=StoredImage(key=record["file_key"], root=record["storage_root"]),
+        remote_url=record["remote_url"],
+        task_id=record["task_id"],
+        created_at=created.astimezone(dt.UTC),
+        cost=record["cost"],
+    )

@@ -1,0 +1,72 @@
+"""The SQLModel tables of the history and the settings, and their SQLAlchemy ``Table`` objects.
+
+The schema belongs to the Alembic migrations in ``imagestudio.adapters.migrations``, applied by
+:meth:`SqlDatabase.upgrade_schema`; the table models here must match what they build (a test
+compares them). The task and idempotency tables live beside their repositories (``tasks.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Table
+from sqlmodel import Field, SQLModel
+
+__all__ = ["COUNTS", "GENERATIONS", "SETTINGS", "GenerationCountRow", "GenerationRow", "SettingRow"]
+
+
+class GenerationRow(SQLModel, table=True):
+    """One generation as stored. Never leaves this module."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index("ix_generations_created_id", "created_at", "id"),
+        Index("ix_generations_type_created", "type", "created_at", "id"),
+        Index("ix_generations_operation_created", "operation", "created_at", "id"),
+        Index("ix_generations_engine_created", "engine", "created_at", "id"),
+        Index("ix_generations_model_created", "model", "created_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(default="image", max_length=16)
+    operation: str = Field(max_length=32)
+    prompt: str
+    negative_prompt: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    seed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    width: int
+    height: int
+    file_key: str = Field(max_length=255, unique=True)
+    storage_root: str
+    remote_url: str | None = None
+    task_id: str = Field(max_length=64, index=True)
+    engine: str = Field(max_length=32)
+    model: str | None = Field(default=None, max_length=200)
+    cost: float | None = None
+    created_at: dt.datetime
+
+
+class GenerationCountRow(SQLModel, table=True):
+    """How many generations there are of one ``type``; maintained by triggers, never written here."""
+
+    __tablename__ = "generation_counts"
+
+    type: str = Field(primary_key=True, max_length=16)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SettingRow(SQLModel, table=True):
+    """One setting: a key and its JSON value (a row per key, so concurrent patches of
+    different keys never overwrite each other)."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: Any = Field(sa_column=Column(JSON, nullable=False))
+
+
+GENERATIONS: Table = GenerationRow.__table__  # type: ignore[attr-defined]
+COUNTS: Table = GenerationCountRow.__table__  # type: ignore[attr-defined]
+SETTINGS: Table = SettingRow.__table__  # type: ignore[attr-defined]
