@@ -2,6 +2,6 @@
 
 import sys
 
-from imagestudio.testing.fake_runware.server import main
+from imagestudio.testing.fake_runware.cli import main
 
 main(sys.argv[1:])
