@@ -69,12 +69,6 @@ _STATUS_FAULTS: Final = {
     Fault.INSUFFICIENT_CREDITS: (402, "insufficientCredits", "Insufficient credits to run this task."),
     Fault.NO_AVAILABLE_SERVER: (400, "noAvailableServer", "No server is available for this model now."),
 }
-# Faults that let the tasks run (and be billed) before the answer goes wrong.
-_AFTER_ACCEPT: Final = frozenset({Fault.DROP_AFTER_BODY, Fault.ACCEPTED_502, Fault.ACCEPTED_504})
-# Faults that change what a task produces rather than the answer of one request.
-_RESULT_FAULTS: Final = frozenset(
-    {Fault.IMAGE_404, Fault.IMAGE_NOT_AN_IMAGE, Fault.TASK_ERROR, Fault.TASK_TRANSIENT, Fault.PARTIAL}
-)
 _TASK_FAILURES: Final = {
     Fault.TASK_ERROR: ("contentPolicyViolation", "The request was refused by the content policy."),
     Fault.TASK_TRANSIENT: ("timeoutProvider", "The provider did not answer in time."),
