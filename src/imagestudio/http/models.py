@@ -10,7 +10,7 @@ from litestar.params import QueryParameter
 from msgspec import Struct
 
 from imagestudio.domain.models import MAX_MODEL_LIMIT, ListModels, ModelInfo, ModelQuery
-from imagestudio.http.controllers import ServicesDep, _errors
+from imagestudio.http.routing import ServicesDep, _errors
 
 __all__ = ["ModelsController"]
 

@@ -1,0 +1,113 @@
+"""One generation request, whichever its operation: answered at once or, with
+``Prefer: respond-async``, as a task (202); repeatable with ``Idempotency-Key``.
+
+The three generation routes of ``http/controllers.py`` differ only in their use case and body
+type; everything else they do is here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
+from msgspec import Struct
+
+from imagestudio.bootstrap import Services
+from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.tasks import IdempotencyKey
+from imagestudio.http.bodies import decode_body
+from imagestudio.http.intake import _holding_body, _prepared
+from imagestudio.http.routing import _base_url
+from imagestudio.http.schemas import (
+    GenerationResponse,
+    ImageToImageBody,
+    TaskResponse,
+    TextToImageBody,
+    UpscaleBody,
+    generation_out,
+    task_out,
+)
+
+__all__ = ["GenerateResult", "Generating", "IdempotencyHeader", "PreferHeader"]
+
+
+def _wants_async(prefer: str | None) -> bool:
+    return prefer is not None and any(
+        part.split(";")[0].strip().lower() == "respond-async" for part in prefer.split(",")
+    )
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _idempotency(key: str | None, route: str, body: Struct) -> IdempotencyKey | None:
+    """The key and a fingerprint of the request (route and canonical body) it came with."""
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidParameters(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters", field="Idempotency-Key"
+        )
+    canonical = msgspec.json.encode(body, order="sorted")
+    fingerprint = hashlib.sha256(route.encode() + b"\n" + canonical).hexdigest()
+    return IdempotencyKey(key=key, fingerprint=fingerprint)
+
+
+PreferHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Prefer", required=False, description="`respond-async`: answer 202 with the task at once"
+    ),
+]
+IdempotencyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Repeat a request safely: the same key and body give the same task for 24 hours",
+        schema_extra={"pattern": "^[\\x21-\\x7e]{1,255}$"},
+    ),
+]
+GenerateResult = Response[GenerationResponse | TaskResponse]
+Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
+
+_ACCEPTED = {
+    202: ResponseSpec(
+        data_container=TaskResponse,
+        description="Accepted (with `Prefer: respond-async`): the task; `Location` is /api/tasks/{taskId}",
+        generate_examples=False,
+    )
+}
+
+
+async def _generate(
+    request: Request[Any, Any, Any],
+    services: Services,
+    use_case: Generating,
+    body_type: type[TextToImageBody | ImageToImageBody | UpscaleBody],
+    prefer: str | None,
+    idempotency_key: str | None,
+) -> GenerateResult:
+    route = request.url.path
+
+    def prepare(raw: bytes | bytearray) -> tuple[Any, IdempotencyKey | None]:
+        body = decode_body(raw, body_type)
+        return body.to_command(), _idempotency(idempotency_key, route, body)
+
+    async with _holding_body(services) as held:
+        command, idempotency = await _prepared(request, prepare, held)
+        if _wants_async(prefer):
+            task = await use_case.submit(command, idempotency)
+            return Response(
+                TaskResponse(data=task_out(task)),
+                status_code=202,
+                headers={"Location": f"/api/tasks/{task.id}", "Preference-Applied": "respond-async"},
+            )
+        generation = await use_case(command, idempotency)
+    return Response(GenerationResponse(data=generation_out(generation, _base_url(request))), status_code=200)
