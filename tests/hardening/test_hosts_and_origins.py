@@ -67,6 +67,16 @@ def test_a_foreign_host_reads_nothing_not_history_settings_tasks_or_images(clien
     assert client.get("/api/history").json()["total"] == 1
 
 
+@pytest.mark.parametrize("host", REBOUND_HOSTS)
+def test_the_host_is_checked_before_routing_so_unknown_paths_and_methods_are_refused_too(
+    client: Client, host: str
+) -> None:
+    assert_error(client.get("/no/such/route", headers={"Host": host}), 400, "INVALID_HOST")
+    assert_error(client.delete("/health", headers={"Host": host}), 400, "INVALID_HOST")
+    assert_error(client.get("/no/such/route"), 404, "NOT_FOUND")
+    assert_error(client.delete("/health"), 405, "METHOD_NOT_ALLOWED")
+
+
 @pytest.mark.parametrize(
     "host",
     ["127.0.0.1:8000", "127.0.0.1", "127.8.9.10:1234", "localhost", "LOCALHOST:53", "localhost.", "[::1]:80"],

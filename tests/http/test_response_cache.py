@@ -18,6 +18,7 @@ from litestar.testing import TestClient
 from imagestudio.config import Config, RateLimit, Secret
 from imagestudio.http.app import create_app
 from imagestudio.http.cache import ResponseCache
+from imagestudio.http.security import ShellGuard
 from tests.assertions import assert_error
 from tests.hardening.conftest import TOKEN
 
@@ -148,8 +149,10 @@ def test_kept_answers_stay_within_their_byte_budget(tmp_path: Path) -> None:
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         for index in range(3):
             _generate(client, f"picture {index}")
-        guard = next(m for m in app.middleware if "response_cache" in getattr(m, "kwargs", {}))
-        cache: ResponseCache = guard.kwargs["response_cache"]
+        guard = app.asgi_handler
+        assert isinstance(guard, ShellGuard)
+        cache = guard.response_cache
+        assert isinstance(cache, ResponseCache)
         one_page = len(client.get("/api/history", params={"limit": 1}).content)
         cache.max_bytes = 3 * one_page + one_page // 2  # room for three one-item pages, not four
         for offset in range(3):

@@ -34,7 +34,7 @@ from imagestudio.http.controllers import (
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
 from imagestudio.http.models import ModelsController
-from imagestudio.http.security import HostAllowlist, security_middleware
+from imagestudio.http.security import HostAllowlist, guard
 from imagestudio.http.websocket import generation_socket
 
 __all__ = ["cors_config", "create_app"]
@@ -129,19 +129,11 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         ],
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[HealthController, protected],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        # CORS is ShellGuard's (http/security.py), so the Host check runs before any of it
-        middleware=security_middleware(
-            cors=cors,
-            hosts=hosts,
-            token=token,
-            rate_limit=config.rate_limit,
-            response_cache=ResponseCache(),
-        ),
         request_max_body_size=config.max_body_size,
         openapi_config=OpenAPIConfig(
             title="imagestudio",
@@ -154,4 +146,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         ),
         logging_config=None,  # logging is configured once, by imagestudio.log
         debug=False,
+    )
+    # CORS is ShellGuard's too (http/security.py): it runs before routing, the Host check first
+    return guard(
+        app, cors=cors, hosts=hosts, token=token, rate_limit=config.rate_limit, response_cache=ResponseCache()
     )

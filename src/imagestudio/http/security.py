@@ -19,7 +19,8 @@ All of it is one ASGI layer, :class:`ShellGuard`, which also hands ``GET /api/hi
 ``/health`` to the response cache (``http/cache.py``) once the checks have passed. CORS lives
 here rather than in Litestar's CORS middleware so that the Host check runs before anything else,
 preflights included, and so that every refusal here carries the CORS headers a page needs to read
-it. Litestar runs route middleware after routing: a path no route serves is a plain 404.
+it. :func:`guard` puts it in front of the app's router (route middleware would run only after
+routing), so a path no route serves is checked too before its 404.
 
 HTTP refusals are written in the spec's error shape by ``http/errors.py``'s :func:`send_error`.
 WebSocket refusals are written here: an error message and close code 1008 after the handshake
@@ -31,13 +32,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import msgspec
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, NotAuthorizedException, TooManyRequestsException
-from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from imagestudio.config import RateLimit
@@ -50,7 +51,7 @@ from imagestudio.http.hosts import HostAllowlist, _host_header
 from imagestudio.http.ratelimit import RateLimiter, _period
 from imagestudio.http.scope import _header
 
-__all__ = ["OPEN_PATHS", "HostAllowlist", "RateLimiter", "ShellGuard", "security_middleware"]
+__all__ = ["OPEN_PATHS", "HostAllowlist", "RateLimiter", "ShellGuard", "guard"]
 
 _POLICY_VIOLATION = 1008
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -214,7 +215,8 @@ async def _refuse_handshake(receive: Receive, send: Send, reason: str) -> None:
         await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": reason})
 
 
-def security_middleware(
+def guard(
+    app: Litestar,
     *,
     cors: CORSConfig,
     token: str | None,
@@ -222,15 +224,17 @@ def security_middleware(
     hosts: HostAllowlist | None = None,
     clock: Callable[[], float] | None = None,
     response_cache: ResponseCache | None = None,
-) -> list[Any]:
-    """The shell's middleware: one :class:`ShellGuard` with the protections the settings ask for."""
+) -> Litestar:
+    """Put one :class:`ShellGuard` with the protections the settings ask for in front of ``app``'s
+    router: it sees every request before routing, so a path no route serves is checked too (its
+    Host, rate limit and token) before the 404."""
     limiter = RateLimiter(rate_limit, clock=clock or time.monotonic) if rate_limit is not None else None
-    guard = DefineMiddleware(
-        ShellGuard,
+    app.asgi_handler = ShellGuard(
+        app.asgi_handler,
         cors=cors,
         hosts=hosts or HostAllowlist(),
         token=token,
         limiter=limiter,
         response_cache=response_cache,
     )
-    return [guard]
+    return app
