@@ -1,6 +1,7 @@
 """Domain values and entities, under one import path: ``from imagestudio.domain.model import X``.
 
-The values (commands, what engines take and give, generations, settings, progress) live in
+The values (commands, what engines take and give, generations, settings, progress, task
+snapshots) live in
 ``domain/values.py`` and the history query (filters, sort, cursor, page) in
 ``domain/history_query.py``; this module re-exports both, so neither of them imports the other
 through here and no import path changed when they were split.
@@ -31,14 +32,18 @@ from imagestudio.domain.values import (
     SIDE_STEP,
     GeneratedImage,
     Generation,
+    IdempotencyRecord,
     ImageSpec,
     ImageToImage,
+    InvalidTransition,
     Operation,
     Parameters,
     Settings,
     SettingsPatch,
     SourceImage,
+    StoredFile,
     StoredImage,
+    Task,
     TaskEvent,
     TaskStatus,
     TextToImage,
@@ -65,14 +70,18 @@ __all__ = [
     "HistoryPage",
     "HistoryQuery",
     "HistorySort",
+    "IdempotencyRecord",
     "ImageSpec",
     "ImageToImage",
+    "InvalidTransition",
     "Operation",
     "Parameters",
     "Settings",
     "SettingsPatch",
     "SourceImage",
+    "StoredFile",
     "StoredImage",
+    "Task",
     "TaskEvent",
     "TaskStatus",
     "TextToImage",

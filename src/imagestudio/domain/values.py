@@ -1,6 +1,6 @@
-"""Domain values and entities: the commands, what engines take and give, generations, settings
-and progress events (the history query is in ``domain/history_query.py``; import both through
-``imagestudio.domain.model``).
+"""Domain values and entities: the commands, what engines take and give, generations, settings,
+progress events, task snapshots and idempotency records. The history query is in
+``domain/history_query.py``; import both through ``imagestudio.domain.model``.
 
 Every value validates itself on construction (the limits of CONTRACT.md section 4), so an
 invalid request cannot exist past the edge of the domain. Nothing here does I/O.
@@ -28,14 +28,18 @@ __all__ = [
     "SIDE_STEP",
     "GeneratedImage",
     "Generation",
+    "IdempotencyRecord",
     "ImageSpec",
     "ImageToImage",
+    "InvalidTransition",
     "Operation",
     "Parameters",
     "Settings",
     "SettingsPatch",
     "SourceImage",
+    "StoredFile",
     "StoredImage",
+    "Task",
     "TaskEvent",
     "TaskStatus",
     "TextToImage",
@@ -318,6 +322,19 @@ class StoredImage:
         return f"/generated/{self.key}"
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredFile:
+    """A file that an :class:`ImageStorage` finds in one of its folders (see ``scan``)."""
+
+    image: StoredImage
+    """Where it is: the storage root and the key inside it."""
+    temporary: bool
+    """A temporary file of an unfinished write (``.tmp-*``), not a finished image."""
+    size: int
+    modified_at: datetime
+    """When it was last written, timezone-aware UTC."""
+
+
 # --- entities -----------------------------------------------------------------------------
 
 
@@ -447,3 +464,37 @@ class TaskEvent:
     code: str | None = None
     position: int | None = None
     seq: int = 0
+
+
+# --- tasks and idempotency records --------------------------------------------------------
+
+
+class InvalidTransition(Exception):
+    """A task was asked to move in a way its lifecycle forbids (a programming error)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Task:
+    """A snapshot of one task."""
+
+    id: str
+    operation: Operation
+    status: TaskStatus
+    progress: int
+    created_at: datetime
+    position: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    generation_id: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    image: StoredImage | None = None
+    """An image written for this task but not yet recorded in the history (crash clean-up)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IdempotencyRecord:
+    key: str
+    fingerprint: str
+    task_id: str
+    created_at: datetime
