@@ -12,7 +12,7 @@ running (a source image, a decoded data URI) is held against one :class:`ByteBud
 which is given back when the task ends, whichever way it ends, or when the job is never admitted.
 When the last active task ends, ``on_idle`` runs (the composition root passes one that hands
 freed memory back to the system). The :class:`Task` snapshot and :class:`InvalidTransition` are
-values (``domain/values.py``), re-exported here.
+values (``domain/values.py``) and :class:`TaskState` is ``domain/lifecycle.py``, all re-exported here.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import asyncio
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from imagestudio.domain.budget import DEFAULT_MAX_QUEUED_BYTES, ByteBudget, Hold
 from imagestudio.domain.errors import (
@@ -33,6 +33,7 @@ from imagestudio.domain.errors import (
     StudioError,
     error_from_code,
 )
+from imagestudio.domain.lifecycle import TaskState
 from imagestudio.domain.model import (
     GeneratedImage,
     Generation,
@@ -67,91 +68,6 @@ __all__ = [
 ]
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-
-
-class TaskState:
-    """The mutable state machine behind a :class:`Task`.
-
-    Rules: ``queued -> generating -> completed | failed | cancelled``; ``queued -> failed |
-    cancelled``; nothing leaves a terminal state; progress is 0..100 and never decreases;
-    ``completed`` means progress 100.
-    """
-
-    def __init__(self, task_id: str, operation: Operation, now: datetime) -> None:
-        self._task = Task(
-            id=task_id, operation=operation, status=TaskStatus.QUEUED, progress=0, created_at=now
-        )
-
-    @property
-    def task(self) -> Task:
-        return self._task
-
-    @property
-    def status(self) -> TaskStatus:
-        return self._task.status
-
-    def _require_active(self, action: str) -> None:
-        if self._task.status.is_terminal:
-            raise InvalidTransition(f"cannot {action} a {self._task.status.value} task")
-
-    def queue_at(self, position: int | None) -> None:
-        self._require_active("queue")
-        self._task = replace(self._task, position=position)
-
-    def start(self, now: datetime) -> None:
-        if self._task.status is not TaskStatus.QUEUED:
-            raise InvalidTransition(f"cannot start a {self._task.status.value} task")
-        self._task = replace(self._task, status=TaskStatus.GENERATING, started_at=now, position=None)
-
-    def advance(self, progress: int) -> bool:
-        """Move progress forward (capped at 99 until completion); ``False`` if nothing changed."""
-        if self._task.status is not TaskStatus.GENERATING:
-            raise InvalidTransition(f"cannot advance a {self._task.status.value} task")
-        progress = max(0, min(99, progress))
-        if progress <= self._task.progress:
-            return False
-        self._task = replace(self._task, progress=progress)
-        return True
-
-    def stored(self, image: StoredImage | None) -> None:
-        self._require_active("store an image for")
-        self._task = replace(self._task, image=image)
-
-    def complete(self, generation_id: int, now: datetime) -> None:
-        if self._task.status is not TaskStatus.GENERATING:
-            raise InvalidTransition(f"cannot complete a {self._task.status.value} task")
-        self._task = replace(
-            self._task,
-            status=TaskStatus.COMPLETED,
-            progress=100,
-            generation_id=generation_id,
-            finished_at=now,
-            image=None,
-        )
-
-    def fail(self, code: str, message: str, now: datetime) -> None:
-        self._require_active("fail")
-        self._task = replace(
-            self._task,
-            status=TaskStatus.FAILED,
-            error_code=code,
-            error_message=message,
-            finished_at=now,
-            position=None,
-            image=None,
-        )
-
-    def cancel(self, now: datetime) -> None:
-        self._require_active("cancel")
-        self._task = replace(
-            self._task,
-            status=TaskStatus.CANCELLED,
-            error_code=GenerationCancelled.code,
-            error_message="Task was cancelled",
-            finished_at=now,
-            position=None,
-            image=None,
-        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
