@@ -9,6 +9,10 @@ async with Studio.open("./my-data") as studio:
 ```
 
 The same use cases back the HTTP server (``imagestudio serve``) and the CLI.
+
+Importing the package loads no database or imaging library (SQLAlchemy, Alembic, Pillow,
+NumPy): the composition root (``imagestudio.bootstrap``) is imported by :meth:`Studio.open`,
+and ``Services`` and ``Subscription`` are loaded when first named.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from imagestudio._version import __version__
-from imagestudio.adapters.progress import Subscription
-from imagestudio.bootstrap import Services, bootstrap
 from imagestudio.config import Config, ConfigError
 from imagestudio.domain.errors import (
     DatabaseError,
@@ -46,6 +48,10 @@ from imagestudio.domain.model import (
     Upscale,
 )
 
+if TYPE_CHECKING:
+    from imagestudio.adapters.progress import Subscription
+    from imagestudio.bootstrap import Services
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -67,6 +73,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    """``imagestudio.Services`` and ``imagestudio.Subscription``, imported when first asked for."""
+    if name == "Services":
+        from imagestudio.bootstrap import Services
+
+        return Services
+    if name == "Subscription":
+        from imagestudio.adapters.progress import Subscription
+
+        return Subscription
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class Studio:
     """The use cases of imagestudio, without HTTP. Open one with :meth:`Studio.open`."""
 
@@ -82,6 +101,8 @@ class Studio:
 
         ``overrides`` are :class:`Config` fields (``engine="local"``, ``database_url=...``).
         """
+        from imagestudio.bootstrap import bootstrap
+
         if config is None:
             config = Config.from_env(data_dir=data_dir, **overrides)
         async with bootstrap(config) as services:

@@ -1,31 +1,32 @@
 """The ports: what the domain needs from the outside world, as small protocols.
 
 Adapters implement them (``<Technology><Port>``); tests implement them by hand
-(``Fake<Port>`` / ``InMemory<Port>``). Only domain types cross them.
+(``Fake<Port>`` / ``InMemory<Port>``). Only domain types cross them; the values they carry
+(``StoredFile``, ``IdempotencyRecord``, ``Task``) are defined with the others in
+``domain/values.py`` and re-exported here, so the ports import no module that uses them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from imagestudio.domain.model import (
     GeneratedImage,
     Generation,
     HistoryPage,
     HistoryQuery,
+    IdempotencyRecord,
     ImageSpec,
     Settings,
     SettingsPatch,
     SourceImage,
+    StoredFile,
     StoredImage,
+    Task,
     TaskEvent,
 )
-
-if TYPE_CHECKING:
-    from imagestudio.domain.tasks import Task
 
 __all__ = [
     "ChangeWatch",
@@ -76,19 +77,6 @@ class ImageInspector(Protocol):
     async def decode_data_uri(self, uri: str, field_name: str) -> bytes:
         """Decode a ``data:image/...;base64,`` URI; ``InvalidParameters`` naming the field if malformed."""
         ...
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StoredFile:
-    """A file that an :class:`ImageStorage` finds in one of its folders (see ``scan``)."""
-
-    image: StoredImage
-    """Where it is: the storage root and the key inside it."""
-    temporary: bool
-    """A temporary file of an unfinished write (``.tmp-*``), not a finished image."""
-    size: int
-    modified_at: datetime
-    """When it was last written, timezone-aware UTC."""
 
 
 class ImageStorage(Protocol):
@@ -236,14 +224,6 @@ class TaskRepository(Protocol):
         """Mark tasks left queued or generating by a process that is gone as ``failed``
         (``INTERRUPTED``) and return them as they were (with any unrecorded image)."""
         ...
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class IdempotencyRecord:
-    key: str
-    fingerprint: str
-    task_id: str
-    created_at: datetime
 
 
 class IdempotencyStore(Protocol):

@@ -8,10 +8,11 @@ refused with ``QueueFull`` rather than piling up. Transitions are recorded throu
 
 Memory is bounded by bytes as well as by count: the input data of work being prepared, queued or
 running (a source image, a decoded data URI) is held against one :class:`ByteBudget` of
-``max_queued_bytes``. A job carries its :class:`Hold`; work that would take the budget past its
-limit is refused with ``QueueFull`` before it is queued, and the hold is given back when the task
-ends, whichever way it ends, or when the job is never admitted. When the last active task ends,
-``on_idle`` runs (the composition root passes one that hands freed memory back to the system).
+``max_queued_bytes`` (``domain/budget.py``, re-exported here). A job carries its :class:`Hold`,
+which is given back when the task ends, whichever way it ends, or when the job is never admitted.
+When the last active task ends, ``on_idle`` runs (the composition root passes one that hands
+freed memory back to the system). The :class:`Task` snapshot and :class:`InvalidTransition` are
+values (``domain/values.py``) and :class:`TaskState` is ``domain/lifecycle.py``, all re-exported here.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import asyncio
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 
+from imagestudio.domain.budget import DEFAULT_MAX_QUEUED_BYTES, ByteBudget, Hold
 from imagestudio.domain.errors import (
     Conflict,
     GenerationCancelled,
@@ -31,11 +33,14 @@ from imagestudio.domain.errors import (
     StudioError,
     error_from_code,
 )
+from imagestudio.domain.lifecycle import TaskState
 from imagestudio.domain.model import (
     GeneratedImage,
     Generation,
+    InvalidTransition,
     Operation,
     StoredImage,
+    Task,
     TaskEvent,
     TaskStatus,
 )
@@ -63,116 +68,6 @@ __all__ = [
 ]
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
-_MIB = 1024 * 1024
-
-
-class InvalidTransition(Exception):
-    """A task was asked to move in a way its lifecycle forbids (a programming error)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Task:
-    """A snapshot of one task."""
-
-    id: str
-    operation: Operation
-    status: TaskStatus
-    progress: int
-    created_at: datetime
-    position: int | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    generation_id: int | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    image: StoredImage | None = None
-    """An image written for this task but not yet recorded in the history (crash clean-up)."""
-
-
-class TaskState:
-    """The mutable state machine behind a :class:`Task`.
-
-    Rules: ``queued -> generating -> completed | failed | cancelled``; ``queued -> failed |
-    cancelled``; nothing leaves a terminal state; progress is 0..100 and never decreases;
-    ``completed`` means progress 100.
-    """
-
-    def __init__(self, task_id: str, operation: Operation, now: datetime) -> None:
-        self._task = Task(
-            id=task_id, operation=operation, status=TaskStatus.QUEUED, progress=0, created_at=now
-        )
-
-    @property
-    def task(self) -> Task:
-        return self._task
-
-    @property
-    def status(self) -> TaskStatus:
-        return self._task.status
-
-    def _require_active(self, action: str) -> None:
-        if self._task.status.is_terminal:
-            raise InvalidTransition(f"cannot {action} a {self._task.status.value} task")
-
-    def queue_at(self, position: int | None) -> None:
-        self._require_active("queue")
-        self._task = replace(self._task, position=position)
-
-    def start(self, now: datetime) -> None:
-        if self._task.status is not TaskStatus.QUEUED:
-            raise InvalidTransition(f"cannot start a {self._task.status.value} task")
-        self._task = replace(self._task, status=TaskStatus.GENERATING, started_at=now, position=None)
-
-    def advance(self, progress: int) -> bool:
-        """Move progress forward (capped at 99 until completion); ``False`` if nothing changed."""
-        if self._task.status is not TaskStatus.GENERATING:
-            raise InvalidTransition(f"cannot advance a {self._task.status.value} task")
-        progress = max(0, min(99, progress))
-        if progress <= self._task.progress:
-            return False
-        self._task = replace(self._task, progress=progress)
-        return True
-
-    def stored(self, image: StoredImage | None) -> None:
-        self._require_active("store an image for")
-        self._task = replace(self._task, image=image)
-
-    def complete(self, generation_id: int, now: datetime) -> None:
-        if self._task.status is not TaskStatus.GENERATING:
-            raise InvalidTransition(f"cannot complete a {self._task.status.value} task")
-        self._task = replace(
-            self._task,
-            status=TaskStatus.COMPLETED,
-            progress=100,
-            generation_id=generation_id,
-            finished_at=now,
-            image=None,
-        )
-
-    def fail(self, code: str, message: str, now: datetime) -> None:
-        self._require_active("fail")
-        self._task = replace(
-            self._task,
-            status=TaskStatus.FAILED,
-            error_code=code,
-            error_message=message,
-            finished_at=now,
-            position=None,
-            image=None,
-        )
-
-    def cancel(self, now: datetime) -> None:
-        self._require_active("cancel")
-        self._task = replace(
-            self._task,
-            status=TaskStatus.CANCELLED,
-            error_code=GenerationCancelled.code,
-            error_message="Task was cancelled",
-            finished_at=now,
-            position=None,
-            image=None,
-        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -181,60 +76,6 @@ class IdempotencyKey:
 
     key: str
     fingerprint: str
-
-
-class ByteBudget:
-    """Bytes of input data that work may hold at once; used from the event loop only.
-
-    Rules:
-    - a hold that would take the total past ``limit`` is refused with ``QueueFull`` and takes
-      nothing (a single hold larger than the whole budget is refused too);
-    - a hold may grow (refused the same way) or shrink; released, it gives everything back, once.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("a byte budget needs at least one byte")
-        self.limit = limit
-        self.held = 0
-
-    def hold(self, size: int) -> Hold:
-        """Take ``size`` bytes, or raise ``QueueFull``."""
-        hold = Hold(self)
-        hold.resize(size)
-        return hold
-
-    def _take(self, size: int) -> None:
-        if size > 0 and self.held + size > self.limit:
-            raise QueueFull(
-                f"Queued work already holds {self.held / _MIB:.1f} MiB of input images and this request"
-                f" needs {size / _MIB:.1f} MiB more; the budget is {self.limit / _MIB:.0f} MiB"
-                " (IMAGESTUDIO_MAX_QUEUED_BYTES): try again shortly",
-                details={"heldBytes": self.held, "neededBytes": size, "maxQueuedBytes": self.limit},
-            )
-        self.held += size
-
-
-class Hold:
-    """Bytes held against a :class:`ByteBudget` by one piece of work."""
-
-    def __init__(self, budget: ByteBudget) -> None:
-        self._budget = budget
-        self.size = 0
-        self.released = False
-
-    def resize(self, size: int) -> None:
-        """Hold ``size`` bytes instead (``QueueFull`` if growing does not fit; nothing changes then)."""
-        if self.released:
-            raise InvalidTransition("a released hold cannot be resized")
-        self._budget._take(max(0, size) - self.size)
-        self.size = max(0, size)
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self._budget.held -= self.size
-            self.size = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

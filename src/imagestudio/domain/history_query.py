@@ -1,0 +1,321 @@
+"""The history query: which generations a page of history shows, in which order, from where.
+
+:class:`HistoryQuery` (filters, sort, limit, offset or cursor), :class:`HistoryCursor` (the
+opaque keyset token), :class:`HistoryPage`, and the readers of search words and timestamps.
+Every ``GenerationRepository`` follows the rules of :class:`HistoryQuery`; like every value of
+the domain, a query validates itself on construction. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.values import Generation, Operation, _check_int, _check_model, _set
+
+__all__ = [
+    "MAX_HISTORY_LIMIT",
+    "MAX_SEARCH_LENGTH",
+    "MAX_SEARCH_TERMS",
+    "HistoryCursor",
+    "HistoryPage",
+    "HistoryQuery",
+    "HistorySort",
+    "cursor_text",
+    "parse_timestamp",
+    "search_terms",
+]
+
+MAX_HISTORY_LIMIT: Final = 500
+MAX_SEARCH_LENGTH: Final = 200
+MAX_SEARCH_TERMS: Final = 16
+_SEARCH_WORD = re.compile(r"[^\W_]+")
+_ENGINE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_CURSOR_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,120}")
+_CURSOR_TEXT = re.compile(r"1:([no]):(-?[0-9]{1,20}):([0-9]{1,19})")
+_SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_ID: Final = 2**63 - 1
+
+
+def search_terms(text: str) -> tuple[str, ...]:
+    """The words of ``text`` as the history search sees them: runs of letters and digits, lower-cased.
+
+    ``"Red-Sunset over the_sea, 4K!"`` has the words ``red``, ``sunset``, ``over``, ``the``, ``sea``, ``4k``.
+    """
+    return tuple(_SEARCH_WORD.findall(text.lower()))
+
+
+class HistorySort(StrEnum):
+    """The order of a history listing: by ``created_at`` and then ``id``."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+
+
+def _enum_value(enum: type[Any], name: str, value: object) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise InvalidParameters(f"{name} must be one of {allowed}", field=name) from None
+
+
+def _utc(name: str, value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidParameters(f"{name} must be an ISO-8601 date-time", field=name)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_timestamp(name: str, raw: str) -> datetime:
+    """An ISO-8601 date or date-time from a request parameter, in UTC (no offset means UTC).
+
+    ``2026-01-02``, ``2026-01-02T10:00:00Z`` and ``2026-01-02T11:00:00+01:00`` are accepted; so is
+    an offset whose ``+`` an unencoded query string turned into a space.
+    """
+    text = _SPACED_OFFSET.sub(r"\1+\2", raw.strip())
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidParameters(
+            f"{name} must be an ISO-8601 date or date-time such as 2026-01-02T10:00:00Z", field=name
+        ) from None
+    return _utc(name, value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryCursor:
+    """Where a page of history ended: the sort key ``(created_at, id)`` of its last item.
+
+    Clients see it only as the opaque text of :meth:`encode` (url-safe base64, no padding).
+    """
+
+    sort: HistorySort
+    created_at: datetime
+    id: int
+
+    def __post_init__(self) -> None:
+        _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
+        _set(self, "created_at", _utc("cursor", self.created_at))
+        _check_int("cursor", self.id, 0, _MAX_ID)
+
+    @classmethod
+    def after(cls, generation: Generation, sort: HistorySort) -> HistoryCursor:
+        """The cursor that continues after ``generation``."""
+        assert generation.id is not None
+        return cls(sort=sort, created_at=generation.created_at, id=generation.id)
+
+    def encode(self) -> str:
+        micros = (self.created_at - _EPOCH) // timedelta(microseconds=1)
+        text = f"1:{self.sort.value[0]}:{micros}:{self.id}"
+        return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> HistoryCursor:
+        """Read a cursor handed out by :meth:`encode`; anything else is ``InvalidParameters``."""
+        invalid = _invalid_cursor()
+        match = _CURSOR_TEXT.fullmatch(cursor_text(token, _CURSOR_TOKEN))
+        if match is None:
+            raise invalid
+        try:
+            created = _EPOCH + timedelta(microseconds=int(match.group(2)))
+        except OverflowError:
+            raise invalid from None
+        ident = int(match.group(3))
+        if ident > _MAX_ID:
+            raise invalid
+        sort = HistorySort.NEWEST if match.group(1) == "n" else HistorySort.OLDEST
+        return cls(sort=sort, created_at=created, id=ident)
+
+
+def _invalid_cursor() -> InvalidParameters:
+    return InvalidParameters(
+        "cursor is not one this server handed out: pass nextCursor back unchanged", field="cursor"
+    )
+
+
+def cursor_text(token: object, shape: re.Pattern[str]) -> str:
+    """The text inside an opaque cursor (unpadded URL-safe base64 of ASCII) whose token has
+    ``shape``; anything else is ``InvalidParameters`` naming ``cursor``."""
+    if not isinstance(token, str) or not shape.fullmatch(token):
+        raise _invalid_cursor()
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except ValueError:
+        raise _invalid_cursor() from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryQuery:
+    """One page of the history and the filter it is drawn from.
+
+    Rules, which every ``GenerationRepository`` follows (the in-memory fake is the reference):
+    - order: ``created_at`` and then ``id``, descending for ``sort=newest`` (the default),
+      ascending for ``oldest``;
+    - filters combine with AND: ``type``, ``operation``, ``engine`` and ``model`` match exactly;
+      ``created_from`` is inclusive, ``created_to`` exclusive;
+    - ``q``: every word of it (see :func:`search_terms`) is a word of the prompt or of the
+      negative prompt, in any order, ignoring case: ``"SKY red"`` finds "Sunset, red sky". Whole
+      words: ``sun`` does not find "Sunset" (full-text search, without stemming);
+    - ``cursor`` continues after the item it names (keyset pagination): pages stay stable while
+      generations are added; it carries its sort order and cannot be combined with ``offset``;
+    - ``total`` counts everything the filter matches, wherever the page is.
+    """
+
+    limit: int = 50
+    offset: int = 0
+    type: Literal["image", "video"] | None = None
+    q: str | None = None
+    operation: Operation | None = None
+    engine: str | None = None
+    model: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    sort: HistorySort = HistorySort.NEWEST
+    cursor: HistoryCursor | None = None
+    terms: tuple[str, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        _check_int("limit", self.limit, 1, MAX_HISTORY_LIMIT)
+        _check_int("offset", self.offset, 0, 2**62)
+        if self.type is not None and self.type not in ("image", "video"):
+            raise InvalidParameters("type must be 'image' or 'video'", field="type")
+        self._check_search()
+        if self.operation is not None:
+            _set(self, "operation", _enum_value(Operation, "operation", self.operation))
+        if self.engine is not None and not (
+            isinstance(self.engine, str) and _ENGINE_NAME.fullmatch(self.engine)
+        ):
+            raise InvalidParameters("engine must be 1 to 32 letters, digits, '.', '_' or '-'", field="engine")
+        if self.model is not None:
+            _check_model(self.model)
+        if self.created_from is not None:
+            _set(self, "created_from", _utc("from", self.created_from))
+        if self.created_to is not None:
+            _set(self, "created_to", _utc("to", self.created_to))
+        if self.created_from and self.created_to and self.created_from > self.created_to:
+            raise InvalidParameters("to must not be earlier than from", field="to")
+        _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
+        if self.cursor is not None:
+            if not isinstance(self.cursor, HistoryCursor):
+                raise InvalidParameters("cursor must be a history cursor", field="cursor")
+            if self.cursor.sort is not self.sort:
+                raise InvalidParameters(
+                    f"cursor belongs to sort={self.cursor.sort.value}, not sort={self.sort.value}",
+                    field="cursor",
+                )
+            if self.offset:
+                raise InvalidParameters("cursor and offset cannot be combined", field="offset")
+
+    def _check_search(self) -> None:
+        if self.q is None:
+            return
+        if not isinstance(self.q, str):
+            raise InvalidParameters("q must be a string", field="q")
+        text = self.q.strip()
+        if not text:
+            _set(self, "q", None)
+            return
+        if len(text) > MAX_SEARCH_LENGTH:
+            raise InvalidParameters(f"q must be at most {MAX_SEARCH_LENGTH} characters", field="q")
+        terms = tuple(dict.fromkeys(search_terms(text)))
+        if not terms:
+            raise InvalidParameters("q must contain at least one letter or digit", field="q")
+        if len(terms) > MAX_SEARCH_TERMS:
+            raise InvalidParameters(f"q must have at most {MAX_SEARCH_TERMS} words", field="q")
+        _set(self, "q", text)
+        _set(self, "terms", terms)
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        type: Literal["image", "video"] | None = None,
+        q: str | None = None,
+        operation: str | None = None,
+        engine: str | None = None,
+        model: str | None = None,
+        created_from: str | None = None,
+        created_to: str | None = None,
+        sort: str | None = None,
+        cursor: str | None = None,
+    ) -> HistoryQuery:
+        """A query from the text of request parameters; ``from``/``to`` are ISO-8601 texts.
+
+        An empty ``q`` or ``cursor`` is the same as none (an empty search box, a first page).
+        """
+        return cls(
+            limit=limit,
+            offset=offset,
+            type=type,
+            q=q,
+            operation=None if operation is None else _enum_value(Operation, "operation", operation),
+            engine=engine,
+            model=model,
+            created_from=None if created_from is None else parse_timestamp("from", created_from),
+            created_to=None if created_to is None else parse_timestamp("to", created_to),
+            sort=HistorySort.NEWEST if sort is None else _enum_value(HistorySort, "sort", sort),
+            cursor=HistoryCursor.decode(cursor) if cursor else None,
+        )
+
+    @property
+    def filters_only_by_type(self) -> bool:
+        """True when ``type`` is the only filter (so a kept count can answer ``total``)."""
+        return not (
+            self.terms or self.operation or self.engine or self.model or self.created_from or self.created_to
+        )
+
+    def matches(self, generation: Generation) -> bool:
+        """Whether ``generation`` passes the filter (the cursor aside)."""
+        g = generation
+        if self.type is not None and g.type != self.type:
+            return False
+        if self.operation is not None and g.operation != self.operation:
+            return False
+        if self.engine is not None and g.parameters.engine != self.engine:
+            return False
+        if self.model is not None and g.parameters.model != self.model:
+            return False
+        if self.created_from is not None and g.created_at < self.created_from:
+            return False
+        if self.created_to is not None and g.created_at >= self.created_to:
+            return False
+        if self.terms:
+            words = search_terms(g.prompt) + search_terms(g.negative_prompt or "")
+            return set(self.terms) <= set(words)
+        return True
+
+    def sort_key(self, generation: Generation) -> tuple[datetime, int]:
+        return generation.created_at, generation.id or 0
+
+    def follows_cursor(self, generation: Generation) -> bool:
+        """Whether ``generation`` comes after the cursor in this query's order (True without one)."""
+        if self.cursor is None:
+            return True
+        mark = (self.cursor.created_at, self.cursor.id)
+        key = self.sort_key(generation)
+        return key < mark if self.sort is HistorySort.NEWEST else key > mark
+
+    def page(self, fetched: Sequence[Generation], total: int) -> HistoryPage:
+        """The page from up to ``limit + 1`` items in order: the extra one proves there is a next page."""
+        items = list(fetched[: self.limit])
+        more = len(fetched) > self.limit and bool(items)
+        next_cursor = HistoryCursor.after(items[-1], self.sort).encode() if more else None
+        return HistoryPage(items=items, total=total, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryPage:
+    """The items of one page, how many the filter matches, and the cursor of the next page (if any)."""
+
+    items: list[Generation]
+    total: int
+    next_cursor: str | None = None
