@@ -47,6 +47,7 @@ from imagestudio.domain.ports import (
     TaskRepository,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager
 from imagestudio.services import Services
 
@@ -132,6 +133,9 @@ def build_services(
         open_image=OpenImage(repository=repository, storage=storage),
         get_settings=GetSettings(repository=settings),
         update_settings=UpdateSettings(repository=settings, storage=storage),
+        get_task=GetTask(tasks=tasks, repository=repository),
+        list_tasks=ListTasks(tasks=tasks),
+        cancel_task=CancelTask(tasks=tasks),
         events=events,
         tasks=tasks,
         engine=generator.name,

@@ -16,6 +16,7 @@ from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHist
 from imagestudio.domain.models import ListModels
 from imagestudio.domain.ports import TaskEventStream
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import TaskManager
 
 __all__ = ["Services"]
@@ -34,6 +35,9 @@ class Services:
     open_image: OpenImage
     get_settings: GetSettings
     update_settings: UpdateSettings
+    get_task: GetTask
+    list_tasks: ListTasks
+    cancel_task: CancelTask
     events: TaskEventStream
     tasks: TaskManager
     engine: str
