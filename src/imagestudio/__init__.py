@@ -49,8 +49,8 @@ from imagestudio.domain.model import (
 )
 
 if TYPE_CHECKING:
-    from imagestudio.adapters.progress import Subscription
-    from imagestudio.bootstrap import Services
+    from imagestudio.domain.ports import TaskSubscription as Subscription
+    from imagestudio.services import Services
 
 __all__ = [
     "Config",
@@ -76,13 +76,13 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``imagestudio.Services`` and ``imagestudio.Subscription``, imported when first asked for."""
     if name == "Services":
-        from imagestudio.bootstrap import Services
+        from imagestudio.services import Services
 
         return Services
     if name == "Subscription":
-        from imagestudio.adapters.progress import Subscription
+        from imagestudio.domain.ports import TaskSubscription
 
-        return Subscription
+        return TaskSubscription
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -3,6 +3,7 @@
 ``bootstrap(config)`` is an async context manager that opens what needs opening (the database
 engine, the shared HTTP client of the Runware engine) and closes it again. ``build_services``
 wires use cases from any set of port implementations, which is how tests hand in fakes.
+:class:`Services` itself lives in ``imagestudio/services.py`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 
 import anyio.to_thread
 import structlog
 
-from imagestudio._version import __version__
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
 from imagestudio.adapters.progress import InMemoryTaskEvents
@@ -44,10 +43,13 @@ from imagestudio.domain.ports import (
     ImageStorage,
     ModelCatalogue,
     SettingsRepository,
+    TaskEventStream,
     TaskRepository,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager
+from imagestudio.services import Services
 
 __all__ = ["Services", "SystemClock", "bootstrap", "build_services", "consistency_check", "storage_for"]
 
@@ -67,26 +69,6 @@ def storage_for(config: Config) -> FilesystemImageStorage:
     return FilesystemImageStorage(config.data_dir, roots=config.roots, max_read_bytes=config.max_body_size)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Services:
-    """Every use case, ready to call, plus what the shell needs to report on them."""
-
-    text_to_image: GenerateTextToImage
-    image_to_image: GenerateImageToImage
-    upscale: UpscaleImage
-    list_history: ListHistory
-    get_generation: GetGeneration
-    delete_generation: DeleteGeneration
-    open_image: OpenImage
-    get_settings: GetSettings
-    update_settings: UpdateSettings
-    events: InMemoryTaskEvents
-    tasks: TaskManager
-    engine: str
-    list_models: ListModels
-    version: str = __version__
-
-
 def build_services(
     *,
     generator: ImageGenerator,
@@ -96,7 +78,7 @@ def build_services(
     inspector: ImageInspector,
     task_repository: TaskRepository,
     idempotency: IdempotencyStore,
-    events: InMemoryTaskEvents | None = None,
+    events: TaskEventStream | None = None,
     clock: Clock | None = None,
     history_watch: ChangeWatch | None = None,
     max_running: int | None = None,
@@ -151,6 +133,9 @@ def build_services(
         open_image=OpenImage(repository=repository, storage=storage),
         get_settings=GetSettings(repository=settings),
         update_settings=UpdateSettings(repository=settings, storage=storage),
+        get_task=GetTask(tasks=tasks, repository=repository),
+        list_tasks=ListTasks(tasks=tasks),
+        cancel_task=CancelTask(tasks=tasks),
         events=events,
         tasks=tasks,
         engine=generator.name,

@@ -9,6 +9,7 @@ from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImag
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import TaskManager
 from tests.fakes import (
     FakeImageGenerator,
@@ -97,3 +98,12 @@ class World:
 
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(repository=self.settings, storage=self.storage)
+
+    def get_task(self) -> GetTask:
+        return GetTask(tasks=self.tasks, repository=self.repository)
+
+    def list_tasks(self) -> ListTasks:
+        return ListTasks(tasks=self.tasks)
+
+    def cancel_task(self) -> CancelTask:
+        return CancelTask(tasks=self.tasks)

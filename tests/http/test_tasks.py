@@ -63,6 +63,19 @@ def test_unknown_tasks_are_404_and_finished_ones_cannot_be_cancelled(client: Cli
     assert response.json()["code"] == "CONFLICT"
 
 
+def test_a_task_whose_generation_was_deleted_still_answers_without_it(client: Client) -> None:
+    made = client.post("/api/generate/text-to-image", json={"prompt": "a cat", "taskId": "gone-1", **SMALL})
+    generation_id = made.json()["data"]["id"]
+    assert client.get("/api/tasks/gone-1").json()["data"]["generation"]["id"] == generation_id
+    assert client.delete(f"/api/history/{generation_id}").status_code == 200
+    response = client.get("/api/tasks/gone-1")
+    assert response.status_code == 200, response.text
+    task = response.json()["data"]
+    assert task["status"] == "completed"
+    assert task["generationId"] == generation_id
+    assert "generation" not in task
+
+
 def test_a_reused_task_id_is_409(client: Client) -> None:
     client.post("/api/generate/text-to-image", json={"prompt": "a cat", "taskId": "twice", **SMALL})
     again = client.post("/api/generate/text-to-image", json={"prompt": "a dog", "taskId": "twice", **SMALL})

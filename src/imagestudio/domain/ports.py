@@ -8,7 +8,7 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -40,8 +40,10 @@ __all__ = [
     "ProgressCallback",
     "SettingsRepository",
     "StoredFile",
+    "TaskEventStream",
     "TaskEvents",
     "TaskRepository",
+    "TaskSubscription",
 ]
 
 ProgressCallback = Callable[[int, int], None]
@@ -196,6 +198,58 @@ class TaskEvents(Protocol):
 
     def publish(self, event: TaskEvent) -> None:
         """Deliver one event. Must be safe to call from any thread and never block."""
+        ...
+
+
+class TaskSubscription(Protocol):
+    """One subscriber's events (of one task, or of all): iterate it, then ``close()`` it.
+
+    Each event comes once, in ``seq`` order, and nothing of a task comes after its terminal event.
+    """
+
+    @property
+    def task_id(self) -> str | None:
+        """The task this subscription follows; ``None`` for every task."""
+        ...
+
+    @property
+    def truncated_before(self) -> int | None:
+        """Set when ``after`` asked for events older than the stream keeps: the oldest ``seq`` kept."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[TaskEvent]: ...
+
+    async def next(self) -> TaskEvent:
+        """Wait for the next event."""
+        ...
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        ...
+
+
+class TaskEventStream(TaskEvents, Protocol):
+    """Task events numbered and fanned out: what the progress WebSocket and ``Studio`` read.
+
+    Every delivered event carries ``seq``, increasing for the life of the stream; a subscriber
+    that comes back with ``after=<seq>`` first gets the recent events it missed.
+    """
+
+    def bind(self) -> None:
+        """Deliver events on the running event loop (where subscribers read them)."""
+        ...
+
+    def subscribe(self, task_id: str | None = None, after: int | None = None) -> TaskSubscription:
+        """Start receiving events of ``task_id`` (or of every task); call on the bound loop.
+
+        With ``after``, the kept events with a greater ``seq`` come first. Without it, a
+        subscription to one task starts with that task's latest event, so a late subscriber
+        still learns how it ended (once).
+        """
+        ...
+
+    def add_listener(self, listener: Callable[[TaskEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` (on the loop) for every event; returns a function that removes it."""
         ...
 
 

@@ -20,7 +20,7 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from imagestudio._version import __version__
-from imagestudio.bootstrap import Services, bootstrap
+from imagestudio.bootstrap import bootstrap
 from imagestudio.config import Config
 from imagestudio.http.cache import ResponseCache
 from imagestudio.http.controllers import (
@@ -36,6 +36,7 @@ from imagestudio.http.errors import EXCEPTION_HANDLERS
 from imagestudio.http.models import ModelsController
 from imagestudio.http.security import HostAllowlist, guard
 from imagestudio.http.websocket import generation_socket
+from imagestudio.services import Services
 
 __all__ = ["cors_config", "create_app"]
 

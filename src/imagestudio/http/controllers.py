@@ -10,7 +10,7 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File
 
-from imagestudio.domain.errors import InvalidParameters, NotFound
+from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import HistoryQuery
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.generating import _ACCEPTED, GenerateResult, IdempotencyHeader, PreferHeader, _generate
@@ -265,7 +265,7 @@ class TasksController(Controller):
         services: ServicesDep,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Finished tasks to include")] = 50,
     ) -> TaskListResponse:
-        return TaskListResponse(data=[task_out(task) for task in await services.tasks.list_tasks(limit)])
+        return TaskListResponse(data=[task_out(task) for task in await services.list_tasks(limit)])
 
     @get(
         "/{task_id:str}",
@@ -275,15 +275,10 @@ class TasksController(Controller):
     async def get_task(
         self, request: Request[Any, Any, Any], services: ServicesDep, task_id: FromPath[str]
     ) -> TaskResponse:
-        task = await services.tasks.get(task_id)
-        generation = None
-        if task.generation_id is not None:
-            try:
-                found = await services.get_generation(task.generation_id)
-                generation = generation_out(found, _base_url(request))
-            except NotFound:
-                generation = None  # deleted since
-        return TaskResponse(data=task_out(task, generation))
+        detail = await services.get_task(task_id)
+        made = detail.generation
+        generation = None if made is None else generation_out(made, _base_url(request))
+        return TaskResponse(data=task_out(detail.task, generation))
 
     @delete(
         "/{task_id:str}",
@@ -292,4 +287,4 @@ class TasksController(Controller):
         responses=_errors(403, 404, 409, 415, 500, 503),
     )
     async def cancel_task(self, services: ServicesDep, task_id: FromPath[str]) -> TaskResponse:
-        return TaskResponse(data=task_out(await services.tasks.cancel(task_id)))
+        return TaskResponse(data=task_out(await services.cancel_task(task_id)))

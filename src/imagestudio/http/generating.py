@@ -17,7 +17,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 from msgspec import Struct
 
-from imagestudio.bootstrap import Services
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.tasks import IdempotencyKey
@@ -33,6 +32,7 @@ from imagestudio.http.schemas import (
     generation_out,
     task_out,
 )
+from imagestudio.services import Services
 
 __all__ = ["GenerateResult", "Generating", "IdempotencyHeader", "PreferHeader"]
 

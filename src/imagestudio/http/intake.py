@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 from litestar import Request
 
-from imagestudio.bootstrap import Services
 from imagestudio.domain.errors import QueueFull
 from imagestudio.domain.tasks import Hold
 from imagestudio.http.bodies import OFF_LOOP_BYTES, prepare_body, read_body
+from imagestudio.services import Services
 
 __all__: list[str] = []
 

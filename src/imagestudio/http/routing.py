@@ -11,8 +11,8 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import SkipValidation
 
-from imagestudio.bootstrap import Services
 from imagestudio.http.schemas import ErrorResponse
+from imagestudio.services import Services
 
 __all__ = ["ServicesDep", "provide_services"]
 

@@ -16,9 +16,9 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import QueryParameter
 
-from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import TaskEvent, validate_task_id
+from imagestudio.domain.ports import TaskEventStream
 
 __all__ = ["event_message", "generation_socket"]
 
@@ -60,8 +60,8 @@ async def generation_socket(
             )
             await socket.close(code=_POLICY_VIOLATION, reason="invalid taskId")
             return
-    hub: InMemoryTaskEvents = socket.app.state.services.events
-    subscription = hub.subscribe(task_id, after=after)
+    events: TaskEventStream = socket.app.state.services.events
+    subscription = events.subscribe(task_id, after=after)
     try:
         if subscription.truncated_before is not None:
             await socket.send_text(
