@@ -22,7 +22,6 @@ from imagestudio.domain.model import ImageSpec
 from imagestudio.domain.ports import ProgressCallback
 from imagestudio.http.app import create_app
 from imagestudio.testing.fake_runware import FakeRunware, Fault
-from tests.e2e.conftest import start_server, stop_server
 from tests.fakes import (
     FakeImageGenerator,
     FakeImageInspector,
@@ -33,6 +32,7 @@ from tests.fakes import (
     InMemoryTaskRepository,
 )
 from tests.hardening.conftest import BASE_URL, TOKEN
+from tests.servers import start_server, stop_server
 
 Client = TestClient  # type: ignore[type-arg]
 KEY = "rw-leak-check-key-7d0e5b9a3c"
@@ -194,7 +194,7 @@ def test_a_real_server_never_writes_the_token_to_its_log(tmp_path: Path) -> None
             assert json.loads(socket.recv(timeout=10))["code"] == "UNAUTHORIZED"
     finally:
         stop_server(server)
-    log = (server.data_dir.parent / f"server-{server.port}.log").read_text()
+    log = server.log_path.read_text()
     assert "/ws/generation" in log  # the access log did record the socket, with its query
     assert "[redacted]" in log
     assert TOKEN not in log
