@@ -1,4 +1,7 @@
-"""Hand-written fakes of every port, for domain tests. They keep state; tests assert on it."""
+"""Hand-written fakes of every port, for domain tests. They keep state; tests assert on it.
+
+:func:`fake_services` wires them through the production wiring, ``build_services``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import zlib
 from dataclasses import replace
 from typing import Any
 
+from imagestudio.bootstrap import Services, build_services
 from imagestudio.domain.errors import InvalidParameters, NotFound, StudioError
 from imagestudio.domain.model import (
     GeneratedImage,
@@ -362,3 +366,22 @@ class InMemoryIdempotencyStore:
 
     async def release(self, key: str) -> None:
         self.records.pop(key, None)
+
+
+def fake_services(**overrides: Any) -> Services:
+    """The production wiring, :func:`imagestudio.bootstrap.build_services`, over fresh fakes of every
+    port; ``overrides`` replace a fake or set an option (``clock=``, ``max_running=``, ...).
+
+    The tests' counterpart of ``bootstrap(config)``: one wiring, so a use case a test calls is
+    built as the server builds it.
+    """
+    ports: dict[str, Any] = {
+        "generator": FakeImageGenerator(),
+        "storage": InMemoryImageStorage(),
+        "repository": InMemoryGenerationRepository(),
+        "settings": InMemorySettingsRepository(),
+        "inspector": FakeImageInspector(),
+        "task_repository": InMemoryTaskRepository(),
+        "idempotency": InMemoryIdempotencyStore(),
+    }
+    return build_services(**(ports | overrides))

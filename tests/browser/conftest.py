@@ -24,10 +24,7 @@ import hashlib
 import io
 import os
 import shutil
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +35,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import free_port
+from tests.servers import Server, start_server, stop_server
 
 CHROMIUM_ENV = "IMAGESTUDIO_TEST_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -187,13 +184,10 @@ class Snapshot:
 
 
 @dataclass
-class Studio:
-    url: str
-    port: int
-    data_dir: Path
+class Studio(Server):
+    """The seeded server (a :class:`tests.servers.Server`) and what it was seeded with."""
+
     home: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
     seed: dict[str, Any]
     """The seeded generation, as the API returned it."""
     private_file: Path
@@ -224,8 +218,7 @@ class Studio:
         )
 
     def log_tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def _private_png() -> bytes:
@@ -241,50 +234,28 @@ def start_studio(base: Path, timeout: float = 60) -> Studio:
     private = home / "Pictures" / "private.png"
     private.parent.mkdir(parents=True)
     private.write_bytes(_private_png())
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RUNWARE_", "IMAGESTUDIO_"))}
-    environment |= {"HOME": str(home), "IMAGESTUDIO_ENGINE": "local", "IMAGESTUDIO_LOG_FORMAT": "json"}
-    log_path = base / f"server-{port}.log"
-    command = [sys.executable, "-m", "imagestudio", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"server did not become healthy: {log_path.read_text()[-3000:]}")
-        time.sleep(0.05)
+    server = start_server(
+        data_dir,
+        {"HOME": str(home), "IMAGESTUDIO_ENGINE": "local", "IMAGESTUDIO_LOG_FORMAT": "json"},
+        timeout=timeout,
+    )
     body = {"prompt": SEEDED_PROMPT, "width": 128, "height": 128, "steps": 2, "seed": 11}
-    answer = httpx.post(f"{url}/api/generate/text-to-image", json=body, timeout=60)
+    answer = httpx.post(f"{server.url}/api/generate/text-to-image", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
     return Studio(
-        url=url,
-        port=port,
+        url=server.url,
+        port=server.port,
         data_dir=data_dir,
+        process=server.process,
+        log_path=server.log_path,
         home=home,
-        process=process,
-        log_path=log_path,
         seed=answer.json()["data"],
         private_file=private,
     )
 
 
 def stop_studio(studio: Studio) -> None:
-    studio.process.terminate()
-    try:
-        studio.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        studio.process.kill()
-        studio.process.wait()
+    stop_server(studio)
 
 
 @pytest.fixture

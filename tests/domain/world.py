@@ -1,13 +1,14 @@
-"""A domain world wired from fakes only."""
+"""A domain world: fakes of every port, wired by the production wiring (:func:`tests.fakes.fake_services`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from imagestudio.bootstrap import Services
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
-from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
+from imagestudio.domain.pipeline import SourceResolver
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import TaskManager
@@ -21,11 +22,14 @@ from tests.fakes import (
     InMemoryTaskRepository,
     RecordingEvents,
     SteppingClock,
+    fake_services,
 )
 
 
 @dataclass
 class World:
+    """The fakes a test asserts on and the use cases built over them, once, on first use."""
+
     generator: FakeImageGenerator = field(default_factory=FakeImageGenerator)
     storage: InMemoryImageStorage = field(default_factory=InMemoryImageStorage)
     repository: InMemoryGenerationRepository = field(default_factory=InMemoryGenerationRepository)
@@ -41,12 +45,15 @@ class World:
     idle_calls: list[int] = field(default_factory=list)
 
     @cached_property
-    def tasks(self) -> TaskManager:
-        return TaskManager(
-            tasks=self.task_repository,
-            keys=self.keys,
-            generations=self.repository,
+    def services(self) -> Services:
+        return fake_services(
+            generator=self.generator,
             storage=self.storage,
+            repository=self.repository,
+            settings=self.settings,
+            inspector=self.inspector,
+            task_repository=self.task_repository,
+            idempotency=self.keys,
             events=self.events,
             clock=self.clock,
             max_running=self.max_running,
@@ -56,54 +63,46 @@ class World:
         )
 
     @property
-    def pipeline(self) -> GenerationPipeline:
-        return GenerationPipeline(
-            generator=self.generator,
-            storage=self.storage,
-            repository=self.repository,
-            settings=self.settings,
-            tasks=self.tasks,
-            clock=self.clock,
-        )
+    def tasks(self) -> TaskManager:
+        return self.services.tasks
 
     @property
     def resolver(self) -> SourceResolver:
-        return SourceResolver(
-            storage=self.storage, repository=self.repository, settings=self.settings, inspector=self.inspector
-        )
+        return self.services.image_to_image.resolve
 
     def text_to_image(self, seed: int = 4242) -> GenerateTextToImage:
-        return GenerateTextToImage(pipeline=self.pipeline, seeds=lambda: seed)
+        # build_services takes no seed source: the wired use case with a fixed one
+        return replace(self.services.text_to_image, seeds=lambda: seed)
 
     def image_to_image(self) -> GenerateImageToImage:
-        return GenerateImageToImage(pipeline=self.pipeline, resolve=self.resolver, seeds=lambda: 777)
+        return replace(self.services.image_to_image, seeds=lambda: 777)
 
     def upscale(self) -> UpscaleImage:
-        return UpscaleImage(pipeline=self.pipeline, resolve=self.resolver)
+        return self.services.upscale
 
     def list_history(self) -> ListHistory:
-        return ListHistory(repository=self.repository)
+        return self.services.list_history
 
     def get_generation(self) -> GetGeneration:
-        return GetGeneration(repository=self.repository)
+        return self.services.get_generation
 
     def delete_generation(self) -> DeleteGeneration:
-        return DeleteGeneration(repository=self.repository, storage=self.storage)
+        return self.services.delete_generation
 
     def open_image(self) -> OpenImage:
-        return OpenImage(repository=self.repository, storage=self.storage)
+        return self.services.open_image
 
     def get_settings(self) -> GetSettings:
-        return GetSettings(repository=self.settings)
+        return self.services.get_settings
 
     def update_settings(self) -> UpdateSettings:
-        return UpdateSettings(repository=self.settings, storage=self.storage)
+        return self.services.update_settings
 
     def get_task(self) -> GetTask:
-        return GetTask(tasks=self.tasks, repository=self.repository)
+        return self.services.get_task
 
     def list_tasks(self) -> ListTasks:
-        return ListTasks(tasks=self.tasks)
+        return self.services.list_tasks
 
     def cancel_task(self) -> CancelTask:
-        return CancelTask(tasks=self.tasks)
+        return self.services.cancel_task

@@ -27,8 +27,7 @@ import websockets
 from PIL import Image
 
 from tests.assertions import assert_error
-from tests.e2e.conftest import Server, start_server, stop_server
-from tests.resilience.servers import start
+from tests.servers import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -230,7 +229,7 @@ def test_the_descriptor_limit_is_raised_and_slow_clients_never_reach_it(tmp_path
         pytest.skip("reads the server's limits from /proc")
     # soft 100, hard 300: the server raises the soft limit to 300 and caps connections at 150
     wrap = ["sh", "-c", 'ulimit -Sn 100 && ulimit -Hn 300 && exec "$@"', "sh"]
-    server = start(tmp_path / "data", env={"IMAGESTUDIO_HEADER_TIMEOUT": "600"}, wrap=wrap)
+    server = start_server(tmp_path / "data", env={"IMAGESTUDIO_HEADER_TIMEOUT": "600"}, wrap=wrap)
     slow: list[socket.socket] = []
     try:
         limits = Path(f"/proc/{server.process.pid}/limits").read_text().splitlines()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.assertions import assert_error
-from tests.e2e.conftest import start_server, stop_server
+from tests.servers import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import start_server, stop_server
+from tests.servers import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 KEY = "recovery-key"

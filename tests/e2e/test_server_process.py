@@ -14,7 +14,7 @@ import pytest
 import websockets
 from PIL import Image
 
-from tests.e2e.conftest import Server, start_server, stop_server
+from tests.servers import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 

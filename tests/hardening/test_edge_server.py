@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.conftest import Server, start_server, stop_server
+from tests.servers import Server, start_server, stop_server
 
 TOKEN = "edge~token.5f1c2a9e-7b3d_4c6a"  # noqa: S105 - made up; '~' is what URLSearchParams encodes
 
@@ -109,7 +109,7 @@ def test_a_percent_encoded_token_is_accepted_and_never_logged_in_any_encoding(se
     request += f"Authorization: Basic {basic}\r\n\r\n"
     assert _exchange(server, request.encode())[0] == 401
     stop_server(server)  # everything it logged is in the file now
-    log = (server.data_dir.parent / f"server-{server.port}.log").read_text()
+    log = server.log_path.read_text()
     assert "WebSocket /ws/generation" in log  # the access log was on: there was something to redact
     assert "[redacted]" in log
     for encoded in [TOKEN, *encodings, basic, base64.b64encode(TOKEN.encode()).decode().rstrip("=")]:

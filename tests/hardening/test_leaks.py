@@ -16,23 +16,14 @@ import websockets.sync.client
 from litestar.testing import TestClient
 from PIL import Image
 
-from imagestudio.bootstrap import build_services
 from imagestudio.config import Config, Secret
 from imagestudio.domain.model import ImageSpec
 from imagestudio.domain.ports import ProgressCallback
 from imagestudio.http.app import create_app
 from imagestudio.testing.fake_runware import FakeRunware, Fault
-from tests.e2e.conftest import start_server, stop_server
-from tests.fakes import (
-    FakeImageGenerator,
-    FakeImageInspector,
-    InMemoryGenerationRepository,
-    InMemoryIdempotencyStore,
-    InMemoryImageStorage,
-    InMemorySettingsRepository,
-    InMemoryTaskRepository,
-)
+from tests.fakes import FakeImageGenerator, fake_services
 from tests.hardening.conftest import BASE_URL, TOKEN
+from tests.servers import start_server, stop_server
 
 Client = TestClient  # type: ignore[type-arg]
 KEY = "rw-leak-check-key-7d0e5b9a3c"
@@ -150,15 +141,7 @@ class ExplodingGenerator(FakeImageGenerator):
 
 
 def test_an_unexpected_failure_is_a_bare_500_internal_error(tmp_path: Path) -> None:
-    services = build_services(
-        generator=ExplodingGenerator(),
-        storage=InMemoryImageStorage(),
-        repository=InMemoryGenerationRepository(),
-        settings=InMemorySettingsRepository(),
-        inspector=FakeImageInspector(),
-        task_repository=InMemoryTaskRepository(),
-        idempotency=InMemoryIdempotencyStore(),
-    )
+    services = fake_services(generator=ExplodingGenerator())
     with TestClient(create_app(Config(data_dir=tmp_path), services=services), base_url=BASE_URL) as client:
         response = client.post(
             "/api/generate/text-to-image", json={"prompt": "a cat", "width": 128, "height": 128}
@@ -194,7 +177,7 @@ def test_a_real_server_never_writes_the_token_to_its_log(tmp_path: Path) -> None
             assert json.loads(socket.recv(timeout=10))["code"] == "UNAUTHORIZED"
     finally:
         stop_server(server)
-    log = (server.data_dir.parent / f"server-{server.port}.log").read_text()
+    log = server.log_path.read_text()
     assert "/ws/generation" in log  # the access log did record the socket, with its query
     assert "[redacted]" in log
     assert TOKEN not in log

@@ -1,7 +1,7 @@
-"""Real ``imagestudio serve`` processes for the fault, crash and load tests.
+"""What the fault, crash and load tests need around a real server (launched by :mod:`tests.servers`).
 
-Like ``tests/e2e/conftest.py`` but the command can be wrapped (a private mount namespace, dropped
-capabilities) and the history and files can be compared with what a client saw.
+Command prefixes that put the server in real storage faults (a private mount namespace, dropped
+capabilities), and readers that compare the history and files with what a client saw.
 """
 
 from __future__ import annotations
@@ -9,77 +9,32 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Server, free_port, stop_server
+from tests.servers import Server
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "Server",
     "all_rows",
     "drop_file_permission_override",
     "image_files",
     "in_private_mounts",
-    "kill",
     "log_problems",
     "private_mounts",
-    "start",
-    "stop_server",
     "temporaries",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".webp")
 
 
-def start(
-    data_dir: Path,
-    env: dict[str, str] | None = None,
-    *,
-    wrap: Sequence[str] = (),
-    timeout: float = 60,
-) -> Server:
-    """Start ``imagestudio serve`` on a free port (``wrap`` prefixes the command) and wait for health."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RUNWARE_", "IMAGESTUDIO_"))}
-    environment.update(env or {})
-    command = [sys.executable, "-m", "imagestudio", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    log_path = data_dir.parent / f"server-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([*wrap, *command], env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return Server(url=url, port=port, data_dir=data_dir, process=process)
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"server did not become healthy in time: {log_path.read_text()[-3000:]}")
-
-
-def kill(server: Server) -> None:
-    """SIGKILL: no shutdown, no clean-up, no flushing."""
-    server.process.kill()
-    server.process.wait()
-
-
 def log_problems(server: Server, last: int = 20) -> str:
     """The server log's last warnings and errors (to explain a failed assertion)."""
-    log_path = server.data_dir.parent / f"server-{server.port}.log"
-    lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    lines = server.log_text().splitlines()
     problems = [
         line[:600] for line in lines if '"level": "info"' not in line and '"level": "debug"' not in line
     ]

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.resilience.servers import Server, all_rows, image_files, kill, start, stop_server, temporaries
+from tests.resilience.servers import all_rows, image_files, temporaries
+from tests.servers import Server, kill, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +40,12 @@ def test_a_server_killed_at_random_points_never_leaves_a_row_without_its_file(tm
     data_dir = tmp_path / "data"
     storage = data_dir / "generated"
     found: Counter[str] = Counter()
-    server = start(data_dir, ENV)
+    server = start_server(data_dir, ENV)
     try:
         for round_ in range(ROUNDS):
             completed = asyncio.run(_work_until_killed(server, rng.uniform(0.3, 2.0), rng.randrange(2**32)))
             found["completed before the kill"] += completed
-            server = start(data_dir, ENV)
+            server = start_server(data_dir, ENV)
 
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 rows = all_rows(client)

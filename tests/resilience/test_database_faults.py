@@ -33,14 +33,8 @@ from imagestudio.domain.errors import DatabaseError
 from imagestudio.http.app import create_app
 from imagestudio.testing.fake_runware import FakeRunware
 from tests.databases import PostgresServer
-from tests.e2e.conftest import free_port
-from tests.resilience.servers import (
-    drop_file_permission_override,
-    image_files,
-    start,
-    stop_server,
-    temporaries,
-)
+from tests.resilience.servers import drop_file_permission_override, image_files, temporaries
+from tests.servers import free_port, start_server, stop_server
 
 SMALL = {"prompt": "a small green circle", "width": 128, "height": 128, "steps": 1}
 BUSY_TIMEOUT = 0.5
@@ -163,7 +157,7 @@ def test_a_database_file_made_read_only_is_503_and_works_again_once_writable_wit
     if wrap is None:
         pytest.skip("running as root without setpriv: root would ignore the file's permissions")
     data_dir = tmp_path / "data"
-    server = start(data_dir, wrap=wrap)
+    server = start_server(data_dir, wrap=wrap)
     db_files = [data_dir / name for name in ("imagestudio.db", "imagestudio.db-wal", "imagestudio.db-shm")]
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -301,7 +295,7 @@ def test_postgresql_going_away_is_503_and_the_server_recovers_when_it_returns(
         relay.restore()
         relayed = target.set(host="127.0.0.1", port=relay.port).update_query_dict({"connect_timeout": "3"})
         env = {"IMAGESTUDIO_DATABASE_URL": relayed.render_as_string(hide_password=False)}
-        server = start(tmp_path / "data", env)
+        server = start_server(tmp_path / "data", env)
         try:
             with httpx.Client(base_url=server.url, timeout=60) as client:
                 first = client.post("/api/generate/text-to-image", json=SMALL)
@@ -335,7 +329,7 @@ def test_postgresql_ending_every_connection_of_the_database_leaves_the_next_requ
     """``pg_terminate_backend`` (an administrator, a failover, a restart) kills the pooled
     connections; the requests after it are answered on new ones."""
     with postgres.schema() as url:
-        server = start(tmp_path / "data", {"IMAGESTUDIO_DATABASE_URL": url})
+        server = start_server(tmp_path / "data", {"IMAGESTUDIO_DATABASE_URL": url})
         try:
             with httpx.Client(base_url=server.url, timeout=60) as client:
                 assert burst(client) == [200] * 6
@@ -361,7 +355,7 @@ def test_a_server_started_on_a_read_only_database_works_once_it_is_writable(
     if wrap is None:
         pytest.skip("running as root without setpriv: root would ignore the file's permissions")
     data_dir = tmp_path / "data"
-    server = start(data_dir, wrap=wrap)
+    server = start_server(data_dir, wrap=wrap)
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             assert burst(client) == [200] * 6
@@ -378,7 +372,7 @@ def test_a_server_started_on_a_read_only_database_works_once_it_is_writable(
                 path.chmod(0o644)
 
     try:
-        server = start(data_dir, wrap=wrap)
+        server = start_server(data_dir, wrap=wrap)
     except BaseException:
         writable_again()
         raise

@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.resilience.servers import all_rows, image_files, log_problems, start, stop_server, temporaries
+from tests.resilience.servers import all_rows, image_files, log_problems, temporaries
+from tests.servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def test_thousands_of_mixed_requests_at_concurrency_64_all_succeed_and_the_histo
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
-    server = start(data_dir, ENV)
+    server = start_server(data_dir, ENV)
     try:
         began = time.monotonic()
         outcome = asyncio.run(asyncio.wait_for(_load(server.url), TIME_LIMIT))

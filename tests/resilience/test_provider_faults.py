@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from imagestudio.testing.fake_runware import FakeRunware, Fault
-from tests.resilience.servers import all_rows, image_files, start, stop_server, temporaries
+from tests.resilience.servers import all_rows, image_files, temporaries
+from tests.servers import start_server, stop_server
 
 KEY = "rw-fault-load-key-0123456789"
 CONCURRENCY = 64
@@ -67,7 +68,7 @@ def test_concurrent_generations_while_runware_fails_give_only_contract_answers_a
             "IMAGESTUDIO_MAX_QUEUED": str(REQUESTS),
         }
         data_dir = tmp_path / "data"
-        server = start(data_dir, env)
+        server = start_server(data_dir, env)
         try:
             answers = asyncio.run(_load(server.url))
             with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -31,10 +31,9 @@ from tests.resilience.servers import (
     image_files,
     in_private_mounts,
     private_mounts,
-    start,
-    stop_server,
     temporaries,
 )
+from tests.servers import start_server, stop_server
 
 SMALL = {"prompt": "a small red square", "width": 128, "height": 128, "steps": 1}
 LARGE = {"prompt": "a large blue ocean", "width": 1024, "height": 1024, "steps": 1}
@@ -92,7 +91,7 @@ def test_a_storage_folder_without_write_permission_is_a_storage_error_until_it_i
     if wrap is None:
         pytest.skip("running as root without setpriv: root would ignore the folder's permissions")
     data_dir = tmp_path / "data"
-    server = start(data_dir, wrap=wrap)
+    server = start_server(data_dir, wrap=wrap)
     storage = data_dir / "generated"
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -125,7 +124,7 @@ def test_an_image_that_cannot_be_read_is_a_storage_error_not_a_broken_response(t
     if wrap is None:
         pytest.skip("running as root without setpriv: root would ignore the file's permissions")
     data_dir = tmp_path / "data"
-    server = start(data_dir, wrap=wrap)
+    server = start_server(data_dir, wrap=wrap)
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             made = client.post("/api/generate/text-to-image", json=SMALL).json()["data"]
@@ -157,14 +156,14 @@ def test_a_read_only_file_system_under_storage_is_a_storage_error_and_old_images
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
-    before = start(data_dir)
+    before = start_server(data_dir)
     with httpx.Client(base_url=before.url, timeout=60) as client:
         old = client.post("/api/generate/text-to-image", json=SMALL).json()["data"]
     stop_server(before)
 
     storage = data_dir / "generated"
     read_only = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0"'
-    server = start(data_dir, wrap=in_private_mounts(read_only, storage))
+    server = start_server(data_dir, wrap=in_private_mounts(read_only, storage))
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             failed = client.post("/api/generate/text-to-image", json={**SMALL, "taskId": "on-ro"})
@@ -185,7 +184,7 @@ def test_a_full_disk_is_a_storage_error_and_frees_what_the_failed_write_took(tmp
     data_dir = tmp_path / "data"
     storage = data_dir / "generated"
     storage.mkdir(parents=True)
-    server = start(data_dir, wrap=in_private_mounts('mount -t tmpfs -o size=128k tmpfs "$0"', storage))
+    server = start_server(data_dir, wrap=in_private_mounts('mount -t tmpfs -o size=128k tmpfs "$0"', storage))
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             assert client.post("/api/generate/text-to-image", json=SMALL).status_code == 200
@@ -217,7 +216,7 @@ def test_a_file_size_limit_is_a_storage_error_and_smaller_images_still_work(
     data_dir = tmp_path / "data"
     with postgres.schema() as url:
         env = {"IMAGESTUDIO_DATABASE_URL": url, "IMAGESTUDIO_LOG_LEVEL": "warning"}
-        server = start(data_dir, env, wrap=["prlimit", "--fsize=65536:65536", "--"])
+        server = start_server(data_dir, env, wrap=["prlimit", "--fsize=65536:65536", "--"])
         try:
             with httpx.Client(base_url=server.url, timeout=60) as client:
                 large = {**SMALL, "width": 512, "height": 512}  # about 88 KB as JPEG
