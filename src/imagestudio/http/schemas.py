@@ -1,8 +1,10 @@
 """msgspec Structs at the HTTP edge: strict request bodies, response envelopes, mappers.
 
-Request Structs forbid unknown fields and carry the limits of CONTRACT.md section 4; the domain
-validates again. ``http/bodies.py`` decodes them strictly (:func:`decode_body`, re-exported here
-with the rest of its names); it relies on every request body being a flat object of scalars.
+Request Structs forbid unknown fields and carry the limits of CONTRACT.md section 4, built from
+the domain's constants (``domain/values.py``); the domain validates again. The two diffusion
+bodies share their fields by inheritance (``_DiffusionBody``). ``http/bodies.py`` decodes them
+strictly (:func:`decode_body`, re-exported here with the rest of its names); it relies on every
+request body being a flat object of scalars.
 """
 
 from __future__ import annotations
@@ -148,7 +150,9 @@ class _Body(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
     pass
 
 
-class TextToImageBody(_Body):
+class _DiffusionBody(_Body, kw_only=True):
+    """The fields both diffusion bodies take, declared once; a subclass adds its own."""
+
     prompt: Prompt
     negative_prompt: NegativePrompt | None = None
     width: Side | None = None
@@ -159,48 +163,25 @@ class TextToImageBody(_Body):
     model: ModelId | None = None
     task_id: TaskId | None = None
 
+    def _common(self) -> dict[str, Any]:
+        """The shared fields, by name, as the domain's diffusion commands take them."""
+        return {name: getattr(self, name) for name in _DiffusionBody.__struct_fields__}
+
+
+class TextToImageBody(_DiffusionBody, kw_only=True):
     def to_command(self) -> TextToImage:
-        return TextToImage(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            seed=self.seed,
-            model=self.model,
-            task_id=self.task_id,
-        )
+        return TextToImage(**self._common())
 
 
-class ImageToImageBody(_Body):
+# Not kw_only: msgspec puts a subclass's positional fields before the keyword-only ones it
+# inherits, so ``seedImage`` stays the first field (of the schema, and of the decoder's checks).
+class ImageToImageBody(_DiffusionBody):
     seed_image: ImageRef
-    prompt: Prompt
-    negative_prompt: NegativePrompt | None = None
     strength: Strength | None = None
-    width: Side | None = None
-    height: Side | None = None
-    steps: Steps | None = None
-    cfg_scale: CfgScale | None = None
-    seed: Seed | None = None
-    model: ModelId | None = None
-    task_id: TaskId | None = None
 
     def to_command(self) -> ImageToImage:
         extra: dict[str, Any] = {} if self.strength is None else {"strength": self.strength}
-        return ImageToImage(
-            source=self.seed_image,
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            seed=self.seed,
-            model=self.model,
-            task_id=self.task_id,
-            **extra,
-        )
+        return ImageToImage(source=self.seed_image, **self._common(), **extra)
 
 
 class UpscaleBody(_Body):
