@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -279,9 +279,6 @@ class Config:
         if values["log_format"] not in ("auto", "json", "console"):
             raise ConfigError("IMAGESTUDIO_LOG_FORMAT must be auto, json or console")
         return cls(**values)
-
-    def with_(self, **changes: Any) -> Config:
-        return replace(self, **changes)
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -241,6 +241,22 @@ def test_a_body_with_one_bad_value_is_refused_naming_that_field(
     assert refused.value.details.get("field") == field_names[name]
 
 
+@FAST
+@given(kwargs=text_to_image_kwargs(), data=st.data())
+def test_the_image_to_image_body_checks_the_fields_it_inherits_as_text_to_image_does(
+    kwargs: dict[str, Any], data: st.DataObject
+) -> None:
+    name = data.draw(st.sampled_from(sorted(bad_values)))
+    value = data.draw(bad_values[name])
+    assume(not (isinstance(value, float) and (value.is_integer() or not math.isfinite(value))))
+    kwargs = {**kwargs, "source": "/generated/a.png"}
+    with pytest.raises((InvalidParameters, InvalidPrompt)) as refused:
+        decode_body(_body({**kwargs, name: value}, source="seedImage"), ImageToImageBody).to_command()
+    assert refused.value.details.get("field") == field_names[name]
+    with pytest.raises(InvalidParameters, match="bogus"):
+        decode_body(_body({**kwargs, "bogus": 1}, source="seedImage"), ImageToImageBody)
+
+
 @pytest.mark.parametrize(
     ("raw", "width"),
     [(b'{"prompt": "a cat", "width": 512.0}', 512), (b'{"prompt": "a cat", "width": 5.12e2}', 512)],

@@ -401,11 +401,11 @@ _READ_ONLY_SPELL = """
 import asyncio, sys
 from pathlib import Path
 from sqlalchemy import text
-from imagestudio.adapters.sql import SqlDatabase, sqlite_url
+from imagestudio.adapters.sql import SqlDatabase
 from imagestudio.domain.errors import DatabaseUnavailable
 
 database = Path(sys.argv[1])
-db = SqlDatabase(sqlite_url(str(database)))
+db = SqlDatabase(f"sqlite:///{database}")
 db.upgrade_schema()  # leaves -wal and -shm files as read-only as the database
 held = [db.engine.connect() for _ in range(3)]  # three connections at once: three idle ones after
 for connection in held:

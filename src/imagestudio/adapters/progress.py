@@ -71,10 +71,6 @@ class InMemoryTaskEvents:
         """Deliver events on ``loop`` (default: the running loop)."""
         self._loop = loop or asyncio.get_running_loop()
 
-    @property
-    def last_seq(self) -> int:
-        return self._seq
-
     def add_listener(self, listener: Callable[[TaskEvent], None]) -> Callable[[], None]:
         """Call ``listener`` (on the loop) for every event; returns a function that removes it."""
         self._listeners.append(listener)
@@ -115,10 +111,6 @@ class InMemoryTaskEvents:
                     subscription.deliver(latest)
         self._subscribers.add(subscription)
         return subscription
-
-    def latest(self, task_id: str) -> TaskEvent | None:
-        with self._lock:
-            return self._last.get(task_id)
 
     def _dispatch(self, event: TaskEvent) -> None:
         with self._lock:

@@ -1,9 +1,29 @@
-"""The one error tree of imagestudio.
+"""The one error tree of imagestudio: every class, and the error code it carries.
+
+* StudioError                   INTERNAL_ERROR
+  + InvalidPrompt               INVALID_PROMPT
+  + InvalidParameters           INVALID_PARAMETERS
+  + NotFound                    NOT_FOUND
+  + Conflict                    CONFLICT
+  + QueueFull                   QUEUE_FULL
+  + GenerationCancelled         CANCELLED
+  + Interrupted                 INTERRUPTED
+  + StorageError                STORAGE_ERROR
+    - InvalidStoragePath        STORAGE_ERROR
+  + DatabaseError               DATABASE_ERROR
+    - DatabaseUnavailable       DATABASE_ERROR
+    - IncompatibleDatabase      DATABASE_ERROR
+  + ProviderError               API_ERROR
+    - ProviderRejected          API_ERROR
+    - ProviderUnavailable       API_ERROR
+    - ProviderTimeout           API_TIMEOUT
 
 Every failure the library can report is a :class:`StudioError` carrying one of the
 specification's error codes. Adapters catch library exceptions at their boundary and
 re-raise one of these ``from`` the original; the HTTP shell maps each class to a status
-in a single table (``imagestudio.http.errors``).
+in a single table (``imagestudio.http.errors.ERROR_STATUS``). A subclass shares its parent's
+code and tells a different status or handling apart (``InvalidStoragePath`` is the client's
+fault: 400, where other storage failures are 500).
 """
 
 from __future__ import annotations

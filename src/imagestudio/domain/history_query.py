@@ -20,9 +20,12 @@ from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.values import Generation, Operation, _check_int, _check_model, _set
 
 __all__ = [
+    "ENGINE_NAME_PATTERN",
     "MAX_HISTORY_LIMIT",
+    "MAX_HISTORY_OFFSET",
     "MAX_SEARCH_LENGTH",
     "MAX_SEARCH_TERMS",
+    "SEARCH_WORD_PATTERN",
     "HistoryCursor",
     "HistoryPage",
     "HistoryQuery",
@@ -32,11 +35,17 @@ __all__ = [
     "search_terms",
 ]
 
+# The limits of a history query, defined here only: the HTTP query parameters are built from them.
 MAX_HISTORY_LIMIT: Final = 500
+MAX_HISTORY_OFFSET: Final = 2**62
 MAX_SEARCH_LENGTH: Final = 200
 MAX_SEARCH_TERMS: Final = 16
-_SEARCH_WORD = re.compile(r"[^\W_]+")
-_ENGINE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+SEARCH_WORD_PATTERN: Final = r"[^\W_]+"
+"""A word of the history search: a run of letters and digits."""
+ENGINE_NAME_PATTERN: Final = r"[A-Za-z0-9_.-]{1,32}"
+"""An engine's name as the ``engine`` filter takes it, whole (``fullmatch``)."""
+_SEARCH_WORD = re.compile(SEARCH_WORD_PATTERN)
+_ENGINE_NAME = re.compile(ENGINE_NAME_PATTERN)
 _CURSOR_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,120}")
 _CURSOR_TEXT = re.compile(r"1:([no]):(-?[0-9]{1,20}):([0-9]{1,19})")
 _SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
@@ -183,7 +192,7 @@ class HistoryQuery:
 
     def __post_init__(self) -> None:
         _check_int("limit", self.limit, 1, MAX_HISTORY_LIMIT)
-        _check_int("offset", self.offset, 0, 2**62)
+        _check_int("offset", self.offset, 0, MAX_HISTORY_OFFSET)
         if self.type is not None and self.type not in ("image", "video"):
             raise InvalidParameters("type must be 'image' or 'video'", field="type")
         self._check_search()

@@ -13,19 +13,33 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from imagestudio.domain.errors import InvalidParameters, InvalidPrompt
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRENGTH",
+    "MAX_CFG",
     "MAX_INPUT_PIXELS",
+    "MAX_MODEL_ID_LENGTH",
     "MAX_SEED",
     "MAX_SIDE",
+    "MAX_STEPS",
+    "MAX_STORAGE_PATH",
+    "MAX_STRENGTH",
     "MAX_UPSCALE_SIDE",
+    "MIN_CFG",
+    "MIN_SEED",
     "MIN_SIDE",
+    "MIN_STEPS",
+    "MIN_STRENGTH",
+    "MODEL_ID_PATTERN",
+    "PROMPT_MAX",
+    "PROMPT_MIN",
     "SIDE_STEP",
+    "TASK_ID_PATTERN",
+    "UPSCALE_FACTORS",
     "GeneratedImage",
     "Generation",
     "IdempotencyRecord",
@@ -44,28 +58,42 @@ __all__ = [
     "TaskStatus",
     "TextToImage",
     "Upscale",
+    "UpscaleFactor",
     "nearest_valid_side",
     "validate_task_id",
 ]
 
+# The limits of CONTRACT.md section 4, defined here only: the HTTP schemas are built from them.
 MIN_SIDE: Final = 128
 MAX_SIDE: Final = 2048
 SIDE_STEP: Final = 64
 MIN_STEPS: Final = 1
 MAX_STEPS: Final = 100
-MAX_CFG: Final = 50.0
+MIN_CFG: Final = 0
+MAX_CFG: Final = 50
+MIN_SEED: Final = 1
 MAX_SEED: Final = 2**53 - 1
 PROMPT_MIN: Final = 2
 PROMPT_MAX: Final = 3000
+"""Prompt lengths after trimming; a negative prompt is empty or as long as a prompt."""
+MIN_STRENGTH: Final = 0
+MAX_STRENGTH: Final = 1
 DEFAULT_MODEL: Final = "runware:100@1"
 DEFAULT_STRENGTH: Final = 0.7
-UPSCALE_FACTORS: Final = (2, 3, 4)
+UpscaleFactor = Literal[2, 3, 4]
+UPSCALE_FACTORS: Final[tuple[int, ...]] = get_args(UpscaleFactor)
 MAX_UPSCALE_SIDE: Final = 4096
 MAX_INPUT_PIXELS: Final = 64_000_000
 MAX_STORAGE_PATH: Final = 1024
+MAX_MODEL_ID_LENGTH: Final = 200
+"""The longest model id a request may carry (the history column's width)."""
+TASK_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
+"""A client-chosen task id, whole (``fullmatch``)."""
+MODEL_ID_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}"
+"""A model id (Runware's AIR, ``provider:model@version``), whole (``fullmatch``)."""
 
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_MODEL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}")
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+_MODEL_ID = re.compile(MODEL_ID_PATTERN)
 
 
 class Operation(StrEnum):
@@ -203,9 +231,9 @@ class _Common:
         if self.steps is not None:
             _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
         if self.cfg_scale is not None:
-            _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, 0.0, MAX_CFG))
+            _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, MIN_CFG, MAX_CFG))
         if self.seed is not None:
-            _check_int("seed", self.seed, 1, MAX_SEED)
+            _check_int("seed", self.seed, MIN_SEED, MAX_SEED)
         if self.model is not None:
             _check_model(self.model)
         if self.task_id is not None:
@@ -230,7 +258,7 @@ class ImageToImage(_Common):
     def __post_init__(self) -> None:
         self._validate_common()
         _set(self, "source", _check_source("seedImage", self.source))
-        _set(self, "strength", _check_number("strength", self.strength, 0.0, 1.0))
+        _set(self, "strength", _check_number("strength", self.strength, MIN_STRENGTH, MAX_STRENGTH))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -276,8 +304,8 @@ class ImageSpec:
         if self.steps is not None:
             _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
         if self.cfg_scale is not None:
-            _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, 0.0, MAX_CFG))
-        _check_int("seed", self.seed, 1, MAX_SEED)
+            _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, MIN_CFG, MAX_CFG))
+        _check_int("seed", self.seed, MIN_SEED, MAX_SEED)
         _check_model(self.model)
 
 
@@ -410,7 +438,9 @@ class Settings:
         _check_side("defaultHeight", self.default_height)
         _check_int("defaultSteps", self.default_steps, MIN_STEPS, MAX_STEPS)
         _set(
-            self, "default_cfg_scale", _check_number("defaultCfgScale", self.default_cfg_scale, 0.0, MAX_CFG)
+            self,
+            "default_cfg_scale",
+            _check_number("defaultCfgScale", self.default_cfg_scale, MIN_CFG, MAX_CFG),
         )
 
 
@@ -437,7 +467,7 @@ class SettingsPatch:
             _set(
                 self,
                 "default_cfg_scale",
-                _check_number("defaultCfgScale", self.default_cfg_scale, 0.0, MAX_CFG),
+                _check_number("defaultCfgScale", self.default_cfg_scale, MIN_CFG, MAX_CFG),
             )
 
     def changes(self) -> dict[str, Any]:

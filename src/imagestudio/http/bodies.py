@@ -70,7 +70,10 @@ _Scalar = str | int | float | bool | None
 
 @functools.cache
 def _scalar_twin(body_type: type[Struct]) -> type[Struct]:
-    """A Struct with ``body_type``'s wire names whose every field takes any JSON scalar."""
+    """A Struct with ``body_type``'s wire names whose every field takes any JSON scalar.
+
+    ``msgspec.structs.fields`` lists inherited fields too, so a body built by Struct inheritance
+    (the two diffusion bodies) gets every field of its twin."""
     fields = msgspec.structs.fields(body_type)
     twin: type[Struct] = msgspec.defstruct(
         f"{body_type.__name__}Scalars",

@@ -1,7 +1,7 @@
 """The query parameters of ``GET /api/history``, with the documentation ``/docs`` shows of them.
 
 The domain parses and checks them (``HistoryQuery.parse``, with its own messages); the limits
-given here are the ones the OpenAPI document states.
+the OpenAPI document states are built here from the domain's constants (``domain/history_query.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,16 @@ from typing import Annotated, Literal
 
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import QueryParameter
+
+from imagestudio.domain.history_query import (
+    ENGINE_NAME_PATTERN,
+    MAX_HISTORY_LIMIT,
+    MAX_HISTORY_OFFSET,
+    MAX_SEARCH_LENGTH,
+    MAX_SEARCH_TERMS,
+    SEARCH_WORD_PATTERN,
+)
+from imagestudio.domain.values import MODEL_ID_PATTERN
 
 __all__ = [
     "CursorParam",
@@ -33,9 +43,10 @@ stable while new generations arrive and stay fast deep into a long history.
 """
 
 
-# What the domain checks, documented (its own messages stay): words are runs of letters and digits
-_SEARCH_PATTERN = r"^(\s*|[\W_]*[^\W_]+([\W_]+[^\W_]+){0,15}[\W_]*)$"
-_MODEL_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}$"
+# What the domain checks, documented from its constants (its own messages stay): blank, or 1 to
+# MAX_SEARCH_TERMS words (runs of letters and digits) with anything else around and between them
+_WORD = SEARCH_WORD_PATTERN
+_SEARCH_PATTERN = rf"^(\s*|[\W_]*{_WORD}([\W_]+{_WORD}){{0,{MAX_SEARCH_TERMS - 1}}}[\W_]*)$"
 _INSTANT = {
     "any_of": [
         Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE),
@@ -44,9 +55,11 @@ _INSTANT = {
 }
 
 
-LimitParam = Annotated[int, QueryParameter(ge=1, le=500, description="Page size, 1 to 500")]
+LimitParam = Annotated[
+    int, QueryParameter(ge=1, le=MAX_HISTORY_LIMIT, description=f"Page size, 1 to {MAX_HISTORY_LIMIT}")
+]
 OffsetParam = Annotated[
-    int, QueryParameter(ge=0, le=2**62, description="Items to skip; not together with cursor")
+    int, QueryParameter(ge=0, le=MAX_HISTORY_OFFSET, description="Items to skip; not together with cursor")
 ]
 TypeParam = Annotated[Literal["image", "video"] | None, QueryParameter(description="Only this type")]
 CursorParam = Annotated[
@@ -61,8 +74,9 @@ SearchParam = Annotated[
     QueryParameter(
         description="Full-text search of prompt and negative prompt: every word must be a word"
         " of either, in any order, ignoring case (`SKY red` finds `Sunset, red sky`; whole words:"
-        " `sun` does not find `Sunset`). At most 200 characters and 16 words",
-        max_length=200,
+        " `sun` does not find `Sunset`)."
+        f" At most {MAX_SEARCH_LENGTH} characters and {MAX_SEARCH_TERMS} words",
+        max_length=MAX_SEARCH_LENGTH,
         schema_extra={"pattern": _SEARCH_PATTERN},
     ),
 ]
@@ -74,14 +88,14 @@ EngineParam = Annotated[
     str | None,
     QueryParameter(
         description="Only images made by this engine (`local`, `runware`)",
-        schema_extra={"pattern": "^[A-Za-z0-9_.-]{1,32}$"},
+        schema_extra={"pattern": f"^{ENGINE_NAME_PATTERN}$"},
     ),
 ]
 ModelParam = Annotated[
     str | None,
     QueryParameter(
         description="Only images made with this model id, e.g. `runware:100@1`",
-        schema_extra={"pattern": _MODEL_PATTERN},
+        schema_extra={"pattern": f"^{MODEL_ID_PATTERN}$"},
     ),
 ]
 FromParam = Annotated[

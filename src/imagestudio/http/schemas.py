@@ -1,8 +1,10 @@
 """msgspec Structs at the HTTP edge: strict request bodies, response envelopes, mappers.
 
-Request Structs forbid unknown fields and carry the limits of CONTRACT.md section 4; the domain
-validates again. ``http/bodies.py`` decodes them strictly (:func:`decode_body`, re-exported here
-with the rest of its names); it relies on every request body being a flat object of scalars.
+Request Structs forbid unknown fields and carry the limits of CONTRACT.md section 4, built from
+the domain's constants (``domain/values.py``); the domain validates again. The two diffusion
+bodies share their fields by inheritance (``_DiffusionBody``). ``http/bodies.py`` decodes them
+strictly (:func:`decode_body`, re-exported here with the rest of its names); it relies on every
+request body being a flat object of scalars.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from imagestudio.domain.model import (
-    MAX_SEED,
     Generation,
     HistoryPage,
     ImageToImage,
@@ -24,6 +25,26 @@ from imagestudio.domain.model import (
     Upscale,
 )
 from imagestudio.domain.tasks import Task
+from imagestudio.domain.values import (
+    MAX_CFG,
+    MAX_MODEL_ID_LENGTH,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MAX_STORAGE_PATH,
+    MAX_STRENGTH,
+    MIN_CFG,
+    MIN_SEED,
+    MIN_SIDE,
+    MIN_STEPS,
+    MIN_STRENGTH,
+    MODEL_ID_PATTERN,
+    PROMPT_MAX,
+    PROMPT_MIN,
+    SIDE_STEP,
+    TASK_ID_PATTERN,
+    UpscaleFactor,
+)
 from imagestudio.http.bodies import OFF_LOOP_BYTES, decode_body, prepare_body, read_body
 
 __all__ = [
@@ -49,58 +70,78 @@ __all__ = [
 ]
 
 
+# Built from the domain's limits (``domain/values.py``), never restating them.
 Side = Annotated[
-    int, Meta(ge=128, le=2048, multiple_of=64, description="Pixels; 128 to 2048, a multiple of 64")
+    int,
+    Meta(
+        ge=MIN_SIDE,
+        le=MAX_SIDE,
+        multiple_of=SIDE_STEP,
+        description=f"Pixels; {MIN_SIDE} to {MAX_SIDE}, a multiple of {SIDE_STEP}",
+    ),
 ]
-Steps = Annotated[int, Meta(ge=1, le=100, description="Inference steps, 1 to 100")]
-CfgScale = Annotated[float, Meta(ge=0, le=50, description="Guidance scale, 0 to 50")]
-Seed = Annotated[int, Meta(ge=1, le=MAX_SEED, description="1 to 2^53-1; random when absent")]
-Strength = Annotated[float, Meta(ge=0, le=1, description="0 keeps the source, 1 replaces it")]
+Steps = Annotated[
+    int, Meta(ge=MIN_STEPS, le=MAX_STEPS, description=f"Inference steps, {MIN_STEPS} to {MAX_STEPS}")
+]
+CfgScale = Annotated[
+    float, Meta(ge=MIN_CFG, le=MAX_CFG, description=f"Guidance scale, {MIN_CFG} to {MAX_CFG}")
+]
+Seed = Annotated[int, Meta(ge=MIN_SEED, le=MAX_SEED, description="1 to 2^53-1; random when absent")]
+Strength = Annotated[
+    float,
+    Meta(
+        ge=MIN_STRENGTH,
+        le=MAX_STRENGTH,
+        description=f"{MIN_STRENGTH} keeps the source, {MAX_STRENGTH} replaces it",
+    ),
+]
 # Limits the domain checks itself, with its own messages, are documented here but not enforced by
 # msgspec (``extra_json_schema``), so a client reads them in the OpenAPI and gets the domain's error.
 ModelId = Annotated[
     str,
     Meta(
-        max_length=200,
+        max_length=MAX_MODEL_ID_LENGTH,
         description="Runware model id (AIR), e.g. runware:100@1",
-        extra_json_schema={"pattern": r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}$"},
+        extra_json_schema={"pattern": f"^{MODEL_ID_PATTERN}$"},
     ),
 ]
 TaskId = Annotated[
     str,
-    Meta(
-        pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Client-chosen task id for progress over the WebSocket"
-    ),
+    Meta(pattern=f"^{TASK_ID_PATTERN}$", description="Client-chosen task id for progress over the WebSocket"),
 ]
+# A prompt, once trimmed: PROMPT_MIN to PROMPT_MAX characters, the first and the last not blank
+_TRIMMED_PROMPT = rf"\s*\S[\s\S]{{{PROMPT_MIN - 2},{PROMPT_MAX - 2}}}\S\s*"
 Prompt = Annotated[
     str,
     Meta(
-        description="2 to 3000 characters after trimming",
-        extra_json_schema={"pattern": r"^\s*\S[\s\S]{0,2998}\S\s*$"},
+        description=f"{PROMPT_MIN} to {PROMPT_MAX} characters after trimming",
+        extra_json_schema={"pattern": f"^{_TRIMMED_PROMPT}$"},
     ),
 ]
 NegativePrompt = Annotated[
     str,
     Meta(
-        description="Empty or whitespace means none; else 2 to 3000 characters after trimming",
-        extra_json_schema={"pattern": r"^(\s*|\s*\S[\s\S]{0,2998}\S\s*)$"},
+        description="Empty or whitespace means none;"
+        f" else {PROMPT_MIN} to {PROMPT_MAX} characters after trimming",
+        extra_json_schema={"pattern": rf"^(\s*|{_TRIMMED_PROMPT})$"},
     ),
 ]
+_NOT_BLANK = r"^[^\u0000]*\S[^\u0000]*$"
 ImageRef = Annotated[
     str,
     Meta(
         description="A /generated/... filePath, a path inside the storage folder,"
         " or a data:image/...;base64, URI",
-        extra_json_schema={"pattern": r"^[^\u0000]*\S[^\u0000]*$"},
+        extra_json_schema={"pattern": _NOT_BLANK},
     ),
 ]
 StoragePath = Annotated[
     str,
     Meta(
         min_length=1,
-        max_length=1024,
+        max_length=MAX_STORAGE_PATH,
         description="A folder; relative paths resolve against the data dir",
-        extra_json_schema={"pattern": r"^[^\u0000]*\S[^\u0000]*$"},
+        extra_json_schema={"pattern": _NOT_BLANK},
     ),
 ]
 
@@ -109,7 +150,9 @@ class _Body(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
     pass
 
 
-class TextToImageBody(_Body):
+class _DiffusionBody(_Body, kw_only=True):
+    """The fields both diffusion bodies take, declared once; a subclass adds its own."""
+
     prompt: Prompt
     negative_prompt: NegativePrompt | None = None
     width: Side | None = None
@@ -120,53 +163,30 @@ class TextToImageBody(_Body):
     model: ModelId | None = None
     task_id: TaskId | None = None
 
+    def _common(self) -> dict[str, Any]:
+        """The shared fields, by name, as the domain's diffusion commands take them."""
+        return {name: getattr(self, name) for name in _DiffusionBody.__struct_fields__}
+
+
+class TextToImageBody(_DiffusionBody, kw_only=True):
     def to_command(self) -> TextToImage:
-        return TextToImage(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            seed=self.seed,
-            model=self.model,
-            task_id=self.task_id,
-        )
+        return TextToImage(**self._common())
 
 
-class ImageToImageBody(_Body):
+# Not kw_only: msgspec puts a subclass's positional fields before the keyword-only ones it
+# inherits, so ``seedImage`` stays the first field (of the schema, and of the decoder's checks).
+class ImageToImageBody(_DiffusionBody):
     seed_image: ImageRef
-    prompt: Prompt
-    negative_prompt: NegativePrompt | None = None
     strength: Strength | None = None
-    width: Side | None = None
-    height: Side | None = None
-    steps: Steps | None = None
-    cfg_scale: CfgScale | None = None
-    seed: Seed | None = None
-    model: ModelId | None = None
-    task_id: TaskId | None = None
 
     def to_command(self) -> ImageToImage:
         extra: dict[str, Any] = {} if self.strength is None else {"strength": self.strength}
-        return ImageToImage(
-            source=self.seed_image,
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            seed=self.seed,
-            model=self.model,
-            task_id=self.task_id,
-            **extra,
-        )
+        return ImageToImage(source=self.seed_image, **self._common(), **extra)
 
 
 class UpscaleBody(_Body):
     image_path: ImageRef
-    scale: Literal[2, 3, 4] = 2
+    scale: UpscaleFactor = 2
     task_id: TaskId | None = None
 
     def to_command(self) -> Upscale:

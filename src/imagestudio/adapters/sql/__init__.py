@@ -19,7 +19,7 @@ Several processes can share one database: each module says what holds when they 
 from __future__ import annotations
 
 from imagestudio.adapters.sql.batch import GroupCommit
-from imagestudio.adapters.sql.database import MIGRATION_LOCK, SqlDatabase, database_url, sqlite_url
+from imagestudio.adapters.sql.database import MIGRATION_LOCK, SqlDatabase, database_url
 from imagestudio.adapters.sql.history import SqlGenerationRepository
 from imagestudio.adapters.sql.settings import SqlSettingsRepository
 from imagestudio.adapters.sql.tables import (
@@ -59,5 +59,4 @@ __all__ = [
     "change_watch",
     "database_url",
     "process_owner",
-    "sqlite_url",
 ]

@@ -30,16 +30,12 @@ from imagestudio.adapters import migrations
 from imagestudio.adapters.sql.batch import GroupCommit
 from imagestudio.domain.errors import DatabaseError, DatabaseUnavailable, StudioError
 
-__all__ = ["MIGRATION_LOCK", "SqlDatabase", "database_url", "sqlite_url"]
+__all__ = ["MIGRATION_LOCK", "SqlDatabase", "database_url"]
 
 T = TypeVar("T")
 
 MIGRATION_LOCK = 0x1A6E_57D0
 """The PostgreSQL advisory lock key that serialises schema upgrades."""
-
-
-def sqlite_url(path: str) -> str:
-    return f"sqlite:///{path}"
 
 
 def database_url(url: str) -> str:
