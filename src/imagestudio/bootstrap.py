@@ -31,6 +31,7 @@ from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.model import DEFAULT_MODEL
 from imagestudio.domain.models import ListModels, ModelPage, ModelQuery
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.ports import (
@@ -203,9 +204,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
                 "interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted]
             )
         stack.push_async_callback(services.tasks.shutdown, config.shutdown_grace)
-        log.info(
-            "services ready", engine=generator.name, data_dir=str(config.data_dir), database=_safe_url(db.url)
-        )
+        log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=db.safe_url)
         yield services
 
 
@@ -232,20 +231,10 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
 class _NoModels:
     """The catalogue of an engine that names none: no default of its own, nothing to list."""
 
-    default_model = "runware:100@1"
+    default_model = DEFAULT_MODEL
 
     async def get(self, model_id: str) -> None:
         return None
 
     async def search(self, query: ModelQuery) -> ModelPage:
         return ModelPage(items=[])
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for logs."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is reported by the engine itself
-        return "<unparsable url>"

@@ -12,7 +12,7 @@ from imagestudio.domain.model import Generation, Task
 from imagestudio.domain.ports import GenerationRepository
 from imagestudio.domain.tasks import TaskManager
 
-__all__ = ["CancelTask", "GetTask", "ListTasks", "TaskDetail"]
+__all__ = ["MAX_FINISHED_TASKS", "CancelTask", "GetTask", "ListTasks", "TaskDetail"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,9 +45,14 @@ class GetTask:
         return TaskDetail(task=task, generation=generation)
 
 
+MAX_FINISHED_TASKS = 500
+"""The most recent finished tasks one listing may include."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListTasks:
-    """Active tasks (running first, then queued in order), then up to ``limit`` recent finished ones."""
+    """Active tasks (running first, then queued in order), then up to ``limit`` recent finished ones
+    (1 to :data:`MAX_FINISHED_TASKS`)."""
 
     tasks: TaskManager
 

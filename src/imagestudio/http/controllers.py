@@ -12,6 +12,7 @@ from litestar.response import File
 
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import HistoryQuery
+from imagestudio.domain.task_queries import MAX_FINISHED_TASKS
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.generating import _ACCEPTED, GenerateResult, IdempotencyHeader, PreferHeader, _generate
 from imagestudio.http.history_params import (
@@ -263,7 +264,9 @@ class TasksController(Controller):
     async def list_tasks(
         self,
         services: ServicesDep,
-        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Finished tasks to include")] = 50,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=MAX_FINISHED_TASKS, description="Finished tasks to include")
+        ] = 50,
     ) -> TaskListResponse:
         return TaskListResponse(data=[task_out(task) for task in await services.list_tasks(limit)])
 
