@@ -10,15 +10,11 @@ from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import (
     DEFAULT_MODEL,
     MAX_UPSCALE_SIDE,
-    GeneratedImage,
     Generation,
     ImageSpec,
     ImageToImage,
-    Operation,
-    Parameters,
     Settings,
     SourceImage,
-    StoredImage,
     TextToImage,
     Upscale,
     nearest_valid_side,
@@ -26,12 +22,10 @@ from imagestudio.domain.model import (
 from imagestudio.domain.models import (
     INPUT_IMAGE,
     NEGATIVE_PROMPT,
-    SEED,
-    STRENGTH,
     ModelInfo,
     resolve_guidance,
 )
-from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver, random_seed
+from imagestudio.domain.pipeline import GenerationJob, GenerationPipeline, SourceResolver, random_seed
 from imagestudio.domain.tasks import IdempotencyKey, Job, Task
 
 __all__ = ["GenerateImageToImage", "GenerateTextToImage", "UpscaleImage"]
@@ -106,64 +100,6 @@ def _spec(
     )
 
 
-def _sent(spec: ImageSpec, parameter: str) -> bool:
-    return spec.accepts is None or parameter in spec.accepts
-
-
-def _seed(image: GeneratedImage, spec: ImageSpec) -> int | None:
-    """The seed the engine reports, else the one sent; ``None`` for a model that takes none."""
-    if image.seed is not None:
-        return image.seed
-    return spec.seed if _sent(spec, SEED) else None
-
-
-def _generation(
-    pipeline: GenerationPipeline,
-    *,
-    operation: Operation,
-    task_id: str,
-    prompt: str,
-    negative_prompt: str | None,
-    image: GeneratedImage,
-    stored: StoredImage,
-    seed: int | None,
-    steps: int | None = None,
-    cfg_scale: float | None = None,
-    model: str | None = None,
-    strength: float | None = None,
-    scale: int | None = None,
-    source_id: int | None = None,
-    provider_scale: int | None = None,
-) -> Generation:
-    return Generation(
-        id=None,
-        operation=operation,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        parameters=Parameters(
-            width=image.width,
-            height=image.height,
-            steps=steps,
-            cfg_scale=cfg_scale,
-            seed=seed,
-            model=model,
-            engine=pipeline.generator.name,
-            strength=strength,
-            scale=scale,
-            source_id=source_id,
-            provider_scale=provider_scale,
-        ),
-        seed=seed,
-        width=image.width,
-        height=image.height,
-        image=stored,
-        remote_url=image.remote_url,
-        task_id=task_id,
-        created_at=pipeline.clock.now(),
-        cost=image.cost,
-    )
-
-
 @dataclass(frozen=True, kw_only=True)
 class GenerateTextToImage(_Generating[TextToImage]):
     """Make an image from a prompt.
@@ -192,31 +128,8 @@ class GenerateTextToImage(_Generating[TextToImage]):
             model=await _model(self.pipeline, command.model),
         )
         task_id = command.task_id or self.pipeline.new_task_id()
-
-        async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
-            return await self.pipeline.generator.text_to_image(spec, progress)
-
-        def build(image: GeneratedImage, stored: StoredImage) -> Generation:
-            return _generation(
-                self.pipeline,
-                operation=Operation.TEXT_TO_IMAGE,
-                task_id=task_id,
-                prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt,
-                image=image,
-                stored=stored,
-                seed=_seed(image, spec),
-                steps=spec.steps,
-                cfg_scale=spec.cfg_scale,
-                model=spec.model,
-            )
-
         return self.pipeline.job(
-            task_id=task_id,
-            operation=Operation.TEXT_TO_IMAGE,
-            produce=produce,
-            build=build,
-            storage_path=settings.storage_path,
+            GenerationJob.text_to_image(task_id=task_id, spec=spec, storage_path=settings.storage_path)
         )
 
 
@@ -258,7 +171,7 @@ class GenerateImageToImage(_Generating[ImageToImage]):
         except BaseException:
             hold.release()
             raise
-        return replace(job, hold=hold)
+        return self.pipeline.job(replace(job, hold=hold))
 
     def _job(
         self,
@@ -266,7 +179,7 @@ class GenerateImageToImage(_Generating[ImageToImage]):
         settings: Settings,
         source: SourceImage,
         model: tuple[str, ModelInfo | None],
-    ) -> Job:
+    ) -> GenerationJob:
         spec = _spec(
             command,
             settings,
@@ -275,34 +188,11 @@ class GenerateImageToImage(_Generating[ImageToImage]):
             height=command.height or nearest_valid_side(source.height),
             model=model,
         )
-        task_id = command.task_id or self.pipeline.new_task_id()
-        strength = command.strength  # the closures keep no reference to the command and its data URI
-
-        async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
-            return await self.pipeline.generator.image_to_image(spec, source, strength, progress)
-
-        def build(image: GeneratedImage, stored: StoredImage) -> Generation:
-            return _generation(
-                self.pipeline,
-                operation=Operation.IMAGE_TO_IMAGE,
-                task_id=task_id,
-                prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt,
-                image=image,
-                stored=stored,
-                seed=_seed(image, spec),
-                steps=spec.steps,
-                cfg_scale=spec.cfg_scale,
-                model=spec.model,
-                strength=strength if _sent(spec, STRENGTH) else None,
-                source_id=source.generation.id if source.generation else None,
-            )
-
-        return self.pipeline.job(
-            task_id=task_id,
-            operation=Operation.IMAGE_TO_IMAGE,
-            produce=produce,
-            build=build,
+        return GenerationJob.image_to_image(
+            task_id=command.task_id or self.pipeline.new_task_id(),
+            spec=spec,
+            source=source,
+            strength=command.strength,
             storage_path=settings.storage_path,
         )
 
@@ -334,36 +224,15 @@ class UpscaleImage(_Generating[Upscale]):
         except BaseException:
             hold.release()
             raise
-        return replace(job, hold=hold)
+        return self.pipeline.job(replace(job, hold=hold))
 
-    def _job(self, command: Upscale, source: SourceImage) -> Job:
+    def _job(self, command: Upscale, source: SourceImage) -> GenerationJob:
         if max(source.width, source.height) * command.scale > MAX_UPSCALE_SIDE:
             raise InvalidParameters(
                 f"Upscaled image would be {source.width * command.scale}x{source.height * command.scale};"
                 f" at most {MAX_UPSCALE_SIDE} px a side is allowed",
                 field="scale",
             )
-        task_id = command.task_id or self.pipeline.new_task_id()
-        origin = source.generation
-        scale = command.scale  # the closures keep no reference to the command and its data URI
-
-        async def produce(progress: Callable[[int, int], None]) -> GeneratedImage:
-            return await self.pipeline.generator.upscale(source, scale, progress)
-
-        def build(image: GeneratedImage, stored: StoredImage) -> Generation:
-            return _generation(
-                self.pipeline,
-                operation=Operation.UPSCALE,
-                task_id=task_id,
-                prompt=origin.prompt if origin else "",
-                negative_prompt=origin.negative_prompt if origin else None,
-                image=image,
-                stored=stored,
-                seed=origin.seed if origin else None,
-                model=image.model or (origin.parameters.model if origin else None),
-                scale=scale,
-                source_id=origin.id if origin else None,
-                provider_scale=image.provider_scale,
-            )
-
-        return self.pipeline.job(task_id=task_id, operation=Operation.UPSCALE, produce=produce, build=build)
+        return GenerationJob.upscale(
+            task_id=command.task_id or self.pipeline.new_task_id(), source=source, scale=command.scale
+        )

@@ -1,5 +1,8 @@
 """What every generating use case shares: input images and the generation job.
 
+A job is a value (:class:`GenerationJob`: operation, inputs, parameters, storage folder) that one
+function, :func:`run_generation`, executes: engine, then storage, then the history row.
+
 Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
 - the image is stored before its row is written; if the row cannot be written the file is
@@ -14,18 +17,23 @@ from __future__ import annotations
 import posixpath
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath
 from imagestudio.domain.model import (
     MAX_SEED,
     GeneratedImage,
     Generation,
+    ImageSpec,
     Operation,
+    Parameters,
     SourceImage,
     StoredImage,
 )
+from imagestudio.domain.models import SEED, STRENGTH
 from imagestudio.domain.ports import (
     Clock,
     GenerationRepository,
@@ -36,9 +44,18 @@ from imagestudio.domain.ports import (
     ProgressCallback,
     SettingsRepository,
 )
-from imagestudio.domain.tasks import Job, TaskControl, TaskManager
+from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskManager
 
-__all__ = ["GenerationPipeline", "SourceResolver", "new_task_id", "random_seed"]
+__all__ = [
+    "GenerationJob",
+    "GenerationPipeline",
+    "GenerationPorts",
+    "PipelineJob",
+    "SourceResolver",
+    "new_task_id",
+    "random_seed",
+    "run_generation",
+]
 
 GENERATED_PREFIX = "/generated/"
 MAX_REFERENCE = 4096
@@ -146,17 +163,219 @@ def _unusable(field_name: str) -> str:
     )
 
 
-Produce = Callable[[ProgressCallback], Awaitable[GeneratedImage]]
-Build = Callable[[GeneratedImage, StoredImage], Generation]
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GenerationJob:
+    """One generation to make, as data: the operation, its resolved inputs and where the image goes.
+
+    Built by a use case's ``prepare`` once every input is validated and resolved, and executed by
+    :func:`run_generation`; it holds no callables and no reference to the request, so the same
+    value can later be queued for another process. For now an input image travels as its bytes
+    (``source``); a queue between processes will carry a reference to it instead.
+
+    - ``spec``: the diffusion request (text-to-image, image-to-image), only what the model takes;
+    - ``source``: the input image (image-to-image, upscale), without its generation;
+    - ``strength`` (image-to-image) and ``scale`` (upscale) as the engine receives them;
+    - ``prompt``, ``negative_prompt``, ``seed``, ``model``, ``source_id``: what the row records
+      besides the engine's answer (for an upscale, inherited from the source generation);
+    - ``storage_path``: the storage folder of the settings the request was prepared with, or
+      ``None`` for the folder of the settings when the image is ready;
+    - ``hold``: this process's byte budget for the input (``domain/budget.py``), released by the
+      task manager when the task ends; it is accounting, not part of what would be queued.
+    """
+
+    operation: Operation
+    task_id: str
+    prompt: str
+    negative_prompt: str | None = None
+    spec: ImageSpec | None = None
+    source: SourceImage | None = field(default=None, repr=False)
+    strength: float | None = None
+    scale: int | None = None
+    seed: int | None = None
+    """The seed sent, recorded when the engine reports none; for an upscale, the source's."""
+    model: str | None = None
+    """The model sent; for an upscale, the source's, recorded when the engine reports none."""
+    source_id: int | None = None
+    storage_path: str | None = None
+    hold: Hold | None = None
+
+    @classmethod
+    def text_to_image(cls, *, task_id: str, spec: ImageSpec, storage_path: str) -> GenerationJob:
+        return cls(
+            operation=Operation.TEXT_TO_IMAGE,
+            task_id=task_id,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            spec=spec,
+            seed=spec.seed if _sent(spec, SEED) else None,
+            model=spec.model,
+            storage_path=storage_path,
+        )
+
+    @classmethod
+    def image_to_image(
+        cls, *, task_id: str, spec: ImageSpec, source: SourceImage, strength: float, storage_path: str
+    ) -> GenerationJob:
+        return cls(
+            operation=Operation.IMAGE_TO_IMAGE,
+            task_id=task_id,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            spec=spec,
+            source=replace(source, generation=None),
+            strength=strength,
+            seed=spec.seed if _sent(spec, SEED) else None,
+            model=spec.model,
+            source_id=source.generation.id if source.generation else None,
+            storage_path=storage_path,
+        )
+
+    @classmethod
+    def upscale(cls, *, task_id: str, source: SourceImage, scale: int) -> GenerationJob:
+        """An upscale carries its source generation's prompt, seed and model, if it has one."""
+        origin = source.generation
+        return cls(
+            operation=Operation.UPSCALE,
+            task_id=task_id,
+            prompt=origin.prompt if origin else "",
+            negative_prompt=origin.negative_prompt if origin else None,
+            source=replace(source, generation=None),
+            scale=scale,
+            seed=origin.seed if origin else None,
+            model=origin.parameters.model if origin else None,
+            source_id=origin.id if origin else None,
+        )
+
+
+class GenerationPorts(Protocol):
+    """What :func:`run_generation` needs: the engine, storage, the history and the settings."""
+
+    @property
+    def generator(self) -> ImageGenerator: ...
+    @property
+    def storage(self) -> ImageStorage: ...
+    @property
+    def repository(self) -> GenerationRepository: ...
+    @property
+    def settings(self) -> SettingsRepository: ...
+    @property
+    def clock(self) -> Clock: ...
+
+
+async def run_generation(job: GenerationJob, ports: GenerationPorts, control: TaskControl) -> Generation:
+    """Make one generation: check the folder, run the engine, store the image, add the row.
+
+    A folder outside the storage roots fails before the engine runs; if the row cannot be
+    written, the stored image is removed again."""
+    folder = await _folder(job, ports)
+    if not await ports.storage.confined(await ports.storage.root_of(folder)):
+        raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
+    image = await control.produce(lambda: _engine(job, ports.generator, control.step))
+    stored = await ports.storage.save(image.data, image.extension, await _folder(job, ports))
+    try:
+        await control.stored(stored)
+        return await ports.repository.add(
+            _generation(job, image, stored, engine=ports.generator.name, now=ports.clock.now())
+        )
+    except BaseException:
+        await ports.storage.delete(stored)
+        raise
+
+
+async def _folder(job: GenerationJob, ports: GenerationPorts) -> str:
+    """The job's storage folder, else the one of the settings now."""
+    return job.storage_path if job.storage_path is not None else (await ports.settings.get()).storage_path
+
+
+async def _engine(
+    job: GenerationJob, generator: ImageGenerator, progress: ProgressCallback
+) -> GeneratedImage:
+    """The engine call of the job's operation."""
+    if job.operation is Operation.TEXT_TO_IMAGE and job.spec is not None:
+        return await generator.text_to_image(job.spec, progress)
+    if job.operation is Operation.IMAGE_TO_IMAGE and job.spec and job.source and job.strength is not None:
+        return await generator.image_to_image(job.spec, job.source, job.strength, progress)
+    if job.operation is Operation.UPSCALE and job.source is not None and job.scale is not None:
+        return await generator.upscale(job.source, job.scale, progress)
+    raise ValueError(f"a {job.operation.value} job lacks its inputs")  # the constructors rule it out
+
+
+def _generation(
+    job: GenerationJob, image: GeneratedImage, stored: StoredImage, *, engine: str, now: datetime
+) -> Generation:
+    """The row of a finished job.
+
+    - the seed is the one the engine reports, else the one sent (none for a model that takes none);
+      an upscale keeps its source's seed;
+    - the model is the one sent; an upscale records the upscaler the engine reports, else its
+      source's model, and, when the engine ran another factor and resampled, that factor;
+    - steps and guidance only as sent; strength only when the model takes it.
+    """
+    spec = job.spec
+    if job.operation is Operation.UPSCALE:
+        seed, model, provider_scale = job.seed, image.model or job.model, image.provider_scale
+    else:
+        seed, model, provider_scale = (image.seed if image.seed is not None else job.seed), job.model, None
+    strength = job.strength if spec is not None and _sent(spec, STRENGTH) else None
+    return Generation(
+        id=None,
+        operation=job.operation,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        parameters=Parameters(
+            width=image.width,
+            height=image.height,
+            steps=spec.steps if spec is not None else None,
+            cfg_scale=spec.cfg_scale if spec is not None else None,
+            seed=seed,
+            model=model,
+            engine=engine,
+            strength=strength,
+            scale=job.scale,
+            source_id=job.source_id,
+            provider_scale=provider_scale,
+        ),
+        seed=seed,
+        width=image.width,
+        height=image.height,
+        image=stored,
+        remote_url=image.remote_url,
+        task_id=job.task_id,
+        created_at=now,
+        cost=image.cost,
+    )
+
+
+def _sent(spec: ImageSpec, parameter: str) -> bool:
+    return spec.accepts is None or parameter in spec.accepts
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineJob:
+    """A :class:`GenerationJob` bound to the ports that run it: what the ``TaskManager`` executes."""
+
+    generation: GenerationJob
+    ports: GenerationPorts
+
+    @property
+    def task_id(self) -> str:
+        return self.generation.task_id
+
+    @property
+    def operation(self) -> Operation:
+        return self.generation.operation
+
+    @property
+    def hold(self) -> Hold | None:
+        return self.generation.hold
+
+    async def execute(self, control: TaskControl) -> Generation:
+        return await run_generation(self.generation, self.ports, control)
 
 
 @dataclass(frozen=True, kw_only=True)
 class GenerationPipeline:
-    """Turns an engine call into a task: engine, then storage, then history.
-
-    The image is stored (atomically) before its row is written; the task records the file in
-    between, and if the row cannot be written the file is removed again.
-    """
+    """The ports a generation runs on, and the task manager that runs it (:func:`run_generation`)."""
 
     generator: ImageGenerator
     storage: ImageStorage
@@ -168,32 +387,6 @@ class GenerationPipeline:
     catalogue: ModelCatalogue | None = None
     """What the engine's models take (``domain/models.py``); ``None``: send every parameter."""
 
-    def job(
-        self,
-        *,
-        task_id: str,
-        operation: Operation,
-        produce: Produce,
-        build: Build,
-        storage_path: str | None = None,
-    ) -> Job:
-        """The task of one generation. The image goes to ``storage_path``: the storage folder of the
-        settings the request was prepared with (so a queued task keeps the folder its request
-        saw, and a generation reads its settings once), or, when not given, of the settings when
-        the image is ready."""
-
-        async def execute(control: TaskControl) -> Generation:
-            planned = storage_path if storage_path is not None else (await self.settings.get()).storage_path
-            if not await self.storage.confined(await self.storage.root_of(planned)):
-                raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
-            image = await control.produce(lambda: produce(control.step))
-            folder = storage_path if storage_path is not None else (await self.settings.get()).storage_path
-            stored = await self.storage.save(image.data, image.extension, folder)
-            try:
-                await control.stored(stored)
-                return await self.repository.add(build(image, stored))
-            except BaseException:
-                await self.storage.delete(stored)
-                raise
-
-        return Job(task_id=task_id, operation=operation, execute=execute)
+    def job(self, generation: GenerationJob) -> Job:
+        """The task of one generation, run on this pipeline's ports."""
+        return PipelineJob(generation, self)

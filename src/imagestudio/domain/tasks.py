@@ -23,6 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from imagestudio.domain.budget import DEFAULT_MAX_QUEUED_BYTES, ByteBudget, Hold
 from imagestudio.domain.errors import (
@@ -78,17 +79,21 @@ class IdempotencyKey:
     fingerprint: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Job:
+class Job(Protocol):
     """Work to run as a task: ``execute`` makes the generation, reporting through its control.
 
-    ``hold`` is the input data the job keeps alive (see :class:`ByteBudget`); the manager releases it.
+    ``hold`` is the input data the job keeps alive (see :class:`ByteBudget`); the manager releases
+    it. A generation's job is ``domain/pipeline.py``'s ``PipelineJob``: a value bound to the
+    function that runs it.
     """
 
-    task_id: str
-    operation: Operation
-    execute: Callable[[TaskControl], Awaitable[Generation]]
-    hold: Hold | None = None
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def operation(self) -> Operation: ...
+    @property
+    def hold(self) -> Hold | None: ...
+    async def execute(self, control: TaskControl) -> Generation: ...
 
 
 class TaskControl:
