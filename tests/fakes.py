@@ -12,6 +12,7 @@ import re
 import struct
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +32,7 @@ from imagestudio.domain.model import (
     TaskEvent,
 )
 from imagestudio.domain.ports import ProgressCallback, StoredFile
+from imagestudio.domain.values import is_air_model_id
 
 
 def tiny_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 100, 50)) -> bytes:
@@ -62,11 +64,23 @@ class FakeImageGenerator:
     """Makes solid PNGs of the requested size; can be told to fail."""
 
     name = "fake"
+    default_concurrency = 64
+    """As a network engine: many at once."""
 
-    def __init__(self, *, fail_with: StudioError | None = None, steps_reported: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        fail_with: StudioError | None = None,
+        steps_reported: int = 4,
+        model_ids: Callable[[str], bool] = is_air_model_id,
+    ) -> None:
         self.fail_with = fail_with
         self.steps_reported = steps_reported
+        self.model_ids = model_ids
         self.calls: list[tuple[str, object]] = []
+
+    def accepts_model_id(self, model_id: str) -> bool:
+        return self.model_ids(model_id)
 
     def _progress(self, progress: ProgressCallback) -> None:
         for done in range(1, self.steps_reported + 1):

@@ -1,7 +1,8 @@
 """The composition root: turns a :class:`Config` into ready use cases.
 
 ``bootstrap(config)`` is an async context manager that opens what needs opening (the database
-engine, the shared HTTP client of the Runware engine) and closes it again. ``build_services``
+engine, the engine :data:`ENGINES` names for ``config.engine`` with its resources) and closes it
+again. ``build_services``
 wires use cases from any set of port implementations, which is how tests hand in fakes.
 :class:`Services` itself lives in ``imagestudio/services.py`` (re-exported here).
 """
@@ -9,9 +10,10 @@ wires use cases from any set of port implementations, which is how tests hand in
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import MappingProxyType
+from typing import Final
 
 import anyio.to_thread
 import structlog
@@ -52,7 +54,16 @@ from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager
 from imagestudio.services import Services
 
-__all__ = ["Services", "SystemClock", "bootstrap", "build_services", "consistency_check", "storage_for"]
+__all__ = [
+    "ENGINES",
+    "EngineFactory",
+    "Services",
+    "SystemClock",
+    "bootstrap",
+    "build_services",
+    "consistency_check",
+    "storage_for",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -90,18 +101,13 @@ def build_services(
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
-    ``max_running`` defaults by engine: the CPU count for the local engine's CPU work, 64 for a
-    network engine that mostly waits. ``catalogue`` says what the engine's models take (the local
-    engine's own by default; without one, every parameter is sent as asked).
+    ``max_running`` defaults to the engine's own ``default_concurrency``. ``catalogue`` says what
+    the engine's models take (without one, every parameter is sent as asked).
     """
-    if catalogue is None and generator.name == "local":
-        from imagestudio.adapters.local_engine import LocalModelCatalogue
-
-        catalogue = LocalModelCatalogue()
     events = events or InMemoryTaskEvents()
     clock = clock or SystemClock()
     if max_running is None:
-        max_running = (os.cpu_count() or 1) if generator.name == "local" else 64
+        max_running = generator.default_concurrency
     tasks = TaskManager(
         tasks=task_repository,
         keys=idempotency,
@@ -144,6 +150,45 @@ def build_services(
     )
 
 
+EngineFactory = Callable[
+    [Config, AsyncExitStack, ImageInspector], Awaitable[tuple[ImageGenerator, ModelCatalogue]]
+]
+"""Opens an engine's resources in the exit stack (closed with it) and returns the engine and
+its model catalogue."""
+
+
+async def _local_engine(
+    config: Config, stack: AsyncExitStack, inspector: ImageInspector
+) -> tuple[ImageGenerator, ModelCatalogue]:
+    from imagestudio.adapters.local_engine import LocalImageGenerator, LocalModelCatalogue
+
+    return LocalImageGenerator(), LocalModelCatalogue()
+
+
+async def _runware_engine(
+    config: Config, stack: AsyncExitStack, inspector: ImageInspector
+) -> tuple[ImageGenerator, ModelCatalogue]:
+    from imagestudio.adapters.runware import RunwareImageGenerator, RunwareModelCatalogue, runware_client
+
+    assert config.runware_api_key is not None  # Config refuses runware without a key
+    client = await stack.enter_async_context(runware_client())
+    generator = RunwareImageGenerator(
+        client,
+        api_key=config.runware_api_key.reveal(),
+        api_url=config.runware_api_url,
+        timeout=config.runware_timeout,
+        inspector=inspector,
+        upscale_model=config.upscale_model,
+    )
+    return generator, RunwareModelCatalogue(generator.transport)
+
+
+ENGINES: Final[Mapping[str, EngineFactory]] = MappingProxyType(
+    {"local": _local_engine, "runware": _runware_engine}
+)
+"""Every engine by its ``IMAGESTUDIO_ENGINE`` name (imported only when chosen)."""
+
+
 @asynccontextmanager
 async def bootstrap(config: Config) -> AsyncIterator[Services]:
     """Open the adapters ``config`` names, yield the wired services, close everything on exit."""
@@ -156,30 +201,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         if watch is not None:
             stack.callback(watch.close)
         inspector = PillowImageInspector()
-        generator: ImageGenerator
-        catalogue: ModelCatalogue | None = None
-        if config.engine == "runware":
-            from imagestudio.adapters.runware import (
-                RunwareImageGenerator,
-                RunwareModelCatalogue,
-                runware_client,
-            )
-
-            assert config.runware_api_key is not None  # Config refuses runware without a key
-            client = await stack.enter_async_context(runware_client())
-            generator = RunwareImageGenerator(
-                client,
-                api_key=config.runware_api_key.reveal(),
-                api_url=config.runware_api_url,
-                timeout=config.runware_timeout,
-                inspector=inspector,
-                upscale_model=config.upscale_model,
-            )
-            catalogue = RunwareModelCatalogue(generator.transport)
-        else:
-            from imagestudio.adapters.local_engine import LocalImageGenerator
-
-            generator = LocalImageGenerator()
+        generator, catalogue = await ENGINES[config.engine](config, stack, inspector)
         events = InMemoryTaskEvents()
         events.bind()
         services = build_services(

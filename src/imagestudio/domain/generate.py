@@ -27,6 +27,7 @@ from imagestudio.domain.models import (
 )
 from imagestudio.domain.pipeline import GenerationJob, GenerationPipeline, SourceResolver, random_seed
 from imagestudio.domain.tasks import IdempotencyKey, Job, Task
+from imagestudio.domain.values import check_model_id
 
 __all__ = ["GenerateImageToImage", "GenerateTextToImage", "UpscaleImage"]
 
@@ -50,6 +51,8 @@ class _Generating(Generic[C]):
 
 async def _model(pipeline: GenerationPipeline, requested: str | None) -> tuple[str, ModelInfo | None]:
     """The model that will run (the catalogue's default when none is asked for) and its facts."""
+    if requested is not None:  # the syntax of a model id is the engine's rule
+        check_model_id(requested, pipeline.generator.accepts_model_id)
     catalogue = pipeline.catalogue
     if catalogue is None:
         return requested or DEFAULT_MODEL, None

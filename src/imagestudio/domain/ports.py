@@ -58,6 +58,18 @@ class ImageGenerator(Protocol):
         """The engine's name as reported by ``/health`` and recorded per generation."""
         ...
 
+    @property
+    def default_concurrency(self) -> int:
+        """How many generations it runs at once unless ``IMAGESTUDIO_MAX_RUNNING`` says otherwise:
+        a CPU-bound engine its CPU count, a network engine that mostly waits many more."""
+        ...
+
+    def accepts_model_id(self, model_id: str) -> bool:
+        """Whether ``model_id`` is written as this engine names models (its syntax, not whether
+        the model exists: the catalogue tells that). A request naming a model it refuses is
+        ``InvalidParameters`` (field ``model``) before any task exists."""
+        ...
+
     async def text_to_image(self, spec: ImageSpec, progress: ProgressCallback) -> GeneratedImage: ...
 
     async def image_to_image(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -59,6 +60,8 @@ __all__ = [
     "TextToImage",
     "Upscale",
     "UpscaleFactor",
+    "check_model_id",
+    "is_air_model_id",
     "nearest_valid_side",
     "validate_task_id",
 ]
@@ -173,9 +176,35 @@ def _check_negative(value: object) -> str | None:
     return text
 
 
+_MODEL_MESSAGE: Final = "model must be a model id such as 'runware:100@1'"
+
+
+def is_air_model_id(value: str) -> bool:
+    """Whether ``value`` is an AIR id (``provider:model@version``, :data:`MODEL_ID_PATTERN`): the
+    syntax today's engines accept, each through its own ``ImageGenerator.accepts_model_id``."""
+    return _MODEL_ID.fullmatch(value) is not None
+
+
 def _check_model(value: object) -> str:
-    if not isinstance(value, str) or not _MODEL_ID.fullmatch(value):
-        raise InvalidParameters("model must be a model id such as 'runware:100@1'", field="model")
+    """An AIR model id (the history filter, which spans the engines)."""
+    if not isinstance(value, str) or not is_air_model_id(value):
+        raise InvalidParameters(_MODEL_MESSAGE, field="model")
+    return value
+
+
+def _check_model_text(value: object) -> str:
+    """What any engine's model id is: a string of 1 to :data:`MAX_MODEL_ID_LENGTH` characters.
+    The syntax is the engine's rule (:func:`check_model_id`), checked once the engine is known."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_MODEL_ID_LENGTH:
+        raise InvalidParameters(_MODEL_MESSAGE, field="model")
+    return value
+
+
+def check_model_id(value: str, accepts: Callable[[str], bool]) -> str:
+    """Return ``value`` if the engine ``accepts`` it as a model id, else ``InvalidParameters``
+    (field ``model``) with the message every engine's refusal carries."""
+    if not accepts(value):
+        raise InvalidParameters(_MODEL_MESSAGE, field="model")
     return value
 
 
@@ -235,7 +264,7 @@ class _Common:
         if self.seed is not None:
             _check_int("seed", self.seed, MIN_SEED, MAX_SEED)
         if self.model is not None:
-            _check_model(self.model)
+            _check_model_text(self.model)
         if self.task_id is not None:
             validate_task_id(self.task_id)
 
@@ -306,7 +335,7 @@ class ImageSpec:
         if self.cfg_scale is not None:
             _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, MIN_CFG, MAX_CFG))
         _check_int("seed", self.seed, MIN_SEED, MAX_SEED)
-        _check_model(self.model)
+        _check_model_text(self.model)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -23,6 +23,7 @@ from imagestudio.adapters.local_engine.sampler import _denoise, _downsample, _en
 from imagestudio.adapters.local_engine.scene import _compose
 from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.ports import ProgressCallback
+from imagestudio.domain.values import is_air_model_id
 
 __all__ = ["LocalImageGenerator"]
 
@@ -110,6 +111,15 @@ class LocalImageGenerator:
     @property
     def name(self) -> str:
         return "local"
+
+    @property
+    def default_concurrency(self) -> int:
+        """As many generations at once as it has workers: the work is CPU-bound."""
+        return self._workers
+
+    def accepts_model_id(self, model_id: str) -> bool:
+        """An AIR id (``provider:model@version``): whichever it names, the one procedural model runs."""
+        return is_air_model_id(model_id)
 
     def _capacity(self) -> anyio.CapacityLimiter:
         if self._limiter is None:

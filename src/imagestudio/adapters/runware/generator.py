@@ -58,10 +58,13 @@ from imagestudio.domain.errors import (
 from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.models import CFG_SCALE, NEGATIVE_PROMPT, SEED, STEPS, STRENGTH
 from imagestudio.domain.ports import ImageInspector, ProgressCallback
+from imagestudio.domain.values import is_air_model_id
 
-__all__ = ["DEFAULT_API_URL", "RunwareImageGenerator", "runware_client"]
+__all__ = ["DEFAULT_API_URL", "RUNWARE_CONCURRENCY", "RunwareImageGenerator", "runware_client"]
 
 DEFAULT_API_URL: Final = "https://api.runware.ai/v1"
+RUNWARE_CONCURRENCY: Final = 64
+"""Generations run at once by default: each mostly waits on Runware, so many fit."""
 
 _OUTPUT_FORMATS: Final = {"JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 _RESULT_EXTENSIONS: Final = frozenset({"jpg", "png", "webp"})
@@ -165,6 +168,15 @@ class RunwareImageGenerator:
     @property
     def name(self) -> str:
         return "runware"
+
+    @property
+    def default_concurrency(self) -> int:
+        """Many generations at once: each mostly waits on the network."""
+        return RUNWARE_CONCURRENCY
+
+    def accepts_model_id(self, model_id: str) -> bool:
+        """Runware names its models by AIR id, ``provider:model@version``."""
+        return is_air_model_id(model_id)
 
     # --- the port ---------------------------------------------------------------------------
 
