@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import mimetypes
 import re
 import struct
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +32,7 @@ from imagestudio.domain.model import (
     StoredImage,
     TaskEvent,
 )
-from imagestudio.domain.ports import ProgressCallback, StoredFile
+from imagestudio.domain.ports import ProgressCallback, StoredFile, StoredStream
 from imagestudio.domain.values import is_air_model_id
 
 
@@ -147,6 +148,12 @@ OLD_FILE_TIME = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 """When the fake storage says its files were written, unless a test plants one with another time."""
 
 
+async def _chunks(data: bytes, size: int = 4096) -> AsyncGenerator[bytes, None]:
+    """``data`` a few KiB at a time, as a storage that streams would hand it out."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
 class InMemoryImageStorage:
     """Files in a dict keyed by (root, key); a storage path is its own root.
 
@@ -206,10 +213,22 @@ class InMemoryImageStorage:
         self.files.pop((image.root, image.key), None)
         self.modified.pop((image.root, image.key), None)
 
-    async def locate(self, image: StoredImage) -> str:
-        if (image.root, image.key) not in self.files:
-            raise NotFound("Image not found")
-        return f"{image.root}/{image.key}"
+    async def open(self, image: StoredImage) -> StoredStream:
+        try:
+            data = self.files[(image.root, image.key)]
+        except KeyError:
+            raise NotFound("Image not found") from None
+        return StoredStream(
+            size=len(data),
+            media_type=mimetypes.guess_type(image.key)[0] or "application/octet-stream",
+            chunks=_chunks(data),
+            modified_at=self.modified.get((image.root, image.key), OLD_FILE_TIME),
+        )
+
+    async def local_path(self, image: StoredImage) -> str | None:
+        """``None``, as for an object store: this storage keeps no files."""
+        await self.open(image)  # NotFound as for open
+        return None
 
     async def ensure_writable(self, storage_path: str) -> str:
         from imagestudio.domain.errors import InvalidStoragePath

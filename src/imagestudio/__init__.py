@@ -49,6 +49,7 @@ from imagestudio.domain.model import (
 )
 
 if TYPE_CHECKING:
+    from imagestudio.domain.ports import StoredStream
     from imagestudio.domain.ports import TaskSubscription as Subscription
     from imagestudio.services import Services
 
@@ -172,10 +173,16 @@ class Studio:
     async def delete(self, generation_id: int) -> None:
         await self.services.delete_generation(generation_id)
 
-    async def file_of(self, generation: Generation) -> str:
-        """The absolute path of a generation's image file."""
-        _, path = await self.services.open_image(generation.image.key)
-        return path
+    async def file_of(self, generation: Generation) -> str | None:
+        """The absolute path of a generation's image file, or ``None`` when the storage keeps no
+        local files (then read it with :meth:`open_file`)."""
+        return await self.services.open_image.local_path(generation.image.key)
+
+    async def open_file(self, generation: Generation) -> StoredStream:
+        """A generation's image as a stream (``size``, ``media_type``, ``chunks``); close it with
+        ``await stream.chunks.aclose()``."""
+        _, stream = await self.services.open_image(generation.image.key)
+        return stream
 
     async def settings(self) -> Settings:
         return await self.services.get_settings()

@@ -8,7 +8,7 @@ import argparse
 import datetime as dt
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -321,11 +321,17 @@ async def _generate(args: argparse.Namespace) -> int:
         finally:
             stop()
         path = await studio.file_of(generation)
-        if args.out:
+        if args.out and path is not None:
             path = await anyio.to_thread.run_sync(_copy, path, args.out)
+        elif args.out:  # a storage without local files: stream the image into --out
+            stream = await studio.open_file(generation)
+            try:
+                path = await _write_stream(stream.chunks, args.out)
+            finally:
+                await stream.chunks.aclose()
         print(
             f"generation {generation.id}: {generation.width}x{generation.height}, seed {generation.seed},"
-            f" engine {studio.engine}\n{path}"
+            f" engine {studio.engine}\n{path if path is not None else generation.file_path}"
         )
     return 0
 
@@ -333,6 +339,13 @@ async def _generate(args: argparse.Namespace) -> int:
 def _copy(source: str, target: str) -> str:
     shutil.copyfile(source, target)
     return str(Path(target).resolve())
+
+
+async def _write_stream(chunks: AsyncIterator[bytes], target: str) -> str:
+    async with await anyio.open_file(target, "wb") as out:
+        async for chunk in chunks:
+            await out.write(chunk)
+    return str(await anyio.Path(target).resolve())
 
 
 if __name__ == "__main__":  # pragma: no cover

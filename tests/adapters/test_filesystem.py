@@ -26,7 +26,7 @@ async def test_save_writes_atomically_under_a_unique_name(tmp_path: Path) -> Non
     leftovers = [p for p in root.rglob("*") if p.name.startswith(TEMP_PREFIX)]
     assert leftovers == []
     assert await storage.read(stored[5]) == b"abc5"
-    assert await storage.locate(stored[0]) == str(root / stored[0].key)
+    assert await storage.local_path(stored[0]) == str(root / stored[0].key)
 
 
 async def test_concurrent_saves_never_share_a_name(tmp_path: Path) -> None:

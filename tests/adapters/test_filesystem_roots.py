@@ -137,7 +137,7 @@ async def test_an_image_recorded_outside_the_roots_is_still_read_and_located_but
     file.write_bytes(b"an older version wrote me here")
     image = StoredImage(key=KEY, root=str(world / "outside"))
     assert await storage.read(image) == b"an older version wrote me here"
-    assert await storage.locate(image) == str(file)
+    assert await storage.local_path(image) == str(file)
     assert not await storage.confined(image.root)
     await storage.delete(image)
     assert file.read_bytes() == b"an older version wrote me here"

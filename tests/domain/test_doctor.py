@@ -10,7 +10,7 @@ import pytest
 from imagestudio.domain.doctor import CheckConsistency, Problem
 from imagestudio.domain.errors import StorageError
 from imagestudio.domain.model import SettingsPatch, StoredImage, TextToImage
-from imagestudio.domain.ports import StoredFile
+from imagestudio.domain.ports import StoredFile, StoredStream
 from tests.domain.world import World
 from tests.fakes import InMemoryGenerationRepository, InMemoryImageStorage
 
@@ -214,10 +214,10 @@ class UnreadableStorage(InMemoryImageStorage):
     async def scan(self, root: str) -> list[StoredFile]:
         return [f for f in await super().scan(root) if f.image.key not in self.unreadable]
 
-    async def locate(self, image: StoredImage) -> str:
+    async def open(self, image: StoredImage) -> StoredStream:
         if image.key in self.unreadable:
             raise StorageError("Could not read the image: permission denied")
-        return await super().locate(image)
+        return await super().open(image)
 
 
 async def test_a_row_whose_file_cannot_be_read_is_reported_and_never_pruned() -> None:

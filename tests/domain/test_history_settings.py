@@ -51,9 +51,12 @@ async def test_open_image_serves_only_images_of_generations() -> None:
     world = World()
     [generation_id] = await _make(world, 1)
     generation = await world.get_generation()(generation_id)
-    found, path = await world.open_image()(generation.image.key)
+    found, stream = await world.open_image()(generation.image.key)
     assert found.id == generation_id
-    assert path.endswith(generation.image.key)
+    data = b"".join([chunk async for chunk in stream.chunks])
+    await stream.chunks.aclose()
+    assert data == world.storage.files[(generation.image.root, generation.image.key)]
+    assert stream.size == len(data)
     with pytest.raises(NotFound):
         await world.open_image()("day/unknown.png")
 

@@ -18,11 +18,15 @@ first). Nothing is created, written, scanned or deleted outside them, symbolic l
 - ``save`` into a folder outside the roots (a storage path recorded by an older version) is
   ``InvalidStoragePath``; ``scan`` of one is refused; ``delete`` of an image outside them leaves
   the file in place;
-- recorded images outside the roots are still read and served (``read``, ``locate``): they are
-  the user's history;
+- recorded images outside the roots are still read and served (``read``, ``open``,
+  ``local_path``): they are the user's history;
 - ``read_reference`` reads only names this storage gives (``owns``), inside a folder within the
   roots; every read checks the opened file's size before reading a byte and reads at most
   ``max_read_bytes``.
+
+``open`` opens the file once (the descriptor it checked is the one it streams from) and reads it in
+``CHUNK_BYTES`` chunks in a worker thread; an image no larger than one chunk is read and closed in
+a single hop.
 """
 
 from __future__ import annotations
@@ -30,27 +34,32 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import mimetypes
 import os
 import re
 import stat
 import uuid
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio.to_thread
 import structlog
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
 from imagestudio.domain.model import StoredImage
-from imagestudio.domain.ports import StoredFile
+from imagestudio.domain.ports import StoredFile, StoredStream
 
-__all__ = ["DEFAULT_MAX_READ_BYTES", "MIN_FREE_BYTES", "TEMP_PREFIX", "FilesystemImageStorage"]
+__all__ = ["CHUNK_BYTES", "DEFAULT_MAX_READ_BYTES", "MIN_FREE_BYTES", "TEMP_PREFIX", "FilesystemImageStorage"]
 
 log = structlog.get_logger(__name__)
 
 TEMP_PREFIX = ".tmp-"
 DEFAULT_MAX_READ_BYTES = 32 * 1024 * 1024
 """The largest file read as an input image: the request body limit (``Config.max_body_size``)."""
+CHUNK_BYTES = 1024 * 1024
+"""The bytes ``open`` reads at a time (Litestar's ``File`` used the same)."""
 MIN_FREE_BYTES = 64 * 1024 * 1024
 """A storage folder whose disk has less free space than this is refused: room for a few dozen
 ordinary images, or a handful of 4096 px upscales."""
@@ -133,8 +142,11 @@ class FilesystemImageStorage:
     async def delete(self, image: StoredImage) -> None:
         await anyio.to_thread.run_sync(self._delete_sync, image)
 
-    async def locate(self, image: StoredImage) -> str:
-        return await anyio.to_thread.run_sync(self._locate_sync, image)
+    async def open(self, image: StoredImage) -> StoredStream:
+        return await anyio.to_thread.run_sync(self._open_sync, image)
+
+    async def local_path(self, image: StoredImage) -> str | None:
+        return await anyio.to_thread.run_sync(self._local_path_sync, image)
 
     async def ensure_writable(self, storage_path: str) -> str:
         root = self.root_for(storage_path)
@@ -212,16 +224,23 @@ class FilesystemImageStorage:
             raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
         return _read_bounded(self._real_file_of(StoredImage(key=key, root=str(root))), self.max_read_bytes)
 
-    def _locate_sync(self, image: StoredImage) -> str:
+    def _open_sync(self, image: StoredImage) -> StoredStream:
         real = self._real_file_of(image)
-        try:
-            # Open it once, so that an image which is there but cannot be read is a storage error
-            # now, rather than a response that breaks off after its headers have gone out.
-            os.close(os.open(real, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW))
-        except FileNotFoundError as error:
-            raise NotFound("Image not found") from error
-        except OSError as error:
-            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+        handle, info = _open_regular(real)
+        return StoredStream(
+            size=info.st_size,
+            media_type=_media_type(image.key),
+            chunks=_FileChunks(handle, info.st_size),
+            modified_at=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
+            # the shape Litestar's ``File`` gave (mtime-size-checksum of the path), so caches keep theirs
+            etag=f'"{info.st_mtime}-{info.st_size}-{zlib.adler32(str(real).encode()) & 0xFFFFFFFF}"',
+        )
+
+    def _local_path_sync(self, image: StoredImage) -> str:
+        real = self._real_file_of(image)
+        # Open it once, so that an image which is there but cannot be read is a storage error now.
+        handle, _ = _open_regular(real)
+        handle.close()
         return str(real)
 
     def _delete_sync(self, image: StoredImage) -> None:
@@ -328,15 +347,14 @@ def _add_file(
     )
 
 
-def _read_bounded(real: Path, limit: int) -> bytes:
-    """Read a file whose real path was checked to be inside storage, at most ``limit`` bytes.
+def _open_regular(real: Path) -> tuple[BinaryIO, os.stat_result]:
+    """Open a file whose real path was checked to be inside storage; it must be a regular file.
 
-    The size is taken from the opened descriptor (so the file checked is the file read) before
-    any byte is read; a file that grows past ``limit`` meanwhile is refused too.
+    ``NotFound`` if it is gone, was swapped for a link (``O_NOFOLLOW``) or is not a regular file
+    (``O_NONBLOCK``: a FIFO put in its place must not hang the worker thread); ``StorageError`` if
+    it cannot be opened.
     """
     try:
-        # O_NOFOLLOW: if the last component was swapped for a link since it was resolved, refuse it;
-        # O_NONBLOCK: a FIFO put in place of the image must not hang the worker thread.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
     except FileNotFoundError as error:
         raise NotFound("Image not found") from error
@@ -344,13 +362,76 @@ def _read_bounded(real: Path, limit: int) -> bytes:
         if error.errno == errno.ELOOP:
             raise NotFound("Image not found") from error
         raise StorageError(f"Could not read the image: {_describe(error)}") from error
-    with os.fdopen(fd, "rb") as handle:
+    handle = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(handle.fileno())
+    except OSError as error:
+        handle.close()
+        raise StorageError(f"Could not read the image: {_describe(error)}") from error
+    if not stat.S_ISREG(info.st_mode):
+        handle.close()
+        raise NotFound("Image not found")
+    return handle, info
+
+
+class _FileChunks:
+    """The chunks of an opened file, read in a worker thread; closed at the end, on an error, or
+    by ``aclose()``. A file no larger than one chunk is read and closed in one hop."""
+
+    def __init__(self, handle: BinaryIO, size: int) -> None:
+        self._handle: BinaryIO | None = handle
+        self._left = size  # never more than the size announced, even if the file grows meanwhile
+
+    def __aiter__(self) -> _FileChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._handle is None:
+            raise StopAsyncIteration
+        chunk = await anyio.to_thread.run_sync(self._next_sync)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    def _next_sync(self) -> bytes:
+        handle = self._handle
+        if handle is None:
+            return b""
+        wanted = min(CHUNK_BYTES, self._left)
         try:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise NotFound("Image not found")
-            if info.st_size > limit:
-                raise InvalidParameters(_too_large(limit))
+            chunk = handle.read(wanted) if wanted else b""
+        except OSError as error:
+            self._close_sync()
+            raise StorageError(f"Could not read the image: {_describe(error)}") from error
+        self._left -= len(chunk)
+        if len(chunk) < CHUNK_BYTES or not self._left:
+            self._close_sync()  # the end: nothing left to hold
+        return chunk
+
+    def _close_sync(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+
+    async def aclose(self) -> None:
+        self._close_sync()
+
+
+def _media_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def _read_bounded(real: Path, limit: int) -> bytes:
+    """Read a file whose real path was checked to be inside storage, at most ``limit`` bytes.
+
+    The size is taken from the opened descriptor (so the file checked is the file read) before
+    any byte is read; a file that grows past ``limit`` meanwhile is refused too.
+    """
+    handle, info = _open_regular(real)
+    with handle:
+        if info.st_size > limit:
+            raise InvalidParameters(_too_large(limit))
+        try:
             data = handle.read(limit + 1)
         except OSError as error:
             raise StorageError(f"Could not read the image: {_describe(error)}") from error

@@ -186,11 +186,12 @@ class CheckConsistency:
     async def _file_problem(self, image: StoredImage) -> tuple[Problem, str | None] | None:
         """``None`` when the image's file is there and readable, else what is wrong with it."""
         try:
-            await self.storage.locate(image)
+            stream = await self.storage.open(image)  # opened and closed: no byte is read
         except NotFound:
             return Problem.MISSING_FILE, None
         except StorageError as error:
             return Problem.UNREADABLE_FILE, error.message
+        await stream.chunks.aclose()
         return None
 
     async def _missing(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from imagestudio.domain.errors import NotFound
 from imagestudio.domain.model import Generation, HistoryPage, HistoryQuery
-from imagestudio.domain.ports import ChangeWatch, GenerationRepository, ImageStorage
+from imagestudio.domain.ports import ChangeWatch, GenerationRepository, ImageStorage, StoredStream
 
 __all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "OpenImage"]
 
@@ -80,20 +80,30 @@ class DeleteGeneration:
 
 @dataclass(frozen=True, kw_only=True)
 class OpenImage:
-    """The file behind a ``/generated/<key>`` URL.
+    """The bytes behind a ``/generated/<key>`` URL, opened as a stream the caller closes.
 
     Rules:
     - only images that belong to a generation are served, from the folder their row records
       (also one outside the storage roots, written there by an older version: it is the user's
       history);
-    - a file swapped for a link that leaves its folder is not found.
+    - a file swapped for a link that leaves its folder is not found;
+    - a missing or unreadable image is an error before anything is sent, never a broken answer.
     """
 
     repository: GenerationRepository
     storage: ImageStorage
 
-    async def __call__(self, key: str) -> tuple[Generation, str]:
+    async def __call__(self, key: str) -> tuple[Generation, StoredStream]:
+        generation = await self._generation(key)
+        return generation, await self.storage.open(generation.image)
+
+    async def local_path(self, key: str) -> str | None:
+        """The image's file on this machine, or ``None`` for a storage without local files (then
+        open it); the same rules and errors as a call."""
+        return await self.storage.local_path((await self._generation(key)).image)
+
+    async def _generation(self, key: str) -> Generation:
         generation = await self.repository.get_by_key(key)
         if generation is None:
             raise NotFound("Image not found")
-        return generation, await self.storage.locate(generation.image)
+        return generation

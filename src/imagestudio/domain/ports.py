@@ -9,6 +9,7 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -29,6 +30,7 @@ from imagestudio.domain.model import (
 )
 
 __all__ = [
+    "ByteChunks",
     "ChangeWatch",
     "Clock",
     "GenerationRepository",
@@ -40,6 +42,7 @@ __all__ = [
     "ProgressCallback",
     "SettingsRepository",
     "StoredFile",
+    "StoredStream",
     "TaskEventStream",
     "TaskEvents",
     "TaskRepository",
@@ -93,11 +96,45 @@ class ImageInspector(Protocol):
         ...
 
 
+class ByteChunks(Protocol):
+    """The bytes of a stored image, a chunk at a time (an async iterator; an async generator is
+    one); ``aclose()`` releases what it holds (the file, the connection), also when it was never
+    iterated or stopped half-way."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def __anext__(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class StoredStream:
+    """An opened stored image: its size and media type, known before a byte is sent, and its bytes.
+
+    ``modified_at`` and ``etag`` (a quoted HTTP entity tag) are what the storage can tell cheaply
+    for caching, or ``None``. Whoever opens a stream closes it (``await stream.chunks.aclose()``).
+    """
+
+    size: int
+    media_type: str
+    chunks: ByteChunks
+    modified_at: datetime | None = None
+    etag: str | None = None
+
+
 class ImageStorage(Protocol):
     """Where image files live: folders inside the storage roots the server was started with.
 
     Nothing is created, written, scanned or removed outside the roots (symbolic links followed);
-    images recorded outside them by an older version are still read and located.
+    images recorded outside them by an older version are still read and served.
+
+    Images leave storage as bytes (``read``, ``read_reference``: inputs, bounded) or as a
+    ``StoredStream`` (``open``: serving, copying), never as a filesystem path the caller must open:
+    an object store implements the same port. ``open`` does the checks that can fail (missing,
+    a link leading out, unreadable) before it returns, so an answer never breaks off after its
+    headers. ``local_path`` is the shortcut for callers that want a file (the CLI, ``Studio``):
+    a storage without local files returns ``None`` and the caller streams instead.
     """
 
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
@@ -129,8 +166,14 @@ class ImageStorage(Protocol):
         is left in place."""
         ...
 
-    async def locate(self, image: StoredImage) -> str:
-        """The absolute path of a stored image's file; ``NotFound`` if it is gone."""
+    async def open(self, image: StoredImage) -> StoredStream:
+        """Open a stored image for reading, of any size; ``NotFound`` if it is gone (or is a link
+        that leaves its folder), ``StorageError`` if it is there but cannot be read."""
+        ...
+
+    async def local_path(self, image: StoredImage) -> str | None:
+        """The absolute path of a stored image's file, or ``None`` for a storage that keeps no
+        local files; ``NotFound`` / ``StorageError`` as for :meth:`open`."""
         ...
 
     async def ensure_writable(self, storage_path: str) -> str:

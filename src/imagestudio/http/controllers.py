@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import mimetypes
 import re
+from email.utils import format_datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
+from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
 
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.model import HistoryQuery
+from imagestudio.domain.ports import StoredStream
 from imagestudio.domain.task_queries import MAX_FINISHED_TASKS
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.generating import _ACCEPTED, GenerateResult, IdempotencyHeader, PreferHeader, _generate
@@ -226,6 +230,28 @@ class SettingsController(Controller):
         return SettingsResponse(data=settings_out(settings), message="Settings updated")
 
 
+class _StreamedFile(File):
+    """A stored image sent as a stream of the storage's chunks, documented as Litestar documents a
+    ``File`` download (content length, last modified, entity tag), so ``/openapi.json`` holds."""
+
+    def __init__(self, stored: StoredStream, *, filename: str, headers: dict[str, str]) -> None:
+        super().__init__(path=filename, media_type=stored.media_type, headers=headers)
+        self.stored = stored
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:  # type: ignore[override]
+        request = args[1] if len(args) > 1 else kwargs["request"]
+        headers = {**kwargs.get("headers", {}), **self.headers}
+        return ASGIStreamingResponse(
+            iterator=self.stored.chunks,
+            headers=headers,
+            media_type=self.stored.media_type,  # the image's, not the route's documented ``image/*``
+            background=BackgroundTask(self.stored.chunks.aclose),  # also when the client went away
+            cookies=self.cookies,
+            encoded_headers=kwargs.get("encoded_headers"),
+            is_head_response=request.method == "HEAD",
+        )
+
+
 class ImagesController(Controller):
     path = "/generated"
     tags = ("images",)
@@ -235,21 +261,23 @@ class ImagesController(Controller):
         summary="The bytes of a generated image (its filePath)",
         media_type="image/*",
         responses=_errors(404, 500),
+        response_description="File Download",
     )
-    async def image(self, services: ServicesDep, key: FromPath[str]) -> File:
-        _generation, path = await services.open_image(key.lstrip("/"))
-        media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        return File(
-            path=path,
-            media_type=media_type,
-            content_disposition_type="inline",
-            filename=path.rsplit("/", 1)[-1],
-            headers={
-                "X-Content-Type-Options": "nosniff",
-                "Cache-Control": "public, max-age=31536000, immutable",
-                "Vary": "Origin",  # CORS headers differ by Origin: a browser must not reuse one for another
-            },
-        )
+    async def image(self, services: ServicesDep, key: FromPath[str]) -> _StreamedFile:
+        generation, stored = await services.open_image(key.lstrip("/"))
+        filename = generation.image.key.rsplit("/", 1)[-1]
+        headers = {
+            "Content-Length": str(stored.size),
+            "Content-Disposition": f'inline; filename="{filename}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Vary": "Origin",  # CORS headers differ by Origin: a browser must not reuse one for another
+        }
+        if stored.modified_at is not None:
+            headers["Last-Modified"] = format_datetime(stored.modified_at, usegmt=True)
+        if stored.etag is not None:
+            headers["ETag"] = stored.etag
+        return _StreamedFile(stored, filename=filename, headers=headers)
 
 
 class TasksController(Controller):
