@@ -17,7 +17,8 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from imagestudio.domain.errors import InvalidParameters
-from imagestudio.domain.values import Generation, Operation, _check_int, _check_model, _set
+from imagestudio.domain.rules import _check_int, _check_model
+from imagestudio.domain.values import Generation, Operation, _set
 
 __all__ = [
     "ENGINE_NAME_PATTERN",

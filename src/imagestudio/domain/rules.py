@@ -1,0 +1,184 @@
+"""The rules of single request fields: the limits of CONTRACT.md section 4 and the id patterns,
+defined here only (the HTTP schemas and query parameters are built from them), and the checks the
+values of ``values.py`` run on construction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Final, Literal, get_args
+
+from imagestudio.domain.errors import InvalidParameters, InvalidPrompt
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_STRENGTH",
+    "MAX_CFG",
+    "MAX_INPUT_PIXELS",
+    "MAX_MODEL_ID_LENGTH",
+    "MAX_SEED",
+    "MAX_SIDE",
+    "MAX_STEPS",
+    "MAX_STORAGE_PATH",
+    "MAX_STRENGTH",
+    "MAX_UPSCALE_SIDE",
+    "MIN_CFG",
+    "MIN_SEED",
+    "MIN_SIDE",
+    "MIN_STEPS",
+    "MIN_STRENGTH",
+    "MODEL_ID_PATTERN",
+    "PROMPT_MAX",
+    "PROMPT_MIN",
+    "SIDE_STEP",
+    "TASK_ID_PATTERN",
+    "UPSCALE_FACTORS",
+    "UpscaleFactor",
+    "check_model_id",
+    "is_air_model_id",
+    "nearest_valid_side",
+    "validate_task_id",
+]
+
+# The limits of CONTRACT.md section 4, defined here only: the HTTP schemas are built from them.
+MIN_SIDE: Final = 128
+MAX_SIDE: Final = 2048
+SIDE_STEP: Final = 64
+MIN_STEPS: Final = 1
+MAX_STEPS: Final = 100
+MIN_CFG: Final = 0
+MAX_CFG: Final = 50
+MIN_SEED: Final = 1
+MAX_SEED: Final = 2**53 - 1
+PROMPT_MIN: Final = 2
+PROMPT_MAX: Final = 3000
+"""Prompt lengths after trimming; a negative prompt is empty or as long as a prompt."""
+MIN_STRENGTH: Final = 0
+MAX_STRENGTH: Final = 1
+DEFAULT_MODEL: Final = "runware:100@1"
+DEFAULT_STRENGTH: Final = 0.7
+UpscaleFactor = Literal[2, 3, 4]
+UPSCALE_FACTORS: Final[tuple[int, ...]] = get_args(UpscaleFactor)
+MAX_UPSCALE_SIDE: Final = 4096
+MAX_INPUT_PIXELS: Final = 64_000_000
+MAX_STORAGE_PATH: Final = 1024
+MAX_MODEL_ID_LENGTH: Final = 200
+"""The longest model id a request may carry (the history column's width)."""
+TASK_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
+"""A client-chosen task id, whole (``fullmatch``)."""
+MODEL_ID_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}"
+"""A model id (Runware's AIR, ``provider:model@version``), whole (``fullmatch``)."""
+
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+_MODEL_ID = re.compile(MODEL_ID_PATTERN)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: object, low: int, high: int, *, multiple_of: int | None = None) -> int:
+    if not _is_int(value):
+        raise InvalidParameters(f"{name} must be an integer", field=name)
+    assert isinstance(value, int)
+    if not low <= value <= high:
+        raise InvalidParameters(f"{name} must be between {low} and {high}", field=name)
+    if multiple_of is not None and value % multiple_of:
+        raise InvalidParameters(f"{name} must be a multiple of {multiple_of}", field=name)
+    return value
+
+
+def _check_number(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidParameters(f"{name} must be a number", field=name)
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise InvalidParameters(f"{name} must be between {low:g} and {high:g}", field=name)
+    return number
+
+
+def _check_side(name: str, value: object) -> int:
+    return _check_int(name, value, MIN_SIDE, MAX_SIDE, multiple_of=SIDE_STEP)
+
+
+def _check_prompt(value: object) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidPrompt("Prompt is required", details={"field": "prompt"})
+    if not isinstance(value, str):
+        raise InvalidParameters("prompt must be a string", field="prompt")
+    text = value.strip()
+    if not PROMPT_MIN <= len(text) <= PROMPT_MAX:
+        raise InvalidPrompt(
+            f"Prompt must be {PROMPT_MIN} to {PROMPT_MAX} characters long", details={"field": "prompt"}
+        )
+    return text
+
+
+def _check_negative(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameters("negativePrompt must be a string", field="negativePrompt")
+    text = value.strip()
+    if not text:
+        return None
+    if not PROMPT_MIN <= len(text) <= PROMPT_MAX:
+        raise InvalidParameters(
+            f"negativePrompt must be {PROMPT_MIN} to {PROMPT_MAX} characters long", field="negativePrompt"
+        )
+    return text
+
+
+_MODEL_MESSAGE: Final = "model must be a model id such as 'runware:100@1'"
+
+
+def is_air_model_id(value: str) -> bool:
+    """Whether ``value`` is an AIR id (``provider:model@version``, :data:`MODEL_ID_PATTERN`): the
+    syntax today's engines accept, each through its own ``ImageGenerator.accepts_model_id``."""
+    return _MODEL_ID.fullmatch(value) is not None
+
+
+def _check_model(value: object) -> str:
+    """An AIR model id (the history filter, which spans the engines)."""
+    if not isinstance(value, str) or not is_air_model_id(value):
+        raise InvalidParameters(_MODEL_MESSAGE, field="model")
+    return value
+
+
+def _check_model_text(value: object) -> str:
+    """What any engine's model id is: a string of 1 to :data:`MAX_MODEL_ID_LENGTH` characters.
+    The syntax is the engine's rule (:func:`check_model_id`), checked once the engine is known."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_MODEL_ID_LENGTH:
+        raise InvalidParameters(_MODEL_MESSAGE, field="model")
+    return value
+
+
+def check_model_id(value: str, accepts: Callable[[str], bool]) -> str:
+    """Return ``value`` if the engine ``accepts`` it as a model id, else ``InvalidParameters``
+    (field ``model``) with the message every engine's refusal carries."""
+    if not accepts(value):
+        raise InvalidParameters(_MODEL_MESSAGE, field="model")
+    return value
+
+
+def validate_task_id(value: object) -> str:
+    """Return ``value`` if it is a valid client-chosen task id, else raise."""
+    if not isinstance(value, str) or not _TASK_ID.fullmatch(value):
+        raise InvalidParameters("taskId must be 1 to 64 letters, digits, '_' or '-'", field="taskId")
+    return value
+
+
+def _check_source(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameters(f"{name} is required", field=name)
+    if "\x00" in value:
+        raise InvalidParameters(f"{name} must not contain NUL characters", field=name)
+    return value.strip()
+
+
+def nearest_valid_side(pixels: int) -> int:
+    """The generation size (multiple of 64, 128..2048) nearest to ``pixels``."""
+    snapped = round(pixels / SIDE_STEP) * SIDE_STEP
+    return max(MIN_SIDE, min(MAX_SIDE, snapped))
