@@ -45,15 +45,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import anyio.to_thread
-import structlog
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
 from imagestudio.domain.model import StoredImage
 from imagestudio.domain.ports import StoredFile, StoredStream
+from imagestudio.log import get_logger
 
 __all__ = ["CHUNK_BYTES", "DEFAULT_MAX_READ_BYTES", "MIN_FREE_BYTES", "TEMP_PREFIX", "FilesystemImageStorage"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TEMP_PREFIX = ".tmp-"
 DEFAULT_MAX_READ_BYTES = 32 * 1024 * 1024
