@@ -168,6 +168,14 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", secrets: Iterab
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    migrations = logging.getLogger("alembic.runtime.migration")
+    migrations.filters[:] = [_alembic_preamble]
+
+
+def _alembic_preamble(record: logging.LogRecord) -> bool:
+    """Alembic's "Context impl ..." and "Will assume ... DDL" lines say nothing to a user and come
+    once per check (the CLI and the server both check); "Running upgrade" lines stay."""
+    return not str(record.msg).startswith(("Context impl", "Will assume"))
 
 
 _library_secrets: set[str] = set()
@@ -254,6 +262,8 @@ def task_outcome_logger(engine: str) -> Callable[[Task, Job, Generation | None],
     """
     log = get_logger("imagestudio.generation")
 
+    from imagestudio.domain.model import TaskStatus
+
     def finished(task: Task, job: Job, generation: Generation | None) -> None:
         ended = task.finished_at or task.created_at
         started = task.started_at or ended
@@ -268,9 +278,9 @@ def task_outcome_logger(engine: str) -> Callable[[Task, Job, Generation | None],
         if generation is not None:
             values["size"] = f"{generation.width}x{generation.height}"
             log.info("generation completed", generation=generation.id, **values)
-        elif task.error_code is not None:
-            log.warning("generation failed", code=task.error_code, error=task.error_message, **values)
-        else:
+        elif task.status is TaskStatus.CANCELLED:
             log.info("generation cancelled", **values)
+        else:
+            log.warning("generation failed", code=task.error_code, error=task.error_message, **values)
 
     return finished
