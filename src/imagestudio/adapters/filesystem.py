@@ -5,8 +5,8 @@ generations never share a name, and a folder per day, so no directory grows with
 Writes are atomic: the bytes go to a hidden temporary file in the target folder, are flushed to
 disk, and are then renamed into place. Every call runs in a worker thread.
 
-``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, ``.tmp-*``
-temporaries), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's
+``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images,
+``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>`` free-space probes), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's
 own files in the storage folder for leftovers.
 
 Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
