@@ -6,8 +6,9 @@ Writes are atomic: the bytes go to a hidden temporary file in the target folder,
 disk, and are then renamed into place. Every call runs in a worker thread.
 
 ``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images,
-``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>`` free-space probes), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's
-own files in the storage folder for leftovers.
+``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>`` free-space probes), never
+following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's own files in the
+storage folder for leftovers.
 
 Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
 first). Nothing is created, written, scanned or deleted outside them, symbolic links followed:
