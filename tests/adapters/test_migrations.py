@@ -14,15 +14,17 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, inspect, text
 from sqlmodel import SQLModel
 
 import imagestudio.adapters.sql.tasks  # noqa: F401 - its tables belong to the compared metadata
 from imagestudio.adapters import migrations
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
+from imagestudio.adapters.sql.history import _to_values
+from imagestudio.adapters.sql.tables import GENERATIONS
 from imagestudio.cli import main
 from imagestudio.domain.errors import IncompatibleDatabase
-from imagestudio.domain.model import HistoryQuery, Operation, Settings, search_terms
+from imagestudio.domain.model import Generation, HistoryQuery, Operation, Settings, search_terms
 from tests.adapters.test_repository_contract import make_generation
 from tests.databases import PostgresServer
 
@@ -292,6 +294,22 @@ async def _assert_search_totals(
         assert [g.id for g in page.items] == expected, query
 
 
+def _add_as_0003(db: SqlDatabase, generation: Generation) -> int:
+    """Add ``generation`` to a database at revision 0003 (without the columns 0005 adds), as the
+    code of that time did, and return its id."""
+    values = {name: value for name, value in _to_values(generation).items() if name not in _SINCE_0005}
+    names = ", ".join(values)
+    marks = ", ".join(f":{name}" for name in values)
+    statement = text(f"INSERT INTO generations ({names}) VALUES ({marks}) RETURNING id").bindparams(  # noqa: S608 - our names
+        *(bindparam(name, type_=GENERATIONS.c[name].type) for name in values)
+    )
+    with db.engine.begin() as connection:
+        return int(connection.execute(statement, values).scalar_one())
+
+
+_SINCE_0005 = ("favorite", "tags", "notes")
+
+
 async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_inserts_and_deletes(
     database: SqlDatabase,
 ) -> None:
@@ -301,9 +319,10 @@ async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_insert
     repository = SqlGenerationRepository(database)
     kept: dict[int, tuple[str, str | None]] = {}
     for index, (prompt, negative) in enumerate(_SEARCH_PROMPTS[:4]):
-        added = await repository.add(make_generation(index, prompt=prompt, negative=negative))
-        assert added.id is not None
-        kept[added.id] = (prompt, negative)
+        kept[_add_as_0003(database, make_generation(index, prompt=prompt, negative=negative))] = (
+            prompt,
+            negative,
+        )
 
     assert database.upgrade_schema() == migrations.head_revision()  # 0004 counts the rows present
     postgresql = database.dialect == "postgresql"
@@ -333,9 +352,8 @@ async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_insert
         migrations.downgrade(connection, "0003")
     with database.engine.connect() as connection:
         assert "generation_words" not in inspect(connection).get_table_names()
-    added = await repository.add(make_generation(9, prompt="castle after the downgrade"))
-    assert added.id is not None
-    kept[added.id] = ("castle after the downgrade", make_generation(9).negative_prompt)
+    added_id = _add_as_0003(database, make_generation(9, prompt="castle after the downgrade"))
+    kept[added_id] = ("castle after the downgrade", make_generation(9).negative_prompt)
     assert database.upgrade_schema() == migrations.head_revision()
     if postgresql:
         assert _word_counts(database) == _lexemes(database)

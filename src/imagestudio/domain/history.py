@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagestudio.domain.errors import NotFound
-from imagestudio.domain.model import Generation, HistoryPage, HistoryQuery
+from imagestudio.domain.model import (
+    Generation,
+    GenerationPatch,
+    HistoryPage,
+    HistoryQuery,
+    TagCount,
+    TagQuery,
+)
 from imagestudio.domain.ports import ChangeWatch, GenerationRepository, ImageStorage, StoredStream
 
-__all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "OpenImage"]
+__all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "ListTags", "OpenImage", "UpdateGeneration"]
 
 GENERATION_NOT_FOUND = "Generation not found"
 _MAX_ID = 2**63 - 1
@@ -76,6 +83,45 @@ class DeleteGeneration:
             raise NotFound(GENERATION_NOT_FOUND)
         await self.storage.delete(generation.image)
         return generation
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateGeneration:
+    """Mark a generation as a favourite (or not), set its tags, write or clear its notes.
+
+    Rules:
+    - only the fields given change; ``tags`` replaces all the tags, ``notes: null`` clears them;
+    - tags are stored trimmed and case-folded (``Sunset`` and ``sunset `` are one tag), without
+      duplicates (the first kept), in the order given: 1 to 64 characters each, at most 32,
+      no control characters or line breaks; notes are at most 10,000 characters;
+    - all or nothing: a refused patch changes nothing, and one that is applied is applied whole;
+    - the answer is the generation as it now is; an unknown id is ``NotFound``.
+    """
+
+    repository: GenerationRepository
+
+    async def __call__(self, generation_id: int, patch: GenerationPatch) -> Generation:
+        _check_id(generation_id)
+        generation = await self.repository.update(generation_id, patch)
+        if generation is None:
+            raise NotFound(GENERATION_NOT_FOUND)
+        return generation
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListTags:
+    """The tags of the history, each with how many generations carry it.
+
+    Rules:
+    - the most used first, ties by name; only tags some generation carries;
+    - ``q``: only tags that start with it (trimmed and case-folded, as tags are stored);
+    - at most ``limit`` (default 100, at most 1000).
+    """
+
+    repository: GenerationRepository
+
+    async def __call__(self, query: TagQuery) -> list[TagCount]:
+        return await self.repository.count_tags(query)
 
 
 @dataclass(frozen=True, kw_only=True)

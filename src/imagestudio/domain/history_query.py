@@ -17,7 +17,15 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from imagestudio.domain.errors import InvalidParameters
-from imagestudio.domain.rules import _check_int, _check_model
+from imagestudio.domain.rules import (
+    DEFAULT_TAG_LIST_LIMIT,
+    MAX_TAG_LIST_LIMIT,
+    MAX_TAGS,
+    _check_int,
+    _check_model,
+    check_tags,
+    normalize_tag,
+)
 from imagestudio.domain.values import Generation, Operation, _set
 
 __all__ = [
@@ -33,6 +41,8 @@ __all__ = [
     "HistoryPage",
     "HistoryQuery",
     "HistorySort",
+    "TagCount",
+    "TagQuery",
     "cursor_text",
     "parse_timestamp",
     "search_terms",
@@ -170,8 +180,10 @@ class HistoryQuery:
     Rules, which every ``GenerationRepository`` follows (the in-memory fake is the reference):
     - order: ``created_at`` and then ``id``, descending for ``sort=newest`` (the default),
       ascending for ``oldest``;
-    - filters combine with AND: ``type``, ``operation``, ``engine`` and ``model`` match exactly;
-      ``created_from`` is inclusive, ``created_to`` exclusive;
+    - filters combine with AND: ``type``, ``operation``, ``engine``, ``model`` and ``favorite``
+      match exactly; ``created_from`` is inclusive, ``created_to`` exclusive;
+    - ``tags``: the generation carries every one of them (given in any form, matched in the
+      stored one: trimmed and case-folded, see ``normalize_tag``);
     - ``q``: every word of it (see :func:`search_terms`) is a word of the prompt or of the
       negative prompt, in any order, ignoring case: ``"SKY red"`` finds "Sunset, red sky". Whole
       words: ``sun`` does not find "Sunset" (full-text search, without stemming);
@@ -189,6 +201,8 @@ class HistoryQuery:
     model: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    favorite: bool | None = None
+    tags: tuple[str, ...] = ()
     sort: HistorySort = HistorySort.NEWEST
     cursor: HistoryCursor | None = None
     terms: tuple[str, ...] = field(default=(), init=False)
@@ -213,6 +227,9 @@ class HistoryQuery:
             _set(self, "created_to", _utc("to", self.created_to))
         if self.created_from and self.created_to and self.created_from > self.created_to:
             raise InvalidParameters("to must not be earlier than from", field="to")
+        if self.favorite is not None and not isinstance(self.favorite, bool):
+            raise InvalidParameters("favorite must be true or false", field="favorite")
+        _set(self, "tags", check_tags(self.tags, "tag"))
         _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
         if self.cursor is not None:
             if not isinstance(self.cursor, HistoryCursor):
@@ -252,10 +269,11 @@ class HistoryQuery:
         offset: int = 0,
         sort: str | None = None,
         cursor: str | None = None,
-        **filters: str | None,
+        **filters: str | Sequence[str] | None,
     ) -> HistoryQuery:
         """A query from the text of request parameters: ``filters`` by their request names (the
-        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates).
+        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates). A
+        ``repeatable`` filter (``tag``) takes a list of texts (or one), the others one text.
 
         An empty ``q`` or ``cursor`` is the same as none (an empty search box, a first page).
         """
@@ -264,8 +282,14 @@ class HistoryQuery:
             declared = _BY_PARAM.get(name)
             if declared is None:
                 raise TypeError(f"HistoryQuery.parse() got an unknown filter {name!r}")
-            if raw is not None:
+            if raw is None:
+                continue
+            if declared.repeatable:
+                values[declared.field] = declared.parse((raw,) if isinstance(raw, str) else tuple(raw))
+            elif isinstance(raw, str):
                 values[declared.field] = declared.parse(raw)
+            else:
+                raise InvalidParameters(f"{name} may be given only once", field=name)
         return cls(
             limit=limit,
             offset=offset,
@@ -333,17 +357,20 @@ class HistoryFilter:
     - ``read``: the value a set filter matches with (``None``: not set), by default the field;
     - ``matches``: whether a generation passes, given that value (the reference semantics, which
       the in-memory repository uses and the SQL adapter must agree with);
-    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``).
+    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``);
+    - ``repeatable``: the parameter may be given several times (``tag``): ``parse`` then gets
+      the tuple of its texts.
     """
 
     name: str
     param: str
     field: str
     description: str
-    parse: Callable[[str], object]
+    parse: Callable[[Any], object]
     matches: Callable[[Generation, Any], bool]
     read: Callable[[HistoryQuery], Any] | None = None
     kept_count: bool = False
+    repeatable: bool = False
 
     def value_in(self, query: HistoryQuery) -> Any:
         """This filter's value in ``query`` (``None`` when it is not set)."""
@@ -356,6 +383,16 @@ def _words_of(generation: Generation) -> set[str]:
 
 def _text(raw: str) -> str:
     return raw
+
+
+def _boolean(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        text = raw.strip().lower()
+        if text not in ("true", "false"):
+            raise InvalidParameters(f"{name} must be true or false", field=name)
+        return text == "true"
+
+    return parse
 
 
 HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
@@ -421,8 +458,63 @@ HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
         parse=lambda raw: parse_timestamp("to", raw),
         matches=lambda g, value: g.created_at < value,
     ),
+    HistoryFilter(
+        name="favorite",
+        param="favorite",
+        field="favorite",
+        description="`true`: only favourites; `false`: only the others",
+        parse=_boolean("favorite"),
+        matches=lambda g, value: g.favorite is value,
+    ),
+    HistoryFilter(
+        name="tag",
+        param="tag",
+        field="tags",
+        description="Only generations with this tag, matched as tags are stored (trimmed and"
+        " case-folded: `Sunset ` finds `sunset`). Repeat it for several: every one must match"
+        f" (at most {MAX_TAGS})",
+        parse=lambda raws: raws,
+        read=lambda query: query.tags or None,
+        matches=lambda g, tags: set(tags) <= set(g.tags),
+        repeatable=True,
+    ),
 )
 """Every filter of the history, in the order the API documents them."""
 
 _BY_NAME: Final = {declared.name: declared for declared in HISTORY_FILTERS}
 _BY_PARAM: Final = {declared.param: declared for declared in HISTORY_FILTERS}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TagCount:
+    """A tag and how many generations carry it."""
+
+    tag: str
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TagQuery:
+    """Which tags the tag list shows.
+
+    Rules, which every ``GenerationRepository`` follows:
+    - only tags that some generation carries, each with how many do;
+    - the most used first, ties by the tag (in code point order);
+    - ``prefix``: only tags that start with it, taken in the stored form of tags (trimmed and
+      case-folded); blank is none;
+    - at most ``limit`` tags.
+    """
+
+    limit: int = DEFAULT_TAG_LIST_LIMIT
+    prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("limit", self.limit, 1, MAX_TAG_LIST_LIMIT)
+        if self.prefix is not None:
+            if isinstance(self.prefix, str) and not self.prefix.strip():
+                _set(self, "prefix", None)
+            else:
+                _set(self, "prefix", normalize_tag(self.prefix, "q"))
+
+    def matches(self, tag: str) -> bool:
+        return self.prefix is None or tag.startswith(self.prefix)

@@ -16,6 +16,7 @@ from typing import Protocol
 from imagestudio.domain.model import (
     GeneratedImage,
     Generation,
+    GenerationPatch,
     HistoryPage,
     HistoryQuery,
     IdempotencyRecord,
@@ -25,6 +26,8 @@ from imagestudio.domain.model import (
     SourceImage,
     StoredFile,
     StoredImage,
+    TagCount,
+    TagQuery,
     Task,
     TaskEvent,
 )
@@ -220,7 +223,17 @@ class GenerationRepository(Protocol):
     async def list(self, query: HistoryQuery) -> HistoryPage: ...
 
     async def delete(self, generation_id: int) -> Generation | None:
-        """Remove a generation's record and return it, or ``None`` if there was none."""
+        """Remove a generation's record and return it, or ``None`` if there was none; its tags
+        go with it (and out of :meth:`count_tags`)."""
+        ...
+
+    async def update(self, generation_id: int, patch: GenerationPatch) -> Generation | None:
+        """Apply ``patch`` to a generation atomically (all of it or none of it) and return the
+        generation as it now is, or ``None`` if there is none."""
+        ...
+
+    async def count_tags(self, query: TagQuery) -> list[TagCount]:
+        """The tags the generations carry, with how many carry each, as :class:`TagQuery` says."""
         ...
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Final, Literal, get_args
 
@@ -15,14 +16,19 @@ from imagestudio.domain.errors import InvalidParameters, InvalidPrompt
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRENGTH",
+    "DEFAULT_TAG_LIST_LIMIT",
     "MAX_CFG",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
+    "MAX_NOTES_LENGTH",
     "MAX_SEED",
     "MAX_SIDE",
     "MAX_STEPS",
     "MAX_STORAGE_PATH",
     "MAX_STRENGTH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
+    "MAX_TAG_LIST_LIMIT",
     "MAX_UPSCALE_SIDE",
     "MIN_CFG",
     "MIN_SEED",
@@ -37,8 +43,11 @@ __all__ = [
     "UPSCALE_FACTORS",
     "UpscaleFactor",
     "check_model_id",
+    "check_notes",
+    "check_tags",
     "is_air_model_id",
     "nearest_valid_side",
+    "normalize_tag",
     "validate_task_id",
 ]
 
@@ -70,6 +79,15 @@ TASK_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
 """A client-chosen task id, whole (``fullmatch``)."""
 MODEL_ID_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}"
 """A model id (Runware's AIR, ``provider:model@version``), whole (``fullmatch``)."""
+MAX_TAG_LENGTH: Final = 64
+"""The longest tag, in characters, once trimmed and case-folded (the stored form)."""
+MAX_TAGS: Final = 32
+"""The most tags one generation (or one history filter) carries."""
+MAX_NOTES_LENGTH: Final = 10_000
+"""The longest note on a generation, in characters."""
+MAX_TAG_LIST_LIMIT: Final = 1000
+"""The most tags one answer of the tag list holds."""
+DEFAULT_TAG_LIST_LIMIT: Final = 100
 
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _MODEL_ID = re.compile(MODEL_ID_PATTERN)
@@ -182,3 +200,59 @@ def nearest_valid_side(pixels: int) -> int:
     """The generation size (multiple of 64, 128..2048) nearest to ``pixels``."""
     snapped = round(pixels / SIDE_STEP) * SIDE_STEP
     return max(MIN_SIDE, min(MAX_SIDE, snapped))
+
+
+def _is_control(character: str) -> bool:
+    """Control characters (C0, DEL, C1) and lone surrogates (which no database stores)."""
+    return unicodedata.category(character) in ("Cc", "Cs")
+
+
+def _breaks_a_line(character: str) -> bool:
+    return _is_control(character) or unicodedata.category(character) in ("Zl", "Zp")
+
+
+def normalize_tag(value: object, field: str = "tags") -> str:
+    """A tag as it is stored and matched: trimmed, case-folded (``str.casefold``, so ``Straße``
+    is ``strasse``) and composed (NFC); then 1 to :data:`MAX_TAG_LENGTH` characters without
+    control characters, else ``InvalidParameters`` naming ``field``."""
+    if not isinstance(value, str):
+        raise InvalidParameters(f"{field} must be strings", field=field)
+    text = unicodedata.normalize("NFC", value.strip().casefold())
+    if not text:
+        raise InvalidParameters(f"A tag in {field} is empty", field=field)
+    if len(text) > MAX_TAG_LENGTH:
+        raise InvalidParameters(f"A tag in {field} is longer than {MAX_TAG_LENGTH} characters", field=field)
+    if any(_breaks_a_line(character) for character in text):
+        raise InvalidParameters(f"A tag in {field} contains a control character or a line break", field=field)
+    return text
+
+
+def check_tags(values: object, field: str = "tags") -> tuple[str, ...]:
+    """A list of at most :data:`MAX_TAGS` tags, each made the stored form (:func:`normalize_tag`),
+    duplicates dropped (the first kept, in the order given)."""
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise InvalidParameters(f"{field} must be a list of strings", field=field)
+    if len(values) > MAX_TAGS:
+        raise InvalidParameters(f"{field} must hold at most {MAX_TAGS} tags", field=field)
+    return tuple(dict.fromkeys(normalize_tag(value, field) for value in values))
+
+
+_NOTE_WHITESPACE: Final = frozenset("\t\n\r")
+
+
+def check_notes(value: object) -> str | None:
+    """A note: any text of at most :data:`MAX_NOTES_LENGTH` characters, without control
+    characters but tabs and line breaks; blank means none (``None``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameters("notes must be a string or null", field="notes")
+    if not value.strip():
+        return None
+    if len(value) > MAX_NOTES_LENGTH:
+        raise InvalidParameters(f"notes must be at most {MAX_NOTES_LENGTH} characters", field="notes")
+    if any(_is_control(character) and character not in _NOTE_WHITESPACE for character in value):
+        raise InvalidParameters(
+            "notes must not contain control characters (tabs and line breaks are fine)", field="notes"
+        )
+    return value

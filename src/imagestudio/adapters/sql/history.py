@@ -7,10 +7,14 @@ How the history listing (``HistoryQuery``) is answered:
   comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
 - ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
   ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
+- ``tag`` drives the page from ``generation_tags``, whose key ``(tag, created_at, generation_id)``
+  is the listing order of one tag: the rarest of the filter's tags (``tag_counts`` tells) is the
+  range walked, every other tag a lookup of that key, the other filters tested on the row;
 - ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter; for a
   search alone, SQLite counts in its FTS5 index and PostgreSQL reads the count of a one-word
-  search from ``generation_words`` (kept by triggers, migration ``0004``); otherwise it counts the
-  matching rows.
+  search from ``generation_words`` (kept by triggers, migration ``0004``); one tag alone reads
+  ``tag_counts`` (migration ``0005``), and ``favorite=false`` alone is every row less the
+  favourites (counted in their index); otherwise it counts the matching rows.
 
 Ids come from the database (SQLite ``AUTOINCREMENT`` under its write lock, a PostgreSQL
 sequence), so several processes can add to one history; a delete reports the generation only to
@@ -34,28 +38,35 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     column,
     delete,
+    exists,
     func,
     insert,
     select,
     text,
+    true,
     tuple_,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from imagestudio.adapters.sql.database import SqlDatabase
-from imagestudio.adapters.sql.tables import COUNTS, GENERATIONS
+from imagestudio.adapters.sql.tables import COUNTS, GENERATION_TAGS, GENERATIONS, TAG_COUNTS
 from imagestudio.domain.history_query import HISTORY_FILTERS
 from imagestudio.domain.model import (
     Generation,
+    GenerationPatch,
     HistoryPage,
     HistoryQuery,
     HistorySort,
     Operation,
     Parameters,
     StoredImage,
+    TagCount,
+    TagQuery,
 )
 
 __all__ = ["SqlGenerationRepository"]
@@ -96,6 +107,8 @@ class SqlGenerationRepository:
         return await self._db.read(work)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
+        if query.tags:
+            return await self._list_tagged(query)
         sqlite = self._db.is_sqlite
         filters = _parameters(query)
         only_search = set(query.active) == {"search"}
@@ -136,6 +149,59 @@ class SqlGenerationRepository:
             else:
                 total = int(connection.execute(total_statement, filters).scalar_one())
             return query.page([_from_record(row._mapping) for row in rows], total)
+
+        return await self._db.read(work)
+
+    async def _list_tagged(self, query: HistoryQuery) -> HistoryPage:
+        """A page of generations with every tag of ``query``, walked from its rarest tag."""
+        sqlite = self._db.is_sqlite
+        filters = _parameters(query)
+        alone = set(query.active) == {"tag"} and len(query.tags) == 1
+
+        def work(connection: Connection) -> HistoryPage:
+            counts = dict(connection.execute(_TAG_TOTALS, {"tags": list(query.tags)}).all())
+            if any(counts.get(tag, 0) <= 0 for tag in query.tags):
+                return query.page([], 0)
+            rarest_first = sorted(query.tags, key=lambda tag: (counts[tag], tag))
+            values = {**filters, **{f"tag_{i}": tag for i, tag in enumerate(rarest_first)}}
+            page_statement, total_statement = _tagged_statements(
+                (sqlite, frozenset(query.active), query.sort, query.cursor is not None, len(query.tags))
+            )
+            rows = connection.execute(
+                page_statement, {**values, "limit": query.limit + 1, "offset": query.offset}
+            ).all()
+            total = (
+                counts[query.tags[0]]
+                if alone
+                else int(connection.execute(total_statement, values).scalar_one())
+            )
+            return query.page([_from_record(row._mapping) for row in rows], total)
+
+        return await self._db.read(work)
+
+    async def update(self, generation_id: int, patch: GenerationPatch) -> Generation | None:
+        values = {name: list(value) if name == "tags" else value for name, value in patch.changes().items()}
+        statement = (
+            update(GENERATIONS)
+            .where(GENERATIONS.c.id == generation_id)
+            .values(**values)
+            .returning(GENERATIONS)
+        )
+
+        def work(session: Session) -> Generation | None:
+            # one statement: the row and, by the triggers, its tag rows and the counts, or nothing
+            row = session.connection().execute(statement).first()
+            return _from_record(row._mapping) if row else None
+
+        return await self._db.run(work)
+
+    async def count_tags(self, query: TagQuery) -> list[TagCount]:
+        statement = _tag_list(self._db.is_sqlite, query.prefix is not None)
+        values: dict[str, Any] = {"limit": query.limit, "prefix": query.prefix}
+
+        def work(connection: Connection) -> list[TagCount]:
+            rows = connection.execute(statement, values).all()
+            return [TagCount(tag=tag, count=int(total)) for tag, total in rows]
 
         return await self._db.read(work)
 
@@ -185,6 +251,8 @@ def _parameters(query: HistoryQuery) -> dict[str, Any]:
         if name == "search":
             values["fts_query"] = " AND ".join(f'"{term}"' for term in value)
             values["ts_query"] = " & ".join(value)
+        elif name == "tag":
+            continue  # bound by the rarest first: see _list_tagged
         else:
             values[name] = value.value if isinstance(value, Enum) else value
     if query.cursor is not None:
@@ -244,6 +312,8 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
         total = select(func.coalesce(func.sum(COUNTS.c.total), 0))
         if "type" in names:
             total = total.where(COUNTS.c.type == bindparam("type"))
+    elif names == {"favorite"}:
+        total = _FAVORITE_TOTAL
     else:
         total = select(func.count()).select_from(GENERATIONS).where(*counted)
     return page, total
@@ -257,12 +327,104 @@ _COMPARISONS: Final[Mapping[str, tuple[Column[Any], str]]] = MappingProxyType(
         "model": (GENERATIONS.c.model, "="),
         "created_from": (GENERATIONS.c.created_at, ">="),
         "created_to": (GENERATIONS.c.created_at, "<"),
+        "favorite": (GENERATIONS.c.favorite, "="),
     }
 )
-"""The clause of every history filter but ``search`` (:func:`_search`), by the filter's name."""
-_SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search"})
+"""The clause of every history filter but ``search`` (:func:`_search`) and ``tag``
+(:func:`_tagged_statements`), by the filter's name."""
+_SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search", "tag"})
 if {declared.name for declared in HISTORY_FILTERS} != _SQL_FILTERS:  # pragma: no cover - a build error
     raise ImportError(f"the SQL history covers {sorted(_SQL_FILTERS)}, not every declared history filter")
+
+
+_FAVOURITES = (
+    select(func.count()).select_from(GENERATIONS).where(GENERATIONS.c.favorite == true()).scalar_subquery()
+)
+_FAVORITE_TOTAL = select(
+    case(
+        (bindparam("favorite", type_=GENERATIONS.c.favorite.type), _FAVOURITES),
+        else_=select(func.coalesce(func.sum(COUNTS.c.total), 0)).scalar_subquery() - _FAVOURITES,
+    )
+)
+"""The total of ``favorite=`` alone: the favourites, counted in their index, or every generation
+(the kept counts) less them, which saves counting the many that are not favourites."""
+
+# --- tags -----------------------------------------------------------------------------------
+
+_TAG_TOTALS = select(TAG_COUNTS.c.tag, TAG_COUNTS.c.total).where(
+    TAG_COUNTS.c.tag.in_(bindparam("tags", expanding=True))
+)
+_DATES: Final = {"created_from", "created_to"}
+
+_TaggedShape = tuple[bool, frozenset[str], HistorySort, bool, int]
+
+
+@functools.lru_cache(maxsize=256)
+def _tagged_statements(shape: _TaggedShape) -> tuple[Select[Any], Select[Any]]:
+    """The page query and the total query of a listing with ``tags`` tags (bound as ``tag_0``,
+    ``tag_1``, ..., the rarest first).
+
+    The page walks the key of ``generation_tags`` from ``(tag_0, cursor)`` in listing order: the
+    dates and the cursor are ranges of that key, every other tag a lookup of the same key, and
+    the other filters are tested on the generation the walk reaches. On SQLite every other filter
+    reads the row (a unary ``+`` or the search's ``+id IN``), so that the walk always drives; a
+    search's matches are a set each row is looked up in. The total counts the same rows, without
+    reading ``generations`` when only tags and dates are set.
+    """
+    sqlite, names, sort, has_cursor, tags = shape
+    t0 = GENERATION_TAGS.alias("t0")
+    where: list[ColumnElement[bool]] = [t0.c.tag == bindparam("tag_0")]
+    for index in range(1, tags):
+        other = GENERATION_TAGS.alias(f"t{index}")
+        where.append(
+            exists().where(
+                other.c.tag == bindparam(f"tag_{index}"),
+                other.c.created_at == t0.c.created_at,
+                other.c.generation_id == t0.c.generation_id,
+            )
+        )
+    if "created_from" in names:
+        where.append(t0.c.created_at >= bindparam("created_from", type_=t0.c.created_at.type))
+    if "created_to" in names:
+        where.append(t0.c.created_at < bindparam("created_to", type_=t0.c.created_at.type))
+    on_rows = _plain_filters(names - _DATES, unindexed=sqlite)
+    if "search" in names:
+        on_rows.append(_search(sqlite=sqlite, walk=True))
+
+    key = tuple_(t0.c.created_at, t0.c.generation_id)
+    mark = tuple_(bindparam("cursor_at", type_=t0.c.created_at.type), bindparam("cursor_id", type_=Integer))
+    after = [key < mark if sort is HistorySort.NEWEST else key > mark] if has_cursor else []
+    newest = sort is HistorySort.NEWEST
+    order = (
+        (t0.c.created_at.desc(), t0.c.generation_id.desc())
+        if newest
+        else (t0.c.created_at, t0.c.generation_id)
+    )
+    joined = t0.join(GENERATIONS, GENERATIONS.c.id == t0.c.generation_id)
+    page = (
+        select(GENERATIONS)
+        .select_from(joined)
+        .where(*where, *on_rows, *after)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    total = select(func.count()).select_from(joined if on_rows else t0).where(*where, *on_rows)
+    return page, total
+
+
+@functools.lru_cache(maxsize=8)
+def _tag_list(sqlite: bool, prefixed: bool) -> Select[Any]:
+    """The tag list: most used first, ties by the tag in code point order (PostgreSQL's ``"C"``
+    collation; SQLite compares text that way), only tags that start with ``prefix`` if
+    ``prefixed``. A few thousand tags are sorted in well under a millisecond: no index serves it."""
+    c = TAG_COUNTS.c
+    statement = select(c.tag, c.total).where(c.total > 0)
+    if prefixed:
+        prefix = bindparam("prefix", type_=c.tag.type)
+        statement = statement.where(func.substr(c.tag, 1, func.length(prefix)) == prefix)
+    name = c.tag if sqlite else c.tag.collate("C")
+    return statement.order_by(c.total.desc(), name).limit(bindparam("limit", type_=Integer))
 
 
 def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
@@ -348,6 +510,9 @@ def _to_values(generation: Generation) -> dict[str, Any]:
         "model": generation.parameters.model,
         "cost": generation.cost,
         "created_at": generation.created_at.astimezone(dt.UTC),
+        "favorite": generation.favorite,
+        "tags": list(generation.tags),
+        "notes": generation.notes,
     }
     if generation.id is not None:
         values["id"] = generation.id
@@ -372,4 +537,7 @@ def _from_record(record: Mapping[Any, Any]) -> Generation:
         task_id=record["task_id"],
         created_at=created.astimezone(dt.UTC),
         cost=record["cost"],
+        favorite=bool(record["favorite"]),
+        tags=tuple(record["tags"]),
+        notes=record["notes"],
     )
