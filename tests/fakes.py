@@ -308,7 +308,9 @@ class InMemoryGenerationRepository:
         for generation in self.rows.values():
             for tag in generation.tags:
                 counts[tag] = counts.get(tag, 0) + 1
-        ordered = sorted((item for item in counts.items() if query.matches(item[0])), key=lambda t: (-t[1], t[0]))
+        ordered = sorted(
+            (item for item in counts.items() if query.matches(item[0])), key=lambda t: (-t[1], t[0])
+        )
         return [TagCount(tag=tag, count=count) for tag, count in ordered[: query.limit]]
 
 

@@ -482,7 +482,9 @@ async def test_tag_counts_follow_adds_updates_and_deletes_and_tags_no_one_carrie
     assert await tag_list(repository) == []
 
 
-async def test_the_tag_list_is_most_used_first_ties_by_name_with_a_prefix_and_a_limit(repository: Any) -> None:
+async def test_the_tag_list_is_most_used_first_ties_by_name_with_a_prefix_and_a_limit(
+    repository: Any,
+) -> None:
     spread = {"sunset": 4, "sun": 2, "beach": 2, "Zebra": 2, "ábside": 2, "city": 1, "sunrise": 1}
     index = 0
     for tag, count in spread.items():
@@ -535,7 +537,9 @@ async def test_tag_and_favourite_filters_page_by_cursor_combine_and_count_exactl
                     prompt="a red fox" if i % 3 == 0 else "a quiet lake",
                     engine="runware" if i % 2 else "local",
                     favorite=i % 4 == 1,
-                    tags=tuple(t for t, every in (("sunset", 1), ("beach", 2), ("night", 3)) if i % every == 0),
+                    tags=tuple(
+                        t for t, every in (("sunset", 1), ("beach", 2), ("night", 3)) if i % every == 0
+                    ),
                 )
             )
         )

@@ -8,6 +8,7 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -232,7 +233,7 @@ class GenerationRepository(Protocol):
         generation as it now is, or ``None`` if there is none."""
         ...
 
-    async def count_tags(self, query: TagQuery) -> list[TagCount]:
+    async def count_tags(self, query: TagQuery) -> builtins.list[TagCount]:
         """The tags the generations carry, with how many carry each, as :class:`TagQuery` says."""
         ...
 

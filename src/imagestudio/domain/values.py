@@ -373,7 +373,7 @@ class GenerationPatch:
 
     favorite: bool | Unchanged = UNCHANGED
     tags: tuple[str, ...] | Unchanged = UNCHANGED
-    notes: str | None | Unchanged = UNCHANGED
+    notes: str | Unchanged | None = UNCHANGED
 
     def __post_init__(self) -> None:
         if self.favorite is UNCHANGED and self.tags is UNCHANGED and self.notes is UNCHANGED:

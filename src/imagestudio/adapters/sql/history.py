@@ -24,6 +24,7 @@ values and back.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import functools
 import re
@@ -195,11 +196,11 @@ class SqlGenerationRepository:
 
         return await self._db.run(work)
 
-    async def count_tags(self, query: TagQuery) -> list[TagCount]:
+    async def count_tags(self, query: TagQuery) -> builtins.list[TagCount]:
         statement = _tag_list(self._db.is_sqlite, query.prefix is not None)
         values: dict[str, Any] = {"limit": query.limit, "prefix": query.prefix}
 
-        def work(connection: Connection) -> list[TagCount]:
+        def work(connection: Connection) -> builtins.list[TagCount]:
             rows = connection.execute(statement, values).all()
             return [TagCount(tag=tag, count=int(total)) for tag, total in rows]
 

@@ -120,13 +120,14 @@ _POSTGRESQL = [
     CREATE FUNCTION generation_tags_add() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO generation_tags (tag, created_at, generation_id)
-        SELECT DISTINCT t.tag, n.created_at, n.id FROM new_rows AS n, json_array_elements_text(n.tags) AS t (tag)
+        SELECT DISTINCT t.tag, n.created_at, n.id
+        FROM new_rows AS n, json_array_elements_text(n.tags) AS t (tag)
         ON CONFLICT DO NOTHING;
         {_count(_NEW_TAGS, falls=False)}
         RETURN NULL;
     END
     $$
-    """,
+    """,  # noqa: S608 - built from this module's constants
     f"""
     CREATE FUNCTION generation_tags_remove() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -135,7 +136,7 @@ _POSTGRESQL = [
         RETURN NULL;
     END
     $$
-    """,
+    """,  # noqa: S608 - built from this module's constants
     f"""
     CREATE FUNCTION generation_tags_move() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -148,7 +149,7 @@ _POSTGRESQL = [
         RETURN NULL;
     END
     $$
-    """,
+    """,  # noqa: S608 - built from this module's constants
     """
     CREATE TRIGGER generation_tags_insert AFTER INSERT ON generations
     REFERENCING NEW TABLE AS new_rows
