@@ -23,6 +23,7 @@ from imagestudio.http.history_params import (
     _HISTORY_DESCRIPTION,
     CursorParam,
     EngineParam,
+    FavoriteParam,
     FromParam,
     LimitParam,
     ModelParam,
@@ -30,6 +31,7 @@ from imagestudio.http.history_params import (
     OperationParam,
     SearchParam,
     SortParam,
+    TagParam,
     ToParam,
     TypeParam,
 )
@@ -167,6 +169,8 @@ class HistoryController(Controller):
         created_from: FromParam = None,
         created_to: ToParam = None,
         sort: SortParam = "newest",
+        favorite: FavoriteParam = None,
+        tag: TagParam = None,
     ) -> HistoryResponse:
         query = HistoryQuery.parse(
             limit=limit,
@@ -181,6 +185,8 @@ class HistoryController(Controller):
                 "model": model,
                 "from": created_from,
                 "to": created_to,
+                "favorite": favorite,
+                "tag": tag,
             },
         )
         page = await services.list_history(query)

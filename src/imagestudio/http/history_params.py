@@ -13,6 +13,7 @@ from litestar.params import QueryParameter
 
 from imagestudio.domain.history_query import (
     ENGINE_NAME_PATTERN,
+    HISTORY_FILTERS,
     MAX_HISTORY_LIMIT,
     MAX_HISTORY_OFFSET,
     MAX_SEARCH_LENGTH,
@@ -24,6 +25,7 @@ from imagestudio.domain.values import MODEL_ID_PATTERN
 __all__ = [
     "CursorParam",
     "EngineParam",
+    "FavoriteParam",
     "FromParam",
     "LimitParam",
     "ModelParam",
@@ -31,6 +33,7 @@ __all__ = [
     "OperationParam",
     "SearchParam",
     "SortParam",
+    "TagParam",
     "ToParam",
     "TypeParam",
 ]
@@ -119,3 +122,10 @@ SortParam = Annotated[
     Literal["newest", "oldest"],
     QueryParameter(description="`newest` first (default) or `oldest` first; ties by id"),
 ]
+
+_DESCRIBED = {declared.param: declared.description for declared in HISTORY_FILTERS}
+FavoriteParam = Annotated[
+    str | None,
+    QueryParameter(description=_DESCRIBED["favorite"], schema_extra={"enum": ["true", "false"]}),
+]
+TagParam = Annotated[list[str] | None, QueryParameter(description=_DESCRIBED["tag"])]
