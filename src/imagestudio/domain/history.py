@@ -92,8 +92,9 @@ class UpdateGeneration:
     Rules:
     - only the fields given change; ``tags`` replaces all the tags, ``notes: null`` clears them;
     - tags are stored trimmed and case-folded (``Sunset`` and ``sunset `` are one tag), without
-      duplicates (the first kept), in the order given: 1 to 64 characters each, at most 32,
-      no control characters or line breaks; notes are at most 10,000 characters;
+      duplicates (the first kept), in the order given: at most 32 of them, 1 to 64 characters
+      each once trimmed, with no control characters or line breaks;
+    - notes are at most 10,000 characters, with no control characters but tabs and line breaks;
     - all or nothing: a refused patch changes nothing, and one that is applied is applied whole;
     - the answer is the generation as it now is; an unknown id is ``NotFound``.
     """
@@ -114,13 +115,16 @@ class ListTags:
 
     Rules:
     - the most used first, ties by name; only tags some generation carries;
-    - ``q``: only tags that start with it (trimmed and case-folded, as tags are stored);
+    - ``q``: only tags that start with it (trimmed and case-folded, as tags are stored); one that
+      no tag could start with finds none;
     - at most ``limit`` (default 100, at most 1000).
     """
 
     repository: GenerationRepository
 
     async def __call__(self, query: TagQuery) -> list[TagCount]:
+        if query.hopeless:
+            return []
         return await self.repository.count_tags(query)
 
 

@@ -19,12 +19,13 @@ from typing import Any, Final, Literal
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.rules import (
     DEFAULT_TAG_LIST_LIMIT,
+    MAX_STORED_TAG_LENGTH,
     MAX_TAG_LIST_LIMIT,
     MAX_TAGS,
     _check_int,
     _check_model,
     check_tags,
-    normalize_tag,
+    could_begin_a_tag,
 )
 from imagestudio.domain.values import Generation, Operation, _set
 
@@ -229,7 +230,7 @@ class HistoryQuery:
             raise InvalidParameters("to must not be earlier than from", field="to")
         if self.favorite is not None and not isinstance(self.favorite, bool):
             raise InvalidParameters("favorite must be true or false", field="favorite")
-        _set(self, "tags", check_tags(self.tags, "tag"))
+        _set(self, "tags", check_tags(self.tags, "tag", longest=MAX_STORED_TAG_LENGTH))
         _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
         if self.cursor is not None:
             if not isinstance(self.cursor, HistoryCursor):
@@ -501,7 +502,8 @@ class TagQuery:
     - only tags that some generation carries, each with how many do;
     - the most used first, ties by the tag (in code point order);
     - ``prefix``: only tags that start with it, taken in the stored form of tags (trimmed and
-      case-folded); blank is none;
+      case-folded); blank is none, and one no tag could start with finds nothing (never an error:
+      it is what a person has typed so far);
     - at most ``limit`` tags.
     """
 
@@ -511,10 +513,15 @@ class TagQuery:
     def __post_init__(self) -> None:
         _check_int("limit", self.limit, 1, MAX_TAG_LIST_LIMIT)
         if self.prefix is not None:
-            if isinstance(self.prefix, str) and not self.prefix.strip():
-                _set(self, "prefix", None)
-            else:
-                _set(self, "prefix", normalize_tag(self.prefix, "q"))
+            if not isinstance(self.prefix, str):
+                raise InvalidParameters("q must be a string", field="q")
+            text = self.prefix.strip().casefold()
+            _set(self, "prefix", text or None)
+
+    @property
+    def hopeless(self) -> bool:
+        """True when no tag can match (the prefix holds what no tag holds): nothing to look up."""
+        return self.prefix is not None and not could_begin_a_tag(self.prefix)
 
     def matches(self, tag: str) -> bool:
         return self.prefix is None or tag.startswith(self.prefix)

@@ -5,10 +5,12 @@ the history listing are declared with the others (``domain/history_query.py``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from inspect import getdoc
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, patch
+from litestar.openapi.spec import Operation, RequestBody, Schema
 from litestar.params import PathParameter, QueryParameter
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -20,6 +22,8 @@ from imagestudio.domain.rules import (
     MAX_TAG_LENGTH,
     MAX_TAG_LIST_LIMIT,
     MAX_TAGS,
+    NOTES_PATTERN,
+    TAG_PATTERN,
 )
 from imagestudio.domain.values import UNCHANGED
 from imagestudio.http.bodies import decode_body
@@ -36,9 +40,8 @@ __all__ = ["GalleryController", "GenerationPatchBody", "TagsResponse"]
 Tag = Annotated[
     str,
     Meta(
-        description=f"1 to {MAX_TAG_LENGTH} characters once trimmed and case-folded;"
-        " no control characters or line breaks",
-        extra_json_schema={"minLength": 1, "maxLength": MAX_TAG_LENGTH},
+        description=f"1 to {MAX_TAG_LENGTH} characters once trimmed; no control characters or line breaks",
+        extra_json_schema={"pattern": TAG_PATTERN},
     ),
 ]
 Tags = Annotated[
@@ -52,14 +55,15 @@ Tags = Annotated[
 Notes = Annotated[
     str,
     Meta(
-        description=f"Free text, at most {MAX_NOTES_LENGTH} characters; `null` or blank clears the notes",
-        extra_json_schema={"maxLength": MAX_NOTES_LENGTH},
+        description=f"Free text, at most {MAX_NOTES_LENGTH} characters, no control characters but tabs and"
+        " line breaks; `null` or blank clears the notes",
+        extra_json_schema={"maxLength": MAX_NOTES_LENGTH, "pattern": NOTES_PATTERN},
     ),
 ]
 
 
 class GenerationPatchBody(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    """Any of ``favorite``, ``tags`` and ``notes``; what is left out stays as it is."""
+    """At least one of ``favorite``, ``tags`` and ``notes``; what is left out stays as it is."""
 
     favorite: bool | UnsetType = UNSET
     tags: Tags | UnsetType = UNSET
@@ -70,6 +74,23 @@ class GenerationPatchBody(Struct, forbid_unknown_fields=True, rename="camel", kw
             return UNCHANGED if given is UNSET else given
 
         return GenerationPatch(favorite=value(self.favorite), tags=value(self.tags), notes=value(self.notes))
+
+
+def _not_empty(operation: type[Operation]) -> type[Operation]:
+    """``operation`` with its body documented as naming at least one field (``{}`` is refused)."""
+
+    @dataclass
+    class _NotEmpty(operation):  # type: ignore[valid-type,misc]
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            body = self.request_body
+            assert isinstance(body, RequestBody)
+            schema = body.content["application/json"].schema
+            assert isinstance(schema, Schema)
+            schema.min_properties = 1
+
+    _NotEmpty.__name__ = operation.__name__
+    return _NotEmpty
 
 
 def _patch_of(raw: bytes | bytearray) -> GenerationPatch:
@@ -102,7 +123,7 @@ class GalleryController(Controller):
         tags=["history"],
         summary="Mark a generation as a favourite, tag it, write notes (any of them)",
         description=getdoc(UpdateGeneration),
-        operation_class=documented_body(GenerationPatchBody),
+        operation_class=_not_empty(documented_body(GenerationPatchBody)),
         responses=_errors(400, 403, 404, 413, 415, 500, 503),
     )
     async def update_generation(
@@ -138,7 +159,8 @@ class GalleryController(Controller):
         q: Annotated[
             str | None,
             QueryParameter(
-                description="Only tags that start with this (trimmed and case-folded, as tags are stored)"
+                description="Only tags that start with this (trimmed and case-folded, as tags are"
+                " stored); one no tag could start with finds none"
             ),
         ] = None,
     ) -> TagsResponse:

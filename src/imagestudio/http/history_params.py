@@ -20,6 +20,7 @@ from imagestudio.domain.history_query import (
     MAX_SEARCH_TERMS,
     SEARCH_WORD_PATTERN,
 )
+from imagestudio.domain.rules import MAX_TAGS, TAG_FILTER_PATTERN
 from imagestudio.domain.values import MODEL_ID_PATTERN
 
 __all__ = [
@@ -124,8 +125,8 @@ SortParam = Annotated[
 ]
 
 _DESCRIBED = {declared.param: declared.description for declared in HISTORY_FILTERS}
-FavoriteParam = Annotated[
-    str | None,
-    QueryParameter(description=_DESCRIBED["favorite"], schema_extra={"enum": ["true", "false"]}),
+FavoriteParam = Annotated[Literal["true", "false"] | None, QueryParameter(description=_DESCRIBED["favorite"])]
+TagParam = Annotated[
+    list[Annotated[str, QueryParameter(pattern=TAG_FILTER_PATTERN)]] | None,
+    QueryParameter(description=_DESCRIBED["tag"], max_items=MAX_TAGS),
 ]
-TagParam = Annotated[list[str] | None, QueryParameter(description=_DESCRIBED["tag"])]

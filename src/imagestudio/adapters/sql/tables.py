@@ -17,8 +17,6 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, Table, false, text
 from sqlmodel import Field, SQLModel
 
-from imagestudio.domain.rules import MAX_TAG_LENGTH
-
 __all__ = [
     "COUNTS",
     "GENERATIONS",
@@ -82,7 +80,7 @@ class GenerationTagRow(SQLModel, table=True):
         {"sqlite_with_rowid": False},
     )
 
-    tag: str = Field(primary_key=True, max_length=MAX_TAG_LENGTH)
+    tag: str = Field(primary_key=True)
     created_at: dt.datetime = Field(primary_key=True)
     generation_id: int = Field(primary_key=True)
 
@@ -93,7 +91,7 @@ class TagCountRow(SQLModel, table=True):
 
     __tablename__ = "tag_counts"
 
-    tag: str = Field(primary_key=True, max_length=MAX_TAG_LENGTH)
+    tag: str = Field(primary_key=True)
     total: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 

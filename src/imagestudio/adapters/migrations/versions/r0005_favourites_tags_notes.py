@@ -40,9 +40,6 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-_TAG_LENGTH = 64
-"""``MAX_TAG_LENGTH`` when this revision was written (a revision never imports what may change)."""
-
 _SQLITE = [
     """
     CREATE TRIGGER generation_tags_insert AFTER INSERT ON generations WHEN new.tags <> '[]' BEGIN
@@ -209,7 +206,7 @@ def upgrade() -> None:
     op.create_index("ix_generations_favorite_created", "generations", ["favorite", "created_at", "id"])
     op.create_table(
         "generation_tags",
-        sa.Column("tag", sa.String(_TAG_LENGTH), nullable=False),
+        sa.Column("tag", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("generation_id", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("tag", "created_at", "generation_id"),
@@ -218,7 +215,7 @@ def upgrade() -> None:
     op.create_index("ix_generation_tags_generation", "generation_tags", ["generation_id", "tag"])
     op.create_table(
         "tag_counts",
-        sa.Column("tag", sa.String(_TAG_LENGTH), nullable=False),
+        sa.Column("tag", sa.String(), nullable=False),
         sa.Column("total", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("tag"),
     )
