@@ -391,6 +391,16 @@ def _tag_tables(db: SqlDatabase) -> tuple[set[tuple[str, int]], dict[str, int], 
     return expected_rows, kept, made
 
 
+def _favourites(db: SqlDatabase) -> tuple[dict[str, int], dict[str, int]]:
+    """``favorite_counts`` without its zeros, and the same made from scratch from the rows."""
+    with db.engine.connect() as connection:
+        kept = connection.execute(text("SELECT type, total FROM favorite_counts WHERE total <> 0")).all()
+        made = connection.execute(
+            text("SELECT type, count(*) FROM generations WHERE favorite GROUP BY type")
+        ).all()
+    return dict(kept), dict(made)
+
+
 async def test_tag_rows_and_counts_are_made_by_triggers_from_what_any_writer_puts_in_generations(
     database: SqlDatabase,
 ) -> None:
@@ -403,11 +413,16 @@ async def test_tag_rows_and_counts_are_made_by_triggers_from_what_any_writer_put
     await repository.update(second.id, GenerationPatch(tags=["night", "sunset"]))
     _, kept, made = _tag_tables(database)
     assert kept == made == {"sunset": 2, "beach": 1, "night": 1}
+    assert _favourites(database) == ({"image": 1}, {"image": 1})
 
-    rows = [_to_values(make_generation(i, tags=("bulk", f"only-{i % 2}"))) for i in range(10, 16)]
+    rows = [
+        _to_values(make_generation(i, tags=("bulk", f"only-{i % 2}"), favorite=i % 3 == 0))
+        for i in range(10, 16)
+    ]
     with database.engine.begin() as connection:
         connection.execute(insert(GENERATIONS), rows)  # one statement, many rows
         connection.execute(text("UPDATE generations SET type = 'video' WHERE id = :id"), {"id": first.id})
+        connection.execute(text("UPDATE generations SET type = 'video' WHERE id = :id"), {"id": second.id})
         connection.execute(
             text('UPDATE generations SET tags = \'["beach", "beach"]\' WHERE id = :id'), {"id": first.id}
         )
@@ -416,15 +431,21 @@ async def test_tag_rows_and_counts_are_made_by_triggers_from_what_any_writer_put
     assert kept["bulk"] == 6
     assert kept["beach"] == 1
     assert "sunset" in kept  # the second still has it
+    assert _favourites(database) == ({"image": 2, "video": 1}, {"image": 2, "video": 1})
     page = await repository.list(HistoryQuery(type="video"))
-    assert [g.id for g in page.items] == [first.id]
-    assert page.total == 1
-    assert (await repository.list(HistoryQuery(type="image"))).total == 7
+    assert [g.id for g in page.items] == [second.id, first.id]
+    assert page.total == 2
+    assert (await repository.list(HistoryQuery(type="image"))).total == 6
+    assert (await repository.list(HistoryQuery(type="video", favorite=True))).total == 1
+    assert (await repository.list(HistoryQuery(type="video", favorite=False))).total == 1
+    assert (await repository.list(HistoryQuery(favorite=False))).total == 5
 
     with database.engine.begin() as connection:
         connection.execute(text("DELETE FROM generations WHERE task_id LIKE 'task-1_'"))
+        connection.execute(text("UPDATE generations SET favorite = NOT favorite"))
     _, kept, made = _tag_tables(database)
     assert kept == made == {"beach": 1, "night": 1, "sunset": 1}
+    assert _favourites(database) == ({"video": 1}, {"video": 1})
     assert (await repository.list(HistoryQuery(tags=("bulk",)))).total == 0
 
 
@@ -438,7 +459,7 @@ async def test_favourites_tags_and_notes_go_with_a_downgrade_and_come_back_empty
         migrations.downgrade(connection, "0004")
     with database.engine.connect() as connection:
         found = inspect(connection)
-        assert not {"generation_tags", "tag_counts"} & set(found.get_table_names())
+        assert not {"generation_tags", "tag_counts", "favorite_counts"} & set(found.get_table_names())
         assert not {"favorite", "tags", "notes"} & {c["name"] for c in found.get_columns("generations")}
     assert database.upgrade_schema() == migrations.head_revision()
     again = await repository.get(kept.id)

@@ -310,8 +310,9 @@ class HistoryQuery:
         return found
 
     @property
-    def filters_only_by_type(self) -> bool:
-        """True when no filter but ``type`` is set (so a kept count can answer ``total``)."""
+    def filters_only_kept(self) -> bool:
+        """True when every filter set is one with kept counts (``type``, ``favorite``), so the
+        kept counts can answer ``total``."""
         return all(_BY_NAME[name].kept_count for name in self.active)
 
     def matches(self, generation: Generation) -> bool:
@@ -358,7 +359,8 @@ class HistoryFilter:
     - ``read``: the value a set filter matches with (``None``: not set), by default the field;
     - ``matches``: whether a generation passes, given that value (the reference semantics, which
       the in-memory repository uses and the SQL adapter must agree with);
-    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``);
+    - ``kept_count``: whether kept counts can answer ``total`` (``type`` and ``favorite``, alone
+      or together);
     - ``repeatable``: the parameter may be given several times (``tag``): ``parse`` then gets
       the tuple of its texts.
     """
@@ -466,6 +468,7 @@ HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
         description="`true`: only favourites; `false`: only the others",
         parse=_boolean("favorite"),
         matches=lambda g, value: g.favorite is value,
+        kept_count=True,
     ),
     HistoryFilter(
         name="tag",

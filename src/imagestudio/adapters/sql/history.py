@@ -13,8 +13,9 @@ How the history listing (``HistoryQuery``) is answered:
 - ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter; for a
   search alone, SQLite counts in its FTS5 index and PostgreSQL reads the count of a one-word
   search from ``generation_words`` (kept by triggers, migration ``0004``); one tag alone reads
-  ``tag_counts`` (migration ``0005``), and ``favorite=false`` alone is every row less the
-  favourites (counted in their index); otherwise it counts the matching rows.
+  ``tag_counts`` (migration ``0005``), and ``favorite`` (alone or with ``type``) reads
+  ``favorite_counts`` (and ``favorite=false`` is every row less the favourites); otherwise it
+  counts the matching rows.
 
 Ids come from the database (SQLite ``AUTOINCREMENT`` under its write lock, a PostgreSQL
 sequence), so several processes can add to one history; a delete reports the generation only to
@@ -45,9 +46,9 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     select,
     text,
-    true,
     tuple_,
     update,
 )
@@ -55,7 +56,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from imagestudio.adapters.sql.database import SqlDatabase
-from imagestudio.adapters.sql.tables import COUNTS, GENERATION_TAGS, GENERATIONS, TAG_COUNTS
+from imagestudio.adapters.sql.tables import COUNTS, FAVORITE_COUNTS, GENERATION_TAGS, GENERATIONS, TAG_COUNTS
 from imagestudio.domain.history_query import HISTORY_FILTERS
 from imagestudio.domain.model import (
     Generation,
@@ -243,7 +244,7 @@ _PLAIN_WORD = re.compile(r"[a-z0-9]+")
 
 def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False, together: bool = False) -> _Shape:
     names = frozenset(query.active)
-    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk, together
+    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_kept, walk, together
 
 
 def _parameters(query: HistoryQuery) -> dict[str, Any]:
@@ -309,12 +310,12 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
         )
         counting = select(func.count()).select_from(matches).scalar_subquery().label("matches_total")
         page = select(GENERATIONS, counting).where(g.id.in_(chosen)).order_by(*order)
-    if kept_count:
+    if kept_count and "favorite" in names:
+        total = _kept_favourites_total(by_type="type" in names)
+    elif kept_count:
         total = select(func.coalesce(func.sum(COUNTS.c.total), 0))
         if "type" in names:
             total = total.where(COUNTS.c.type == bindparam("type"))
-    elif names == {"favorite"}:
-        total = _FAVORITE_TOTAL
     else:
         total = select(func.count()).select_from(GENERATIONS).where(*counted)
     return page, total
@@ -338,17 +339,18 @@ if {declared.name for declared in HISTORY_FILTERS} != _SQL_FILTERS:  # pragma: n
     raise ImportError(f"the SQL history covers {sorted(_SQL_FILTERS)}, not every declared history filter")
 
 
-_FAVOURITES = (
-    select(func.count()).select_from(GENERATIONS).where(GENERATIONS.c.favorite == true()).scalar_subquery()
-)
-_FAVORITE_TOTAL = select(
-    case(
-        (bindparam("favorite", type_=GENERATIONS.c.favorite.type), _FAVOURITES),
-        else_=select(func.coalesce(func.sum(COUNTS.c.total), 0)).scalar_subquery() - _FAVOURITES,
-    )
-)
-"""The total of ``favorite=`` alone: the favourites, counted in their index, or every generation
-(the kept counts) less them, which saves counting the many that are not favourites."""
+def _kept_favourites_total(*, by_type: bool) -> Select[Any]:
+    """The total of ``favorite=`` (and ``type=``) from the kept counts: the favourites, or every
+    generation less them."""
+
+    def kept(table: Any) -> Any:
+        summed = select(func.coalesce(func.sum(table.c.total), 0))
+        return (summed.where(table.c.type == bindparam("type")) if by_type else summed).scalar_subquery()
+
+    favourites = kept(FAVORITE_COUNTS)
+    wanted = bindparam("favorite", type_=GENERATIONS.c.favorite.type)
+    return select(case((wanted, favourites), else_=kept(COUNTS) - favourites))
+
 
 # --- tags -----------------------------------------------------------------------------------
 
@@ -375,6 +377,7 @@ def _tagged_statements(shape: _TaggedShape) -> tuple[Select[Any], Select[Any]]:
     sqlite, names, sort, has_cursor, tags = shape
     t0 = GENERATION_TAGS.alias("t0")
     where: list[ColumnElement[bool]] = [t0.c.tag == bindparam("tag_0")]
+    probes: list[ColumnElement[bool]] = []
     for index in range(1, tags):
         other = GENERATION_TAGS.alias(f"t{index}")
         where.append(
@@ -383,6 +386,19 @@ def _tagged_statements(shape: _TaggedShape) -> tuple[Select[Any], Select[Any]]:
                 other.c.created_at == t0.c.created_at,
                 other.c.generation_id == t0.c.generation_id,
             )
+        )
+        # PostgreSQL turns an EXISTS into a join it cannot estimate (two tags of one generation are
+        # not independent), then sorts every match for one page; an OFFSET keeps it a lookup per
+        # row of the walk, which stops at the page's end
+        probes.append(
+            select(literal(1))
+            .where(
+                other.c.tag == bindparam(f"tag_{index}"),
+                other.c.created_at == t0.c.created_at,
+                other.c.generation_id == t0.c.generation_id,
+            )
+            .offset(0)
+            .exists()
         )
     if "created_from" in names:
         where.append(t0.c.created_at >= bindparam("created_from", type_=t0.c.created_at.type))
@@ -402,10 +418,11 @@ def _tagged_statements(shape: _TaggedShape) -> tuple[Select[Any], Select[Any]]:
         else (t0.c.created_at, t0.c.generation_id)
     )
     joined = t0.join(GENERATIONS, GENERATIONS.c.id == t0.c.generation_id)
+    walked = where if sqlite else [where[0], *probes, *where[tags:]]
     page = (
         select(GENERATIONS)
         .select_from(joined)
-        .where(*where, *on_rows, *after)
+        .where(*walked, *on_rows, *after)
         .order_by(*order)
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))

@@ -6,7 +6,7 @@ compares them). The task and idempotency tables live beside their repositories (
 
 A generation's ``tags`` column (JSON, in the order given) is where its tags are written;
 ``generation_tags`` and ``tag_counts`` are made from it by triggers (migration ``0005``) and
-only read here.
+only read here, as are the kept counts (``generation_counts``, ``favorite_counts``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "COUNTS",
+    "FAVORITE_COUNTS",
     "GENERATIONS",
     "GENERATION_TAGS",
     "SETTINGS",
     "TAG_COUNTS",
+    "FavoriteCountRow",
     "GenerationCountRow",
     "GenerationRow",
     "GenerationTagRow",
@@ -95,6 +97,15 @@ class TagCountRow(SQLModel, table=True):
     total: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class FavoriteCountRow(SQLModel, table=True):
+    """How many favourites there are of one ``type``; maintained by triggers, never written here."""
+
+    __tablename__ = "favorite_counts"
+
+    type: str = Field(primary_key=True, max_length=16)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class GenerationCountRow(SQLModel, table=True):
     """How many generations there are of one ``type``; maintained by triggers, never written here."""
 
@@ -117,5 +128,6 @@ class SettingRow(SQLModel, table=True):
 GENERATIONS: Table = GenerationRow.__table__  # type: ignore[attr-defined]
 COUNTS: Table = GenerationCountRow.__table__  # type: ignore[attr-defined]
 GENERATION_TAGS: Table = GenerationTagRow.__table__  # type: ignore[attr-defined]
+FAVORITE_COUNTS: Table = FavoriteCountRow.__table__  # type: ignore[attr-defined]
 TAG_COUNTS: Table = TagCountRow.__table__  # type: ignore[attr-defined]
 SETTINGS: Table = SettingRow.__table__  # type: ignore[attr-defined]

@@ -11,20 +11,25 @@
   (the rows live in the key's own B-tree).
 - ``tag_counts`` (tag, total): how many generations carry each tag, so the tag list and the total
   of a one-tag filter read one row per tag instead of counting; a tag's row goes when its count
-  falls to zero.
-- Triggers make both from ``generations.tags``, so whatever writes a generation (the server, a
-  bulk import, a repair) keeps them right: on insert, on an update of ``tags`` (rows of removed
-  tags go, those of added tags come) and on delete (every row of the generation goes). SQLite:
-  row triggers, the counts kept by triggers on ``generation_tags``. PostgreSQL: statement
-  triggers with transition tables on insert and delete (a bulk load updates the counts once per
-  statement), a row trigger on an update that changes ``tags``; the counts change in one upsert
-  per statement, in tag order, so two transactions never lock two count rows in opposite orders.
+  falls to zero. ``favorite_counts`` (type, total): the favourites of each type, so the total of
+  ``favorite=`` (with or without ``type=``) is read like ``generation_counts``.
+- Triggers make the tag tables from ``generations.tags`` (and the favourite counts from
+  ``favorite``), so whatever writes a generation (the server, a bulk import, a repair) keeps them
+  right: on insert, on an update of ``tags`` (rows of removed tags go, those of added tags come)
+  or ``favorite``, and on delete (every row of the generation goes). SQLite: row triggers, the
+  tag counts kept by triggers on ``generation_tags``. PostgreSQL: statement triggers with
+  transition tables on insert and delete (a bulk load updates the counts once per statement),
+  row triggers on an update that changes ``tags`` or ``favorite``; the counts change in one
+  upsert per statement, in key order, so two transactions never lock two count rows in opposite
+  orders.
 - PostgreSQL: ``generation_counts_move`` (migration ``0002``, run after every update of
   ``generations``) writes only the types whose count changes. Before, every update wrote the
-  count of its type twice (minus one, plus one), so each favourite or tag change would have
-  waited on the one row every new generation writes too.
+  count of its type twice (minus one, plus one), so every change of tags or notes would have
+  written, and waited on, the one row every new generation writes too.
 
-Downgrading drops the columns, and with them every favourite, tag and note.
+Tags are unbounded text here: the domain bounds them (64 characters once trimmed; case-folding
+may make up to three characters of one). Downgrading drops the columns, and with them every
+favourite, tag and note.
 
 Revision ID: 0005
 Revises: 0004
@@ -73,12 +78,36 @@ _SQLITE = [
     END
     """,
 ]
+_SQLITE_FAVOURITES = [
+    """
+    CREATE TRIGGER favorite_counts_insert AFTER INSERT ON generations WHEN new.favorite BEGIN
+        INSERT INTO favorite_counts (type, total) VALUES (new.type, 1)
+        ON CONFLICT (type) DO UPDATE SET total = total + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER favorite_counts_delete AFTER DELETE ON generations WHEN old.favorite BEGIN
+        UPDATE favorite_counts SET total = total - 1 WHERE type = old.type;
+    END
+    """,
+    """
+    CREATE TRIGGER favorite_counts_update AFTER UPDATE OF favorite, type ON generations
+    WHEN old.favorite IS NOT new.favorite OR (new.favorite AND old.type IS NOT new.type) BEGIN
+        UPDATE favorite_counts SET total = total - 1 WHERE old.favorite AND type = old.type;
+        INSERT INTO favorite_counts (type, total) SELECT new.type, 1 WHERE new.favorite
+        ON CONFLICT (type) DO UPDATE SET total = total + 1;
+    END
+    """,
+]
 _SQLITE_TRIGGERS = (
     "generation_tags_insert",
     "generation_tags_update",
     "generation_tags_delete",
     "tag_counts_insert",
     "tag_counts_delete",
+    "favorite_counts_insert",
+    "favorite_counts_delete",
+    "favorite_counts_update",
 )
 
 # The count changes of a statement, rows of (tag, +1 or -1), as one upsert in tag order; then,
@@ -164,6 +193,61 @@ _POSTGRESQL = [
     """,
 ]
 
+# The favourites per type: statement triggers on insert and delete, a row trigger on an update
+# that moves a favourite, each one upsert in type order (counts at zero keep their row).
+_FAVOURITE_UPSERT = """
+    INSERT INTO favorite_counts AS c (type, total)
+    SELECT type, sum(delta) FROM ({changes}) AS changes (type, delta)
+    GROUP BY type HAVING sum(delta) <> 0 ORDER BY type
+    ON CONFLICT (type) DO UPDATE SET total = c.total + excluded.total;
+"""
+_POSTGRESQL_FAVOURITES = [
+    f"""
+    CREATE FUNCTION favorite_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        {_FAVOURITE_UPSERT.format(changes="SELECT type, 1 FROM new_rows WHERE favorite").strip()}
+        RETURN NULL;
+    END
+    $$
+    """,  # noqa: S608 - built from this module's constants
+    f"""
+    CREATE FUNCTION favorite_counts_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        {_FAVOURITE_UPSERT.format(changes="SELECT type, -1 FROM old_rows WHERE favorite").strip()}
+        RETURN NULL;
+    END
+    $$
+    """,  # noqa: S608 - built from this module's constants
+    f"""
+    CREATE FUNCTION favorite_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        {
+        _FAVOURITE_UPSERT.format(
+            changes="SELECT OLD.type, -1 WHERE OLD.favorite UNION ALL SELECT NEW.type, 1 WHERE NEW.favorite"
+        ).strip()
+    }
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER favorite_counts_insert AFTER INSERT ON generations
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION favorite_counts_add()
+    """,
+    """
+    CREATE TRIGGER favorite_counts_delete AFTER DELETE ON generations
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION favorite_counts_remove()
+    """,
+    """
+    CREATE TRIGGER favorite_counts_update AFTER UPDATE OF favorite, type ON generations
+    FOR EACH ROW WHEN (OLD.favorite IS DISTINCT FROM NEW.favorite
+        OR (NEW.favorite AND OLD.type IS DISTINCT FROM NEW.type))
+    EXECUTE FUNCTION favorite_counts_move()
+    """,
+]
+
 # generation_counts_move of migration 0002, and the version that writes only the changed types
 _COUNTS_MOVE_0002 = """
     CREATE OR REPLACE FUNCTION generation_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -219,7 +303,18 @@ def upgrade() -> None:
         sa.Column("total", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("tag"),
     )
-    for statement in _SQLITE if _is_sqlite() else [*_POSTGRESQL, _COUNTS_MOVE_0005]:
+    op.create_table(
+        "favorite_counts",
+        sa.Column("type", sa.String(16), nullable=False),
+        sa.Column("total", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("type"),
+    )
+    statements = (
+        [*_SQLITE, *_SQLITE_FAVOURITES]
+        if _is_sqlite()
+        else [*_POSTGRESQL, *_POSTGRESQL_FAVOURITES, _COUNTS_MOVE_0005]
+    )
+    for statement in statements:
         op.execute(statement)
 
 
@@ -229,10 +324,12 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {trigger}")
     else:
         op.execute(_COUNTS_MOVE_0002)
-        for trigger in ("generation_tags_insert", "generation_tags_delete", "generation_tags_update"):
-            op.execute(f"DROP TRIGGER {trigger} ON generations")
-        for function in ("generation_tags_add", "generation_tags_remove", "generation_tags_move"):
-            op.execute(f"DROP FUNCTION {function}()")
+        for kind in ("generation_tags", "favorite_counts"):
+            for trigger in ("insert", "delete", "update"):
+                op.execute(f"DROP TRIGGER {kind}_{trigger} ON generations")
+            for function in ("add", "remove", "move"):
+                op.execute(f"DROP FUNCTION {kind}_{function}()")
+    op.drop_table("favorite_counts")
     op.drop_table("tag_counts")
     op.drop_index("ix_generation_tags_generation", table_name="generation_tags")
     op.drop_table("generation_tags")
