@@ -115,7 +115,7 @@ GENERATED = {
 GENERATED_HEADERS = {
     202: {
         "Location": header("The task: `/api/tasks/{taskId}`", pattern="^/api/tasks/.+$"),
-        "Preference-Applied": header("`respond-async`", enum=["respond-async"]),
+        "Preference-Applied": header("`respond-async`", const="respond-async"),
     }
 }
 GENERATION_ERRORS: tuple[Cause, ...] = (
