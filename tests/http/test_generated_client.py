@@ -76,9 +76,18 @@ def generated(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = tmp_path_factory.mktemp("client")
     config = root / "generator.yaml"
     config.write_text(GENERATOR_CONFIG)
-    command = [sys.executable, "-m", "openapi_python_client", "generate", "--url", f"{server.url}/openapi.json"]
+    command = [
+        sys.executable,
+        "-m",
+        "openapi_python_client",
+        "generate",
+        "--url",
+        f"{server.url}/openapi.json",
+    ]
     command += ["--meta", "none", "--output-path", str(root / PACKAGE), "--config", str(config)]
-    run = subprocess.run([*command, "--fail-on-warning"], capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [*command, "--fail-on-warning"], capture_output=True, text=True, timeout=120, check=False
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     sys.path.insert(0, str(root))
@@ -120,7 +129,13 @@ def test_the_generator_reads_the_document_without_a_warning(generated: Generated
         "get_image",
     }
     models = {path.stem for path in (generated.root / "models").glob("*.py")}
-    assert {"text_to_image_request", "operation", "task_status", "generation_type", "error_response"} <= models
+    assert {
+        "text_to_image_request",
+        "operation",
+        "task_status",
+        "generation_type",
+        "error_response",
+    } <= models
     # one class per enumeration: none of the duplicates (``..._type_1``, ``..._type_2_type_1``) a
     # nullable inline enumeration makes
     assert not [name for name in models if "_type_" in name and not name.startswith("error_response")]
@@ -131,7 +146,8 @@ def test_text_to_image_answers_a_generation_at_once(generated: Generated) -> Non
     m = generated.models
     text_to_image = generated.module("generation.text_to_image")
     answer = text_to_image.sync_detailed(
-        client=generated.client, body=m.TextToImageRequest(prompt="a red sunset over the sea", width=SIDE, height=SIDE)
+        client=generated.client,
+        body=m.TextToImageRequest(prompt="a red sunset over the sea", width=SIDE, height=SIDE),
     )
     assert answer.status_code == 200
     made = answer.parsed
@@ -185,7 +201,9 @@ def test_text_to_image_with_respond_async_answers_the_task(generated: Generated)
 def test_history_lists_and_reads_generations_with_typed_filters(generated: Generated) -> None:
     m = generated.models
     text_to_image = generated.module("generation.text_to_image")
-    made = text_to_image.sync(client=generated.client, body=m.TextToImageRequest(prompt="a quiet harbour at dawn"))
+    made = text_to_image.sync(
+        client=generated.client, body=m.TextToImageRequest(prompt="a quiet harbour at dawn")
+    )
     assert isinstance(made, m.GenerationResponse)
 
     list_history = generated.module("history.list_history")

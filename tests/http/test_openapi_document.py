@@ -53,7 +53,9 @@ _CODE_LINE = re.compile(r"^- `([A-Z_]+)`: \S", re.MULTILINE)
 
 
 def _document(data_dir: Path, **config: Any) -> dict[str, Any]:
-    with TestClient(create_app(Config(data_dir=data_dir, **config)), base_url="http://127.0.0.1:8000") as client:
+    with TestClient(
+        create_app(Config(data_dir=data_dir, **config)), base_url="http://127.0.0.1:8000"
+    ) as client:
         response = client.get("/openapi.json")
         assert response.status_code == 200
         return response.json()  # type: ignore[no-any-return]
@@ -109,7 +111,11 @@ def test_every_error_answer_of_every_operation_is_the_error_shape(tmp_path: Path
         for status, response in responses.items():
             schema = response.get("content", {}).get("application/json", {}).get("schema")
             if int(status) >= 400:
-                assert response["content"] == {"application/json": {"schema": ERROR_REF}}, (method, path, status)
+                assert response["content"] == {"application/json": {"schema": ERROR_REF}}, (
+                    method,
+                    path,
+                    status,
+                )
                 checked += 1
             else:
                 assert schema != ERROR_REF, (method, path, status)
@@ -120,7 +126,9 @@ def test_every_error_answer_of_every_operation_is_the_error_shape(tmp_path: Path
     assert set(error["required"]) == {"error", "code"}
 
 
-def test_each_error_answer_lists_the_codes_the_status_table_gives_its_status(document: dict[str, Any]) -> None:
+def test_each_error_answer_lists_the_codes_the_status_table_gives_its_status(
+    document: dict[str, Any],
+) -> None:
     codes_by_status: dict[int, set[str]] = {}
     for error_type, _ in ERROR_STATUS:
         codes_by_status.setdefault(status_of(error_type), set()).add(error_type.code)
@@ -157,7 +165,9 @@ def test_the_refusals_headers_are_documented(document: dict[str, Any]) -> None:
 
 
 def test_operation_ids_are_short_unique_and_stable(document: dict[str, Any]) -> None:
-    found = {(method, path): operation.get("operationId") for method, path, operation in _operations(document)}
+    found = {
+        (method, path): operation.get("operationId") for method, path, operation in _operations(document)
+    }
     assert found == OPERATION_IDS
     ids = list(found.values())
     assert len(ids) == len(set(ids))
@@ -172,11 +182,15 @@ def test_a_generation_answers_200_with_the_generation_and_202_with_the_task(docu
             "$ref": "#/components/schemas/GenerationResponse"
         }
         accepted = responses["202"]
-        assert accepted["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TaskResponse"}
+        assert accepted["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/TaskResponse"
+        }
         assert accepted["headers"]["Location"]["required"] is True
         assert accepted["headers"]["Preference-Applied"]["schema"]["const"] == "respond-async"
     schemas = document["components"]["schemas"]
-    assert schemas["GenerationResponse"]["properties"]["data"] == {"$ref": "#/components/schemas/GenerationOut"}
+    assert schemas["GenerationResponse"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/GenerationOut"
+    }
     assert schemas["TaskResponse"]["properties"]["data"] == {"$ref": "#/components/schemas/TaskOut"}
 
 
@@ -230,7 +244,14 @@ def test_each_enumeration_is_one_component(document: dict[str, Any]) -> None:
 def test_integer_bounds_are_integers(document: dict[str, Any]) -> None:
     for where, node in _schemas(document):
         if node.get("type") == "integer":
-            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "default"):
+            for key in (
+                "minimum",
+                "maximum",
+                "exclusiveMinimum",
+                "exclusiveMaximum",
+                "multipleOf",
+                "default",
+            ):
                 if key in node:
                     assert type(node[key]) is int, (where, key, node[key])
     parameters = {p["name"]: p for p in document["paths"]["/api/history"]["get"]["parameters"]}

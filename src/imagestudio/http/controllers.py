@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from email.utils import format_datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.background_tasks import BackgroundTask
@@ -206,7 +206,7 @@ class HistoryController(Controller):
         query = HistoryQuery.parse(
             limit=limit,
             offset=offset,
-            type=None if type is None else cast(Literal["image", "video"], type.value),
+            type=None if type is None else type.value,
             q=q,
             operation=operation,
             engine=engine,

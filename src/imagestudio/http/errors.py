@@ -93,7 +93,6 @@ ERROR_STATUS: tuple[tuple[type[StudioError], int], ...] = (
 )
 
 
-
 @dataclass(frozen=True)
 class Refusal:
     """An error answer of the framework, the shell or the server process rather than of a use case:

@@ -10,8 +10,8 @@ from litestar import Controller, get
 from litestar.params import QueryParameter
 from msgspec import Struct
 
-from imagestudio.domain.models import MAX_MODEL_LIMIT, ListModels, ModelInfo, ModelQuery
 from imagestudio.domain.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+from imagestudio.domain.models import MAX_MODEL_LIMIT, ListModels, ModelInfo, ModelQuery
 from imagestudio.http.openapi import documented, int_query, operation_id
 from imagestudio.http.routing import PARAMETERS, ServicesDep, _errors
 

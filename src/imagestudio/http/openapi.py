@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.enums import HttpMethod
-from litestar.params import QueryParameter
 from litestar.openapi.spec import (
     Components,
     OpenAPIHeader,
@@ -30,6 +29,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
+from litestar.params import QueryParameter
 
 if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler
