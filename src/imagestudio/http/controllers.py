@@ -206,15 +206,17 @@ class HistoryController(Controller):
         query = HistoryQuery.parse(
             limit=limit,
             offset=offset,
-            type=None if type is None else type.value,
-            q=q,
-            operation=operation,
-            engine=engine,
-            model=model,
-            created_from=created_from,
-            created_to=created_to,
             sort=sort,
             cursor=cursor,
+            **{
+                "type": None if type is None else type.value,  # the text, not the wire enum
+                "q": q,
+                "operation": None if operation is None else operation.value,
+                "engine": engine,
+                "model": model,
+                "from": created_from,
+                "to": created_to,
+            },
         )
         page = await services.list_history(query)
         return history_response(page, _base_url(request), limit, offset)
