@@ -128,7 +128,7 @@ class DocumentComponents(Components):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "schemas" and value:
+        if name == "schemas" and value:  # not the empty default the constructor sets
             merged = {**value, **request_components()}
             value = {key: merged[key] for key in sorted(merged)}
         super().__setattr__(name, value)
