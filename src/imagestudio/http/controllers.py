@@ -36,17 +36,12 @@ from imagestudio.http.generating import (
 )
 from imagestudio.http.history_params import (
     _HISTORY_DESCRIPTION,
+    FILTER_PARAMETERS,
     CursorParam,
-    EngineParam,
-    FromParam,
     LimitParam,
-    ModelParam,
     OffsetParam,
-    OperationParam,
-    SearchParam,
     SortParam,
-    ToParam,
-    TypeParam,
+    filter_texts,
 )
 from imagestudio.http.intake import _holding_body, _prepared
 from imagestudio.http.openapi import documented, int_query, operation_id
@@ -184,7 +179,7 @@ class HistoryController(Controller):
         summary="List generations, newest first: filters, full-text search, cursor pages",
         description=_HISTORY_DESCRIPTION,
         operation_id=operation_id("listHistory"),
-        operation_class=documented(),
+        operation_class=documented(parameters=FILTER_PARAMETERS),
         responses=_errors(*PARAMETERS, *DATABASE),
     )
     async def list_history(
@@ -193,30 +188,13 @@ class HistoryController(Controller):
         services: ServicesDep,
         limit: LimitParam = 50,
         offset: OffsetParam = 0,
-        type: TypeParam = None,
         cursor: CursorParam = None,
-        q: SearchParam = None,
-        operation: OperationParam = None,
-        engine: EngineParam = None,
-        model: ModelParam = None,
-        created_from: FromParam = None,
-        created_to: ToParam = None,
         sort: SortParam = HistorySort.NEWEST,
     ) -> HistoryResponse:
+        # the filters are the domain's table: read from the query string, documented by
+        # FILTER_PARAMETERS, parsed and checked by the domain
         query = HistoryQuery.parse(
-            limit=limit,
-            offset=offset,
-            sort=sort,
-            cursor=cursor,
-            **{
-                "type": None if type is None else type.value,  # the text, not the wire enum
-                "q": q,
-                "operation": None if operation is None else operation.value,
-                "engine": engine,
-                "model": model,
-                "from": created_from,
-                "to": created_to,
-            },
+            limit=limit, offset=offset, sort=sort, cursor=cursor, **filter_texts(request.query_params)
         )
         page = await services.list_history(query)
         return history_response(page, _base_url(request), limit, offset)

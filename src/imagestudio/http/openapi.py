@@ -13,7 +13,7 @@ generated clients get ``text_to_image``, not ``api_generate_text_to_image_text_t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -158,9 +159,11 @@ def documented(
     *,
     headers: Mapping[int, Mapping[str, OpenAPIHeader]] | None = None,
     description: str | None = None,
+    parameters: Sequence[Parameter] = (),
 ) -> type[Operation]:
-    """An ``Operation`` class whose request body is ``body`` as JSON (if any) and whose answers of
-    the statuses in ``headers`` document those headers (error answers theirs, always)."""
+    """An ``Operation`` class whose request body is ``body`` as JSON (if any), whose answers of
+    the statuses in ``headers`` document those headers (error answers theirs, always), and which
+    also documents ``parameters`` (read by the handler itself, not from its signature)."""
     request_body = None
     if body is not None:
         name = request_name(body)
@@ -178,6 +181,8 @@ def documented(
         def __post_init__(self) -> None:
             if request_body is not None:
                 self.request_body = request_body
+            if parameters:
+                self.parameters = [*(self.parameters or []), *parameters]
             for status, response in (self.responses or {}).items():
                 if (extra := answer_headers.get(int(status))) and not isinstance(response, Reference):
                     response.headers = {**(response.headers or {}), **extra}
