@@ -267,3 +267,19 @@ def test_from_and_to_have_one_form(document: dict[str, Any]) -> None:
             {"type": "string", "format": "date-time"},
         ]
         assert parameters[name]["required"] is False
+
+
+def test_each_operation_is_described_by_the_rules_of_the_use_case_it_calls(document: dict[str, Any]) -> None:
+    from imagestudio.domain.generate import GenerateTextToImage
+    from imagestudio.domain.task_queries import CancelTask
+    from imagestudio.http.openapi import described_by
+
+    described = {
+        (method, path): operation.get("description", "") for method, path, operation in _operations(document)
+    }
+    assert described[("post", "/api/generate/text-to-image")] == described_by(GenerateTextToImage)
+    assert described[("delete", "/api/tasks/{task_id}")] == described_by(CancelTask)
+    assert "``" not in described_by(GenerateTextToImage)  # Markdown code, not reStructuredText
+    assert ":class:" not in " ".join(described.values())
+    missing = [key for key, text in described.items() if not text and key != ("get", "/health")]
+    assert missing == []

@@ -20,10 +20,13 @@ from imagestudio.domain.errors import (
     NotFound,
     StorageError,
 )
+from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.history_query import HistorySort
 from imagestudio.domain.model import HistoryQuery
 from imagestudio.domain.ports import StoredStream
-from imagestudio.domain.task_queries import MAX_FINISHED_TASKS
+from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.task_queries import MAX_FINISHED_TASKS, CancelTask, GetTask, ListTasks
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.generating import (
     GENERATED,
@@ -44,7 +47,7 @@ from imagestudio.http.history_params import (
     filter_texts,
 )
 from imagestudio.http.intake import _holding_body, _prepared
-from imagestudio.http.openapi import documented, int_query, operation_id
+from imagestudio.http.openapi import described_by, documented, int_query, operation_id
 from imagestudio.http.routing import (
     BODY,
     CHANGES,
@@ -119,6 +122,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Generate an image from a text prompt",
         operation_id=operation_id("textToImage"),
+        description=described_by(GenerateTextToImage),
         operation_class=documented(TextToImageBody, headers=GENERATED_HEADERS),
         responses=_errors(*GENERATION_ERRORS) | GENERATED,
     )
@@ -138,6 +142,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Transform an image according to a text prompt",
         operation_id=operation_id("imageToImage"),
+        description=described_by(GenerateImageToImage),
         operation_class=documented(ImageToImageBody, headers=GENERATED_HEADERS),
         responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED,
     )
@@ -157,6 +162,7 @@ class GenerateController(Controller):
         status_code=200,
         summary="Upscale an image by 2, 3 or 4",
         operation_id=operation_id("upscale"),
+        description=described_by(UpscaleImage),
         operation_class=documented(UpscaleBody, headers=GENERATED_HEADERS),
         responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED,
     )
@@ -177,7 +183,7 @@ class HistoryController(Controller):
     @get(
         "/",
         summary="List generations, newest first: filters, full-text search, cursor pages",
-        description=_HISTORY_DESCRIPTION,
+        description=described_by(ListHistory).split("\n\n")[0] + "\n\n" + _HISTORY_DESCRIPTION,
         operation_id=operation_id("listHistory"),
         operation_class=documented(parameters=FILTER_PARAMETERS),
         responses=_errors(*PARAMETERS, *DATABASE),
@@ -203,6 +209,7 @@ class HistoryController(Controller):
         "/{generation_id:str}",
         summary="One generation",
         operation_id=operation_id("getGeneration"),
+        description=described_by(GetGeneration),
         operation_class=documented(),
         responses=_errors(*PARAMETERS, NotFound, *DATABASE),
     )
@@ -220,6 +227,7 @@ class HistoryController(Controller):
         status_code=200,
         summary="Delete a generation and its image file",
         operation_id=operation_id("deleteGeneration"),
+        description=described_by(DeleteGeneration),
         operation_class=documented(),
         responses=_errors(*PARAMETERS, *CHANGES, NotFound, StorageError, *DATABASE),
     )
@@ -238,6 +246,7 @@ class SettingsController(Controller):
         "/",
         summary="All settings",
         operation_id=operation_id("getSettings"),
+        description=described_by(GetSettings),
         operation_class=documented(),
         responses=_errors(*DATABASE),
     )
@@ -248,6 +257,7 @@ class SettingsController(Controller):
         "/",
         summary="Change some settings (all-or-nothing)",
         operation_id=operation_id("updateSettings"),
+        description=described_by(UpdateSettings),
         operation_class=documented(SettingsBody),
         responses=_errors(*BODY, InvalidStoragePath, StorageError, *DATABASE),
     )
@@ -291,6 +301,7 @@ class ImagesController(Controller):
         summary="The bytes of a generated image (its filePath)",
         media_type="image/*",
         operation_id=operation_id("getImage"),
+        description=described_by(OpenImage),
         operation_class=documented(),
         responses=_errors(NotFound, StorageError, *DATABASE),
         response_description="File Download",
@@ -320,6 +331,7 @@ class TasksController(Controller):
         "/",
         summary="Active tasks (running, then queued in order) and recent finished ones",
         operation_id=operation_id("listTasks"),
+        description=described_by(ListTasks),
         operation_class=documented(),
         responses=_errors(*PARAMETERS, *DATABASE),
     )
@@ -336,6 +348,7 @@ class TasksController(Controller):
         "/{task_id:str}",
         summary="One task: status, progress, position, result or error",
         operation_id=operation_id("getTask"),
+        description=described_by(GetTask),
         operation_class=documented(),
         responses=_errors(NotFound, *DATABASE),
     )
@@ -352,6 +365,7 @@ class TasksController(Controller):
         status_code=200,
         summary="Cancel a queued or running task",
         operation_id=operation_id("cancelTask"),
+        description=described_by(CancelTask),
         operation_class=documented(),
         responses=_errors(*CHANGES, NotFound, Conflict, *DATABASE),
     )

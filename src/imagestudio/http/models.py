@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from inspect import getdoc
 from typing import Annotated, Literal
 
 from litestar import Controller, get
@@ -12,7 +11,7 @@ from msgspec import Struct
 
 from imagestudio.domain.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from imagestudio.domain.models import MAX_MODEL_LIMIT, ListModels, ModelInfo, ModelQuery
-from imagestudio.http.openapi import documented, int_query, operation_id
+from imagestudio.http.openapi import described_by, documented, int_query, operation_id
 from imagestudio.http.routing import PARAMETERS, ServicesDep, _errors
 
 __all__ = ["ModelsController"]
@@ -89,7 +88,7 @@ class ModelsController(Controller):
     @get(
         "/",
         summary="Models the engine can run",
-        description=getdoc(ListModels),
+        description=described_by(ListModels),
         operation_id=operation_id("listModels"),
         operation_class=documented(),
         responses=_errors(*PARAMETERS, ProviderRejected, ProviderTimeout, ProviderUnavailable),

@@ -13,6 +13,8 @@ generated clients get ``text_to_image``, not ``api_generate_text_to_image_text_t
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -205,3 +207,13 @@ def int_query(*, ge: int, le: int, description: str) -> Any:
     """A query parameter of integers from ``ge`` to ``le``, documented with integer bounds (Litestar
     writes ``ge``/``le`` as floats, ``maximum: 500.0``, which generators type as a float)."""
     return QueryParameter(ge=ge, le=le, description=description, schema_extra={"minimum": ge, "maximum": le})
+
+
+_ROLE = re.compile(r":(?:class|data|func|meth|attr):`~?([^`]+)`")
+
+
+def described_by(use_case: type) -> str:
+    """The route's description: the docstring of the use case it calls, its reStructuredText
+    roles and double backticks turned into Markdown code, so the rules are written once."""
+    text = inspect.getdoc(use_case) or ""
+    return _ROLE.sub(r"`\1`", text).replace("``", "`")
