@@ -421,6 +421,8 @@ class TaskEvent:
     code: str | None = None
     position: int | None = None
     seq: int = 0
+    preview: bytes | None = field(default=None, repr=False)
+    """A small JPEG of the work so far, on some live ``generating`` events (see ``ProgressCallback``)."""
 
 
 # --- tasks and idempotency records --------------------------------------------------------
