@@ -73,6 +73,7 @@ def _paths(server: Server, made: dict[str, Any]) -> list[str]:
         "/docs",
         "/redoc",
         "/openapi.json",
+        "/asyncapi.json",
         "/",
         *_asset_urls(server),
     ]
@@ -160,7 +161,14 @@ def test_head_without_the_token_is_refused_as_the_get_is(token_server: Server) -
             assert head.headers["www-authenticate"].startswith("Bearer")
         authorized = client.head("/api/history", headers={"Authorization": f"Bearer {TOKEN}"})
         assert authorized.status_code == 200
-        for path in ("/health", "/docs", "/redoc", "/openapi.json", *_asset_urls(token_server)):
+        for path in (
+            "/health",
+            "/docs",
+            "/redoc",
+            "/openapi.json",
+            "/asyncapi.json",
+            *_asset_urls(token_server),
+        ):
             assert client.head(path).status_code == 200, path
 
 

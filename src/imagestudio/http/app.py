@@ -15,11 +15,12 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import SecurityScheme
 
 from imagestudio._version import __version__
 from imagestudio.bootstrap import bootstrap
 from imagestudio.config import Config
+from imagestudio.http.asyncapi import ASYNCAPI_PATH, asyncapi_route
 from imagestudio.http.cache import ResponseCache
 from imagestudio.http.controllers import (
     GenerateController,
@@ -33,6 +34,7 @@ from imagestudio.http.controllers import (
 from imagestudio.http.docs import DocsAssets, RedocPage, SwaggerPage, docs_router
 from imagestudio.http.errors import EXCEPTION_HANDLERS
 from imagestudio.http.models import ModelsController
+from imagestudio.http.openapi import DocumentComponents
 from imagestudio.http.security import HostAllowlist, guard
 from imagestudio.http.websocket import generation_socket
 from imagestudio.services import Services
@@ -43,7 +45,8 @@ DESCRIPTION = """Local-first image studio backend.
 
 Every answer is an envelope: `{"success": true, "data": ...}` or
 `{"success": false, "error": "...", "code": "...", "details": {...}}`.
-Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task).
+Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task,
+`?after=` to replay); its messages are described by the AsyncAPI document at `{asyncapi}`.
 
 Every request must name this server in `Host`: `localhost`, `127.0.0.1`, `[::1]` (any port), the
 `--host` address or a name in `IMAGESTUDIO_ALLOWED_HOSTS` (else 400 `INVALID_HOST`). Browser pages
@@ -117,7 +120,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,
     )
     app = Litestar(
-        route_handlers=[HealthController, protected],
+        route_handlers=[HealthController, asyncapi_route(token=token is not None), protected],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -125,12 +128,15 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         openapi_config=OpenAPIConfig(
             title="imagestudio",
             version=__version__,
-            description=DESCRIPTION,
+            description=DESCRIPTION.replace("{asyncapi}", ASYNCAPI_PATH),
             path="/",
             # the docs load nothing from another host (http/docs.py)
             render_plugins=[SwaggerPage(docs_assets), RedocPage(docs_assets)],
             openapi_router=docs_router(docs_assets),
-            components=Components(security_schemes=dict(_SECURITY_SCHEMES)) if token else Components(),
+            # DocumentComponents: the request bodies' schemas beside those Litestar generates
+            components=DocumentComponents(security_schemes=dict(_SECURITY_SCHEMES))
+            if token
+            else DocumentComponents(),
         ),
         logging_config=None,  # logging is configured once, by imagestudio.log
         debug=False,

@@ -6,7 +6,7 @@ the OpenAPI document states are built here from the domain's constants (``domain
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import QueryParameter
@@ -18,8 +18,11 @@ from imagestudio.domain.history_query import (
     MAX_SEARCH_LENGTH,
     MAX_SEARCH_TERMS,
     SEARCH_WORD_PATTERN,
+    HistorySort,
 )
-from imagestudio.domain.values import MODEL_ID_PATTERN
+from imagestudio.domain.values import MODEL_ID_PATTERN, Operation
+from imagestudio.http.openapi import int_query
+from imagestudio.http.schemas import GenerationType
 
 __all__ = [
     "CursorParam",
@@ -47,21 +50,24 @@ stable while new generations arrive and stay fast deep into a long history.
 # MAX_SEARCH_TERMS words (runs of letters and digits) with anything else around and between them
 _WORD = SEARCH_WORD_PATTERN
 _SEARCH_PATTERN = rf"^(\s*|[\W_]*{_WORD}([\W_]+{_WORD}){{0,{MAX_SEARCH_TERMS - 1}}}[\W_]*)$"
+# A date or a date-time, in one form: Litestar's ``oneOf: [string, null]`` for the ``str | None``
+# is dropped (a query parameter is a string or absent, never null)
 _INSTANT = {
+    "one_of": None,
     "any_of": [
         Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE),
         Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
-    ]
+    ],
 }
 
 
 LimitParam = Annotated[
-    int, QueryParameter(ge=1, le=MAX_HISTORY_LIMIT, description=f"Page size, 1 to {MAX_HISTORY_LIMIT}")
+    int, int_query(ge=1, le=MAX_HISTORY_LIMIT, description=f"Page size, 1 to {MAX_HISTORY_LIMIT}")
 ]
 OffsetParam = Annotated[
-    int, QueryParameter(ge=0, le=MAX_HISTORY_OFFSET, description="Items to skip; not together with cursor")
+    int, int_query(ge=0, le=MAX_HISTORY_OFFSET, description="Items to skip; not together with cursor")
 ]
-TypeParam = Annotated[Literal["image", "video"] | None, QueryParameter(description="Only this type")]
+TypeParam = Annotated[GenerationType | None, QueryParameter(description="Only this type")]
 CursorParam = Annotated[
     str | None,
     QueryParameter(
@@ -80,10 +86,7 @@ SearchParam = Annotated[
         schema_extra={"pattern": _SEARCH_PATTERN},
     ),
 ]
-OperationParam = Annotated[
-    Literal["text-to-image", "image-to-image", "upscale"] | None,
-    QueryParameter(description="Only this operation"),
-]
+OperationParam = Annotated[Operation | None, QueryParameter(description="Only this operation")]
 EngineParam = Annotated[
     str | None,
     QueryParameter(
@@ -116,6 +119,8 @@ ToParam = Annotated[
     ),
 ]
 SortParam = Annotated[
-    Literal["newest", "oldest"],
-    QueryParameter(description="`newest` first (default) or `oldest` first; ties by id"),
+    HistorySort,
+    QueryParameter(
+        description="`newest` first (default) or `oldest` first; ties by id",
+    ),
 ]
