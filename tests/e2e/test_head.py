@@ -4,8 +4,10 @@ a refused token are answered alike; an ``Allow`` that names ``GET`` names ``HEAD
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +42,10 @@ def made(server: Server) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("head-token") / "data", {"IMAGESTUDIO_API_TOKEN": TOKEN})
+    running = start_server(
+        tmp_path_factory.mktemp("head-token") / "data",
+        {"IMAGESTUDIO_API_TOKEN": TOKEN, "IMAGESTUDIO_LOG_FORMAT": "json"},
+    )
     yield running
     stop_server(running)
 
@@ -178,3 +183,19 @@ def test_head_of_a_foreign_host_is_refused_as_the_get_is(server: Server) -> None
     assert got.status_code == head.status_code == 400
     assert got.json()["code"] == "INVALID_HOST"
     assert _headers(head) == _headers(got)
+
+
+def test_a_refused_head_is_one_console_line_saying_head(token_server: Server) -> None:
+    path = "/api/tasks/logged-head"
+    assert httpx.head(f"{token_server.url}{path}", timeout=30).status_code == 401
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(raw) for raw in token_server.log_text().splitlines() if raw.startswith("{")]
+        mine = [line for line in lines if line.get("event") == "request refused" and line.get("path") == path]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(mine) == 1
+    assert mine[0]["method"] == "HEAD"
+    assert mine[0]["status"] == 401
+    assert mine[0]["code"] == "UNAUTHORIZED"  # read from the GET's body, which the client never got

@@ -139,18 +139,19 @@ class ShellGuard:
         )
 
     async def _http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
-        watch = RefusalLog(send)
+        asked = http
+        if http["method"] == "HEAD":  # answered as the GET, without its body (http/head.py)
+            http, send = as_get(http), without_body(send)
+        elif http["method"] == "OPTIONS":
+            send = with_head_allowed(send)
+        watch = RefusalLog(send)  # sees the GET's error body; reports the method asked
         try:
             await self._checked_http(http, receive, watch.send)
         finally:
-            watch.report(http)
+            watch.report(asked)
 
     async def _checked_http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
         method = http["method"]
-        if method == "HEAD":  # answered as the GET, without its body (http/head.py)
-            http, send, method = as_get(http), without_body(send), "GET"
-        elif method == "OPTIONS":
-            send = with_head_allowed(send)
         refused: HTTPException | None = self._host_refusal(http)
         if refused is not None:
             await send_error(send, refused, method)
