@@ -46,6 +46,7 @@ from imagestudio.domain.errors import (
     StorageError,
     StudioError,
 )
+from imagestudio.http.head import allow_head
 from imagestudio.http.schemas import ErrorResponse
 from imagestudio.log import get_logger
 
@@ -268,6 +269,8 @@ def _describe(
     elif status < 500 and error.detail:
         message = error.detail if status != 413 else default_message
     headers = {k: v for k, v in (error.headers or {}).items()} or None
+    if status == 405 and headers:  # every GET route answers HEAD too (http/head.py)
+        headers = {k: allow_head(v) if k.lower() == "allow" else v for k, v in headers.items()}
     return status, code, message, details, headers
 
 
