@@ -12,9 +12,9 @@ __all__ = ["ProgressBar", "elapsed_text", "step_of"]
 
 
 def step_of(progress: int, steps: int) -> int:
-    """The sampler step a task's ``progress`` stands for: the task manager reports ``done`` of
-    ``total`` steps as ``int(done / total * 99)`` percent (100 once complete), so for up to 99
-    steps this is exact; beyond, the lowest step that gives that percentage."""
+    """The sampler step a task's ``progress`` stands for. The task manager publishes ``done`` of
+    ``total`` steps as ``int(done / total * 99)`` percent (100 once complete), so this is the step
+    exactly for up to 98 steps; at 99 or 100 it may read one step less."""
     if progress >= 100:
         return steps
     return min(steps, -(-progress * steps // 99))
