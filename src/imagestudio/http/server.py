@@ -461,7 +461,11 @@ def check_listen(host: str, port: int) -> None:
     except socket.gaierror as error:
         raise CannotListen(f"cannot listen on {where}: {error.strerror} (--host)") from error
     for family, kind, proto, _, address in dict.fromkeys(found):
-        with socket.socket(family, kind, proto) as probe:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue  # a family this system lacks: asyncio skips it too
+        with probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
