@@ -20,11 +20,14 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def _logging_as_it_was() -> Iterator[None]:
     """Tests that run the CLI in-process configure logging; put structlog and the root logger back."""
-    saved = structlog.get_config()
+    saved = structlog.get_config() if structlog.is_configured() else None
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
-    structlog.configure(**saved)
+    if saved is None:
+        structlog.reset_defaults()  # "not configured" again, as imagestudio.log tells apart
+    else:
+        structlog.configure(**saved)
     root.handlers[:] = handlers
     root.setLevel(level)
 

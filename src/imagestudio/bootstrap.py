@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Final
 
 import anyio.to_thread
-import structlog
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
@@ -52,6 +51,7 @@ from imagestudio.domain.ports import (
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager
+from imagestudio.log import get_logger, protect, task_outcome_logger
 from imagestudio.services import Services
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
     "storage_for",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class SystemClock:
@@ -119,6 +119,7 @@ def build_services(
         max_queued=max_queued,
         max_queued_bytes=max_queued_bytes,
         on_idle=on_idle,
+        on_finished=task_outcome_logger(generator.name),
     )
     pipeline = GenerationPipeline(
         generator=generator,
@@ -192,6 +193,7 @@ ENGINES: Final[Mapping[str, EngineFactory]] = MappingProxyType(
 @asynccontextmanager
 async def bootstrap(config: Config) -> AsyncIterator[Services]:
     """Open the adapters ``config`` names, yield the wired services, close everything on exit."""
+    protect(config.secrets)  # redacted from the lines of a library user's process too
     await anyio.to_thread.run_sync(lambda: config.data_dir.mkdir(parents=True, exist_ok=True))
     async with AsyncExitStack() as stack:
         db = SqlDatabase(config.database)
@@ -225,9 +227,22 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             log.warning(
                 "interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted]
             )
-        stack.push_async_callback(services.tasks.shutdown, config.shutdown_grace)
+        stack.push_async_callback(_shut_down, services, config.shutdown_grace)
         log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=db.safe_url)
         yield services
+
+
+async def _shut_down(services: Services, grace: float) -> None:
+    """Stop the task manager and say what became of the work it had."""
+    report = await services.tasks.shutdown(grace)
+    if report.queued or report.running:
+        log.info(
+            "task queue stopped",
+            cancelled_queued=report.queued,
+            running=report.running,
+            stopped_after_grace=report.stopped,
+            grace=grace,
+        )
 
 
 @asynccontextmanager

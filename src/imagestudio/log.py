@@ -3,6 +3,13 @@
 A redaction processor removes secrets (the Runware key, tokens) from every event, whatever
 key they were logged under and however they were encoded, and drops authorization headers
 outright.
+
+Every module logs through :func:`get_logger`. Until an application configures structlog (the
+CLI does, with :func:`configure_logging`), those loggers write through the standard library's
+logger of the same name instead of structlog's default (which prints to stdout): a script that
+imports ``imagestudio`` hears nothing it did not ask for, and ``logging.basicConfig`` or its own
+handlers bring the lines back. Secrets a studio was opened with (:func:`protect`) are redacted on
+that path too.
 """
 
 from __future__ import annotations
@@ -11,12 +18,16 @@ import base64
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-__all__ = ["Redactor", "configure_logging"]
+if TYPE_CHECKING:
+    from imagestudio.domain.model import Generation, Task
+    from imagestudio.domain.tasks import Job
+
+__all__ = ["Redactor", "configure_logging", "get_logger", "protect", "task_outcome_logger"]
 
 _SENSITIVE_KEYS = frozenset(
     {"authorization", "api_key", "apikey", "x-api-key", "token", "password", "secret"}
@@ -157,3 +168,119 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", secrets: Iterab
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    migrations = logging.getLogger("alembic.runtime.migration")
+    migrations.filters[:] = [_alembic_preamble]
+
+
+def _alembic_preamble(record: logging.LogRecord) -> bool:
+    """Alembic's "Context impl ..." and "Will assume ... DDL" lines say nothing to a user and come
+    once per check (the CLI and the server both check); "Running upgrade" lines stay."""
+    return not str(record.msg).startswith(("Context impl", "Will assume"))
+
+
+_library_secrets: set[str] = set()
+_library_redactor = Redactor()
+
+
+def protect(secrets: Iterable[str]) -> None:
+    """Redact ``secrets`` from the lines written while structlog is not configured (a library user's
+    process); :func:`configure_logging` takes its own list."""
+    global _library_redactor
+    fresh = {secret for secret in secrets if secret} - _library_secrets
+    if fresh:
+        _library_secrets.update(fresh)
+        _library_redactor = Redactor(sorted(_library_secrets))
+
+
+def _redact_library(logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return _library_redactor(logger, name, event)
+
+
+class _Logger:
+    """structlog's logger once structlog is configured; the standard library's before that."""
+
+    __slots__ = ("_context", "_name")
+
+    def __init__(self, name: str, context: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._context = context or {}
+
+    def bind(self, **values: Any) -> _Logger:
+        return _Logger(self._name, {**self._context, **values})
+
+    def _emit(self, level: str, event: str, values: dict[str, Any]) -> None:
+        if structlog.is_configured():
+            target: Any = structlog.get_logger(self._name)
+        else:
+            target = _fallback(self._name)
+        getattr(target, level)(event, **self._context, **values)
+
+    def debug(self, event: str, **values: Any) -> None:
+        self._emit("debug", event, values)
+
+    def info(self, event: str, **values: Any) -> None:
+        self._emit("info", event, values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        self._emit("warning", event, values)
+
+    def error(self, event: str, **values: Any) -> None:
+        self._emit("error", event, values)
+
+
+_fallbacks: dict[str, Any] = {}
+
+
+def _fallback(name: str) -> Any:
+    """A structlog logger over the standard library's ``logging.getLogger(name)``."""
+    logger = _fallbacks.get(name)
+    if logger is None:
+        logger = _fallbacks[name] = structlog.wrap_logger(
+            logging.getLogger(name),
+            processors=[
+                _redact_library,
+                structlog.processors.format_exc_info,
+                structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True),
+            ],
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
+    return logger
+
+
+def get_logger(name: str) -> _Logger:
+    """The logger of module ``name`` (see the module's docstring for where its lines go)."""
+    return _Logger(name)
+
+
+def task_outcome_logger(engine: str) -> Callable[[Task, Job, Generation | None], None]:
+    """The task manager's ``on_finished``: one line per generation, whichever way it ended.
+
+    ``generation completed`` (info) with the model and size the engine made; ``generation failed``
+    (warning) with the error's code and message; ``generation cancelled`` (info). Each names the
+    task, operation and engine, and gives ``seconds`` (from start to end; 0 for a task cancelled
+    in the queue) and ``waited`` (seconds queued).
+    """
+    log = get_logger("imagestudio.generation")
+
+    from imagestudio.domain.model import TaskStatus
+
+    def finished(task: Task, job: Job, generation: Generation | None) -> None:
+        ended = task.finished_at or task.created_at
+        started = task.started_at or ended
+        values: dict[str, Any] = {
+            "task": task.id,
+            "operation": task.operation.value,
+            "engine": engine,
+            "model": generation.parameters.model if generation is not None else job.model,
+            "seconds": round((ended - started).total_seconds(), 3),
+            "waited": round((started - task.created_at).total_seconds(), 3),
+        }
+        if generation is not None:
+            values["size"] = f"{generation.width}x{generation.height}"
+            log.info("generation completed", generation=generation.id, **values)
+        elif task.status is TaskStatus.CANCELLED:
+            log.info("generation cancelled", **values)
+        else:
+            log.warning("generation failed", code=task.error_code, error=task.error_message, **values)
+
+    return finished

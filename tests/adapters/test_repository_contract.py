@@ -15,6 +15,7 @@ import pytest
 
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
 from imagestudio.domain.errors import DatabaseUnavailable, InvalidParameters
+from imagestudio.domain.history_query import HISTORY_FILTERS, HistoryFilter
 from imagestudio.domain.model import (
     Generation,
     HistoryCursor,
@@ -363,3 +364,45 @@ async def test_an_unreachable_postgresql_is_database_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable):
         db.upgrade_schema()
     db.dispose()
+
+
+# A request value for each declared history filter (by its parameter): a filter added to
+# HISTORY_FILTERS without a value here fails below, so no filter goes untested in any repository.
+FILTER_SAMPLES: dict[str, str] = {
+    "type": "image",
+    "q": "number",
+    "operation": "upscale",
+    "engine": "runware",
+    "model": "runware:101@1",
+    "from": "2026-01-02T10:00:03Z",
+    "to": "2026-01-02T10:00:04Z",
+}
+
+
+@pytest.mark.parametrize("declared", HISTORY_FILTERS, ids=lambda f: f.name)
+async def test_every_declared_filter_pages_and_counts_as_its_reference_match_says(
+    repository: Any, declared: HistoryFilter
+) -> None:
+    stored = []
+    for index in range(6):
+        stored.append(
+            await repository.add(
+                make_generation(
+                    index,
+                    kind="video" if index == 5 else "image",
+                    prompt=f"prompt number {index}" if index % 2 else f"another picture {index}",
+                    operation=Operation.UPSCALE if index in (1, 4) else Operation.TEXT_TO_IMAGE,
+                    engine="runware" if index < 3 else "local",
+                    model="runware:101@1" if index == 2 else "runware:100@1",
+                )
+            )
+        )
+    query = HistoryQuery.parse(limit=2, **{declared.param: FILTER_SAMPLES[declared.param]})
+    assert set(query.active) == {declared.name}
+    expected = sorted(
+        (g for g in stored if query.matches(g)), key=lambda g: (g.created_at, g.id), reverse=True
+    )
+    assert 0 < len(expected) < len(stored), "the sample must split the stored generations"
+    page = await repository.list(query)
+    assert page.total == len(expected)
+    assert [g.id for g in page.items] == [g.id for g in expected[:2]]

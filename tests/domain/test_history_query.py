@@ -64,9 +64,9 @@ def test_timestamps_are_iso_8601_and_utc_without_an_offset(raw: str, expected: d
     [
         ({"operation": "paint"}, "operation"),
         ({"sort": "random"}, "sort"),
-        ({"created_from": "yesterday"}, "from"),
-        ({"created_to": "2026-02-30"}, "to"),
-        ({"created_from": "2026-02-02", "created_to": "2026-02-01"}, "to"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-02-30"}, "to"),
+        ({"from": "2026-02-02", "to": "2026-02-01"}, "to"),
         ({"engine": "bad engine"}, "engine"),
         ({"engine": "x" * 33}, "engine"),
         ({"model": "runware"}, "model"),

@@ -5,9 +5,10 @@ generations never share a name, and a folder per day, so no directory grows with
 Writes are atomic: the bytes go to a hidden temporary file in the target folder, are flushed to
 disk, and are then renamed into place. Every call runs in a worker thread.
 
-``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, ``.tmp-*``
-temporaries), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's
-own files in the storage folder for leftovers.
+``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images,
+``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>`` free-space probes), never
+following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's own files in the
+storage folder for leftovers.
 
 Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
 first). Nothing is created, written, scanned or deleted outside them, symbolic links followed:
@@ -45,15 +46,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import anyio.to_thread
-import structlog
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
 from imagestudio.domain.model import StoredImage
 from imagestudio.domain.ports import StoredFile, StoredStream
+from imagestudio.log import get_logger
 
 __all__ = ["CHUNK_BYTES", "DEFAULT_MAX_READ_BYTES", "MIN_FREE_BYTES", "TEMP_PREFIX", "FilesystemImageStorage"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TEMP_PREFIX = ".tmp-"
 DEFAULT_MAX_READ_BYTES = 32 * 1024 * 1024

@@ -2,7 +2,8 @@
 
 The history and the files can disagree only in ways a crash or an outside hand leaves behind:
 
-- a temporary file of a write that never finished (``.tmp-*``): the process died mid-write;
+- a temporary file of a write that never finished (the storage adapter names them; the
+  filesystem's are ``<YYYY-MM-DD>/.tmp-<32 hex>``): the process died mid-write;
 - a finished image that no row names: the process died between renaming the image into place and
   committing its row, or between deleting a row and deleting its file;
 - a row whose file is gone: someone removed or moved the file. The generation pipeline never leaves

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -22,12 +22,14 @@ from imagestudio.domain.values import Generation, Operation, _set
 
 __all__ = [
     "ENGINE_NAME_PATTERN",
+    "HISTORY_FILTERS",
     "MAX_HISTORY_LIMIT",
     "MAX_HISTORY_OFFSET",
     "MAX_SEARCH_LENGTH",
     "MAX_SEARCH_TERMS",
     "SEARCH_WORD_PATTERN",
     "HistoryCursor",
+    "HistoryFilter",
     "HistoryPage",
     "HistoryQuery",
     "HistorySort",
@@ -248,60 +250,48 @@ class HistoryQuery:
         *,
         limit: int = 50,
         offset: int = 0,
-        type: Literal["image", "video"] | None = None,
-        q: str | None = None,
-        operation: str | None = None,
-        engine: str | None = None,
-        model: str | None = None,
-        created_from: str | None = None,
-        created_to: str | None = None,
         sort: str | None = None,
         cursor: str | None = None,
+        **filters: str | None,
     ) -> HistoryQuery:
-        """A query from the text of request parameters; ``from``/``to`` are ISO-8601 texts.
+        """A query from the text of request parameters: ``filters`` by their request names (the
+        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates).
 
         An empty ``q`` or ``cursor`` is the same as none (an empty search box, a first page).
         """
+        values: dict[str, Any] = {}
+        for name, raw in filters.items():
+            declared = _BY_PARAM.get(name)
+            if declared is None:
+                raise TypeError(f"HistoryQuery.parse() got an unknown filter {name!r}")
+            if raw is not None:
+                values[declared.field] = declared.parse(raw)
         return cls(
             limit=limit,
             offset=offset,
-            type=type,
-            q=q,
-            operation=None if operation is None else _enum_value(Operation, "operation", operation),
-            engine=engine,
-            model=model,
-            created_from=None if created_from is None else parse_timestamp("from", created_from),
-            created_to=None if created_to is None else parse_timestamp("to", created_to),
             sort=HistorySort.NEWEST if sort is None else _enum_value(HistorySort, "sort", sort),
             cursor=HistoryCursor.decode(cursor) if cursor else None,
+            **values,
         )
 
     @property
+    def active(self) -> dict[str, Any]:
+        """The filters this query sets, by name (:data:`HISTORY_FILTERS`), with their values."""
+        found = {}
+        for declared in HISTORY_FILTERS:
+            value = declared.value_in(self)
+            if value is not None:
+                found[declared.name] = value
+        return found
+
+    @property
     def filters_only_by_type(self) -> bool:
-        """True when ``type`` is the only filter (so a kept count can answer ``total``)."""
-        return not (
-            self.terms or self.operation or self.engine or self.model or self.created_from or self.created_to
-        )
+        """True when no filter but ``type`` is set (so a kept count can answer ``total``)."""
+        return all(_BY_NAME[name].kept_count for name in self.active)
 
     def matches(self, generation: Generation) -> bool:
         """Whether ``generation`` passes the filter (the cursor aside)."""
-        g = generation
-        if self.type is not None and g.type != self.type:
-            return False
-        if self.operation is not None and g.operation != self.operation:
-            return False
-        if self.engine is not None and g.parameters.engine != self.engine:
-            return False
-        if self.model is not None and g.parameters.model != self.model:
-            return False
-        if self.created_from is not None and g.created_at < self.created_from:
-            return False
-        if self.created_to is not None and g.created_at >= self.created_to:
-            return False
-        if self.terms:
-            words = search_terms(g.prompt) + search_terms(g.negative_prompt or "")
-            return set(self.terms) <= set(words)
-        return True
+        return all(_BY_NAME[name].matches(generation, value) for name, value in self.active.items())
 
     def sort_key(self, generation: Generation) -> tuple[datetime, int]:
         return generation.created_at, generation.id or 0
@@ -329,3 +319,110 @@ class HistoryPage:
     items: list[Generation]
     total: int
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryFilter:
+    """One filter of the history, declared once: every place that knows filters iterates
+    :data:`HISTORY_FILTERS` (parsing and matching here; the SQL adapter's clauses and the HTTP
+    parameters are keyed by ``name``/``param`` and checked to cover every filter).
+
+    - ``name``: what adapters call it; ``param``: the request parameter; ``field``: the
+      :class:`HistoryQuery` field the parameter sets;
+    - ``parse``: the parameter's text to the field's value (the query then validates it);
+    - ``read``: the value a set filter matches with (``None``: not set), by default the field;
+    - ``matches``: whether a generation passes, given that value (the reference semantics, which
+      the in-memory repository uses and the SQL adapter must agree with);
+    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``).
+    """
+
+    name: str
+    param: str
+    field: str
+    description: str
+    parse: Callable[[str], object]
+    matches: Callable[[Generation, Any], bool]
+    read: Callable[[HistoryQuery], Any] | None = None
+    kept_count: bool = False
+
+    def value_in(self, query: HistoryQuery) -> Any:
+        """This filter's value in ``query`` (``None`` when it is not set)."""
+        return self.read(query) if self.read is not None else getattr(query, self.field)
+
+
+def _words_of(generation: Generation) -> set[str]:
+    return set(search_terms(generation.prompt) + search_terms(generation.negative_prompt or ""))
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
+    HistoryFilter(
+        name="type",
+        param="type",
+        field="type",
+        description="Only this type",
+        parse=_text,
+        matches=lambda g, value: g.type == value,
+        kept_count=True,
+    ),
+    HistoryFilter(
+        name="search",
+        param="q",
+        field="q",
+        description="Full-text search of prompt and negative prompt: every word must be a word"
+        " of either, in any order, ignoring case (`SKY red` finds `Sunset, red sky`; whole words:"
+        " `sun` does not find `Sunset`)."
+        f" At most {MAX_SEARCH_LENGTH} characters and {MAX_SEARCH_TERMS} words",
+        parse=_text,
+        read=lambda query: query.terms or None,
+        matches=lambda g, terms: set(terms) <= _words_of(g),
+    ),
+    HistoryFilter(
+        name="operation",
+        param="operation",
+        field="operation",
+        description="Only this operation",
+        parse=lambda raw: _enum_value(Operation, "operation", raw),
+        matches=lambda g, value: g.operation == value,
+    ),
+    HistoryFilter(
+        name="engine",
+        param="engine",
+        field="engine",
+        description="Only images made by this engine (`local`, `runware`)",
+        parse=_text,
+        matches=lambda g, value: g.parameters.engine == value,
+    ),
+    HistoryFilter(
+        name="model",
+        param="model",
+        field="model",
+        description="Only images made with this model id, e.g. `runware:100@1`",
+        parse=_text,
+        matches=lambda g, value: g.parameters.model == value,
+    ),
+    HistoryFilter(
+        name="created_from",
+        param="from",
+        field="created_from",
+        description="Created at or after this instant (inclusive): ISO-8601 date or date-time,"
+        " e.g. `2026-01-02` or `2026-01-02T10:00:00Z`; without an offset it is UTC",
+        parse=lambda raw: parse_timestamp("from", raw),
+        matches=lambda g, value: g.created_at >= value,
+    ),
+    HistoryFilter(
+        name="created_to",
+        param="to",
+        field="created_to",
+        description="Created before this instant (exclusive), not before `from`; as `from`",
+        parse=lambda raw: parse_timestamp("to", raw),
+        matches=lambda g, value: g.created_at < value,
+    ),
+)
+"""Every filter of the history, in the order the API documents them."""
+
+_BY_NAME: Final = {declared.name: declared for declared in HISTORY_FILTERS}
+_BY_PARAM: Final = {declared.param: declared for declared in HISTORY_FILTERS}

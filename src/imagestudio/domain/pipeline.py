@@ -369,6 +369,10 @@ class PipelineJob:
     def hold(self) -> Hold | None:
         return self.generation.hold
 
+    @property
+    def model(self) -> str | None:
+        return self.generation.model
+
     async def execute(self, control: TaskControl) -> Generation:
         return await run_generation(self.generation, self.ports, control)
 

@@ -11,8 +11,11 @@ running (a source image, a decoded data URI) is held against one :class:`ByteBud
 ``max_queued_bytes`` (``domain/budget.py``, re-exported here). A job carries its :class:`Hold`,
 which is given back when the task ends, whichever way it ends, or when the job is never admitted.
 When the last active task ends, ``on_idle`` runs (the composition root passes one that hands
-freed memory back to the system). The :class:`Task` snapshot and :class:`InvalidTransition` are
-values (``domain/values.py``) and :class:`TaskState` is ``domain/lifecycle.py``, all re-exported here.
+freed memory back to the system). When any task ends, ``on_finished`` receives its final snapshot,
+its job and its generation (``None`` unless completed): the composition root logs one line per
+generation with it, since the domain itself does not log. The :class:`Task` snapshot and
+:class:`InvalidTransition` are values (``domain/values.py``) and :class:`TaskState` is
+``domain/lifecycle.py``, all re-exported here.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ __all__ = [
     "IdempotencyKey",
     "InvalidTransition",
     "Job",
+    "ShutdownReport",
     "Task",
     "TaskControl",
     "TaskManager",
@@ -93,6 +97,11 @@ class Job(Protocol):
     def operation(self) -> Operation: ...
     @property
     def hold(self) -> Hold | None: ...
+    @property
+    def model(self) -> str | None:
+        """The model the job asks for, if it names one (for what is reported of a failed task)."""
+        ...
+
     async def execute(self, control: TaskControl) -> Generation: ...
 
 
@@ -149,6 +158,16 @@ def _current_task_cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+@dataclass(kw_only=True, slots=True)
+class ShutdownReport:
+    """What a shutdown did: tasks cancelled in the queue, tasks running when it began, and of
+    those the ones stopped because the grace period ran out."""
+
+    queued: int
+    running: int
+    stopped: int = 0
+
+
 @dataclass(eq=False)
 class _Entry:
     state: TaskState
@@ -176,6 +195,7 @@ class TaskManager:
         max_queued: int = 100,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         on_idle: Callable[[], None] | None = None,
+        on_finished: Callable[[Task, Job, Generation | None], None] | None = None,
         remember: int = 500,
     ) -> None:
         if max_running < 1 or max_queued < 0:
@@ -184,6 +204,7 @@ class TaskManager:
         self.max_queued = max_queued
         self.bytes = ByteBudget(max_queued_bytes)
         self._on_idle = on_idle
+        self._on_finished = on_finished
         self._tasks = tasks
         self._keys = keys
         self._generations = generations
@@ -363,9 +384,10 @@ class TaskManager:
                 await self._storage.delete(task.image)
         return interrupted
 
-    async def shutdown(self, grace: float = 10.0) -> None:
+    async def shutdown(self, grace: float = 10.0) -> ShutdownReport:
         """Stop accepting, cancel what is queued, give running tasks ``grace`` seconds, cancel the rest."""
         self._accepting = False
+        report = ShutdownReport(queued=len(self._waiting), running=len(self._running))
         for task_id in list(self._waiting):
             entry = self._active.get(task_id)
             if entry is not None:
@@ -380,7 +402,9 @@ class TaskManager:
                 if entry.producing is not None:
                     entry.producing.cancel()
             if pending:
+                report.stopped = len(pending)
                 await asyncio.wait(pending, timeout=grace)
+        return report
 
     @property
     def counts(self) -> dict[str, int]:
@@ -439,6 +463,9 @@ class TaskManager:
                     entry.done.exception()  # a failure nobody waits for is not an "unretrieved" error
                 else:
                     entry.done.set_result(outcome)
+            if self._on_finished is not None:
+                generation = outcome if isinstance(outcome, Generation) else None
+                self._on_finished(entry.state.task, entry.job, generation)
 
     def _release(self, task_id: str) -> None:
         self._running.discard(task_id)

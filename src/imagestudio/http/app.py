@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from imagestudio._version import __version__
 from imagestudio.bootstrap import bootstrap
 from imagestudio.config import Config
+from imagestudio.http.asyncapi import ASYNCAPI_PATH, asyncapi_route
 from imagestudio.http.cache import ResponseCache
 from imagestudio.http.controllers import (
     GenerateController,
@@ -44,7 +45,8 @@ DESCRIPTION = """Local-first image studio backend.
 
 Every answer is an envelope: `{"success": true, "data": ...}` or
 `{"success": false, "error": "...", "code": "...", "details": {...}}`.
-Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task).
+Progress of every generation streams over the WebSocket `/ws/generation` (`?taskId=` for one task,
+`?after=` to replay); its messages are described by the AsyncAPI document at `{asyncapi}`.
 
 Every request must name this server in `Host`: `localhost`, `127.0.0.1`, `[::1]` (any port), the
 `--host` address or a name in `IMAGESTUDIO_ALLOWED_HOSTS` (else 400 `INVALID_HOST`). Browser pages
@@ -131,7 +133,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,
     )
     app = Litestar(
-        route_handlers=[HealthController, protected],
+        route_handlers=[HealthController, asyncapi_route(token=token is not None), protected],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -139,7 +141,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         openapi_config=OpenAPIConfig(
             title="imagestudio",
             version=__version__,
-            description=DESCRIPTION,
+            description=DESCRIPTION.replace("{asyncapi}", ASYNCAPI_PATH),
             path="/",
             render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
             openapi_router=_DocsRouter("/", route_handlers=[], include_in_schema=False),

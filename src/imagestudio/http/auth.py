@@ -25,6 +25,7 @@ OPEN_PATHS = frozenset(
         "/openapi.json",
         "/openapi.yaml",
         "/openapi.yml",
+        "/asyncapi.json",
     }
 )
 """Paths that stay open when a token is required: the health check and the API's documentation."""

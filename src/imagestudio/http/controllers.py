@@ -171,15 +171,17 @@ class HistoryController(Controller):
         query = HistoryQuery.parse(
             limit=limit,
             offset=offset,
-            type=type,
-            q=q,
-            operation=operation,
-            engine=engine,
-            model=model,
-            created_from=created_from,
-            created_to=created_to,
             sort=sort,
             cursor=cursor,
+            **{
+                "type": type,
+                "q": q,
+                "operation": operation,
+                "engine": engine,
+                "model": model,
+                "from": created_from,
+                "to": created_to,
+            },
         )
         page = await services.list_history(query)
         return history_response(page, _base_url(request), limit, offset)

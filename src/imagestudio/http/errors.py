@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -38,10 +37,11 @@ from imagestudio.domain.errors import (
     StudioError,
 )
 from imagestudio.http.schemas import ErrorResponse
+from imagestudio.log import get_logger
 
 __all__ = ["ERROR_STATUS", "EXCEPTION_HANDLERS", "InvalidHost", "error_response", "send_error", "status_for"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Most specific first: the first class an error is an instance of decides its status.
 ERROR_STATUS: tuple[tuple[type[StudioError], int], ...] = (
@@ -106,10 +106,8 @@ def error_response(
 
 
 def _studio_error(request: Request[Any, Any, Any], error: StudioError) -> Response[ErrorResponse]:
-    status = status_for(error)
-    if status >= 500:
-        log.warning("request failed", path=request.url.path, code=error.code, error=error.message)
-    return error_response(status, error.code, error.message, error.details or None)
+    # the console line of a refused or failed request is http/access.py's
+    return error_response(status_for(error), error.code, error.message, error.details or None)
 
 
 def _describe(

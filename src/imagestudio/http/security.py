@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-import msgspec
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
@@ -42,6 +41,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, TooManyRe
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from imagestudio.config import RateLimit
+from imagestudio.http.access import RefusalLog, socket_refused
 from imagestudio.http.auth import OPEN_PATHS, _TokenCheck
 from imagestudio.http.cache import ResponseCache
 from imagestudio.http.cors import _Cors
@@ -50,6 +50,7 @@ from imagestudio.http.errors import InvalidHost, send_error
 from imagestudio.http.hosts import HostAllowlist, _host_header
 from imagestudio.http.ratelimit import RateLimiter, _period
 from imagestudio.http.scope import _header
+from imagestudio.http.websocket import SocketError, encode_message
 
 __all__ = ["OPEN_PATHS", "HostAllowlist", "RateLimiter", "ShellGuard", "guard"]
 
@@ -68,7 +69,7 @@ async def _refuse_socket(receive: Receive, send: Send, code: str, message: str) 
     if event["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-    text = msgspec.json.encode({"type": "error", "code": code, "error": message}).decode()
+    text = encode_message(SocketError(code=code, error=message))
     await send({"type": "websocket.send", "text": text, "bytes": None})
     await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": code})
 
@@ -136,6 +137,13 @@ class ShellGuard:
         )
 
     async def _http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
+        watch = RefusalLog(send)
+        try:
+            await self._checked_http(http, receive, watch.send)
+        finally:
+            watch.report(http)
+
+    async def _checked_http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
         method = http["method"]
         refused: HTTPException | None = self._host_refusal(http)
         if refused is not None:
@@ -165,19 +173,23 @@ class ShellGuard:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._host_refusal(scope) is not None:
+            socket_refused(scope, "INVALID_HOST", "host not allowed")
             await _refuse_handshake(receive, send, "host not allowed")
             return
         refused = self._rate_refusal(scope)
         if refused is not None:
+            socket_refused(scope, "RATE_LIMITED", refused.detail)
             await _refuse_socket(receive, send, "RATE_LIMITED", refused.detail)
             return
         origin = _header(scope, b"origin")
         if origin is not None and not self.cors.allows(origin):
+            socket_refused(scope, "FORBIDDEN", "origin not allowed")
             await _refuse_handshake(receive, send, "origin not allowed")
             return
         if self.token is not None:
             why = self.token.refusal(scope)
             if why is not None:
+                socket_refused(scope, "UNAUTHORIZED", why[0])
                 await _refuse_socket(receive, send, "UNAUTHORIZED", why[0] + " (or ?token=)")
                 return
         await self.app(scope, receive, send)

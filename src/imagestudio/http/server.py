@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgspec
-import structlog
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from imagestudio.config import DEFAULT_MIN_BODY_RATE, Config, ConfigError
 from imagestudio.domain.errors import QueueFull
+from imagestudio.log import get_logger
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -62,7 +62,7 @@ __all__ = [
     "trusted_proxies",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAX_CONNECTIONS = 4096
 """The cap when ``IMAGESTUDIO_MAX_CONNECTIONS`` is not set and descriptors allow it: far more than

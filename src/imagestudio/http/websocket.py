@@ -1,74 +1,143 @@
-"""The progress WebSocket ``/ws/generation`` (CONTRACT.md section 9).
+"""The progress WebSocket ``/ws/generation`` (CONTRACT.md section 9) and its message shapes.
 
 ``?taskId=X`` receives only task X (starting with its latest event, so a late subscriber learns
 how it ended); without it the socket receives every task's events. Every event carries ``seq``,
 increasing for the life of the server: a client that reconnects with ``?after=<seq>`` first
-receives what it missed from a bounded replay buffer. Messages are JSON text frames.
+receives what it missed from a bounded replay buffer. Messages are JSON text frames, each one of
+the Structs below (their ``type`` tells them apart); the socket stays open after a task's
+terminal message, until the client closes it. ``http/asyncapi.py`` documents them from these
+same Structs.
+
+An invalid query parameter is answered after the handshake with one :class:`SocketError` and
+close code 1008, so a client can read why (rather than a bare refused handshake).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import QueryParameter
+from msgspec import UNSET, UnsetType
 
 from imagestudio.domain.errors import InvalidParameters
-from imagestudio.domain.model import TaskEvent, validate_task_id
+from imagestudio.domain.model import TaskEvent, TaskStatus, validate_task_id
 from imagestudio.domain.ports import TaskEventStream
 
-__all__ = ["event_message", "generation_socket"]
+__all__ = [
+    "ProgressMessage",
+    "ReplayTruncated",
+    "SocketError",
+    "encode_message",
+    "event_message",
+    "generation_socket",
+]
 
 _POLICY_VIOLATION = 1008
+_T = TypeVar("_T")
+_SEQ = re.compile(r"[0-9]{1,18}")
 
 
-def event_message(event: TaskEvent) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "type": "progress",
-        "taskId": event.task_id,
-        "progress": event.progress,
-        "status": event.status.value,
-        "seq": event.seq,
-    }
-    if event.position is not None:
-        message["position"] = event.position
-    if event.generation_id is not None:
-        message["generationId"] = event.generation_id
-    if event.error is not None:
-        message["error"] = event.error
-        message["code"] = event.code
-    return message
+class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="progress"):
+    """One task's state: sent when it is queued, moves in the queue, makes progress and ends.
+
+    Every task's messages end with exactly one whose ``status`` is ``completed`` (with
+    ``generationId``), ``failed`` (with ``error`` and ``code``) or ``cancelled``.
+    """
+
+    task_id: str
+    status: TaskStatus
+    progress: Annotated[int, msgspec.Meta(ge=0, le=100, description="0-99 while generating, 100 at the end")]
+    seq: Annotated[int, msgspec.Meta(ge=1, description="increasing for the life of the server; ?after=")]
+    position: (
+        Annotated[int, msgspec.Meta(ge=1, description="place in the queue (queued only)")] | UnsetType
+    ) = UNSET
+    generation_id: (
+        Annotated[int, msgspec.Meta(description="the Generation made (completed only)")] | UnsetType
+    ) = UNSET
+    error: Annotated[str, msgspec.Meta(description="readable reason (failed only)")] | UnsetType = UNSET
+    code: (
+        Annotated[str, msgspec.Meta(description="error code such as STORAGE_ERROR (failed only)")] | UnsetType
+    ) = UNSET
+
+
+class ReplayTruncated(msgspec.Struct, rename="camel", tag_field="type", tag="replay-truncated"):
+    """Sent first on a socket opened with ``?after=`` when events after ``after`` were no longer
+    kept: the ones before ``oldestSeq`` are lost (fetch the tasks over HTTP instead)."""
+
+    after: int
+    oldest_seq: int
+
+
+class SocketError(msgspec.Struct, tag_field="type", tag="error"):
+    """A refusal, followed by close code 1008: an invalid ``taskId`` or ``after``
+    (``INVALID_PARAMETERS``), a missing or wrong token (``UNAUTHORIZED``), too many requests
+    (``RATE_LIMITED``)."""
+
+    code: str
+    error: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_message(message: ProgressMessage | ReplayTruncated | SocketError) -> str:
+    return _encoder.encode(message).decode()
+
+
+def event_message(event: TaskEvent) -> ProgressMessage:
+    return ProgressMessage(
+        task_id=event.task_id,
+        status=event.status,
+        progress=event.progress,
+        seq=event.seq,
+        position=_given(event.position),
+        generation_id=_given(event.generation_id),
+        error=_given(event.error),
+        code=_given(event.code) if event.error is not None else UNSET,
+    )
+
+
+def _given(value: _T | None) -> _T | UnsetType:
+    return UNSET if value is None else value
+
+
+def _query(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, int | None]:
+    """``taskId`` and ``after`` from the query string (``InvalidParameters`` naming the bad one)."""
+    task_id = socket.query_params.get("taskId")
+    if task_id is not None:
+        validate_task_id(task_id)
+    raw_after = socket.query_params.get("after")
+    if raw_after is None:
+        return task_id, None
+    if _SEQ.fullmatch(raw_after) is None:
+        raise InvalidParameters(
+            "after must be the seq of a message you received (a whole number, 0 or more),"
+            f" not {raw_after[:40]!r}",
+            field="after",
+        )
+    return task_id, int(raw_after)
 
 
 @websocket("/ws/generation")
-async def generation_socket(
-    socket: WebSocket[Any, Any, Any],
-    task_id: Annotated[str | None, QueryParameter(name="taskId", required=False)] = None,
-    after: Annotated[int | None, QueryParameter(name="after", required=False, ge=0)] = None,
-) -> None:
+async def generation_socket(socket: WebSocket[Any, Any, Any]) -> None:
     """Stream progress events of one task (``?taskId=``) or of all tasks; ``?after=`` replays."""
     await socket.accept()
-    if task_id is not None:
-        try:
-            validate_task_id(task_id)
-        except InvalidParameters as error:
-            await socket.send_text(
-                msgspec.json.encode({"type": "error", "code": error.code, "error": error.message}).decode()
-            )
-            await socket.close(code=_POLICY_VIOLATION, reason="invalid taskId")
-            return
+    try:
+        task_id, after = _query(socket)
+    except InvalidParameters as error:
+        await socket.send_text(encode_message(SocketError(code=error.code, error=error.message)))
+        await socket.close(code=_POLICY_VIOLATION, reason=f"invalid {error.field or 'query'}")
+        return
     events: TaskEventStream = socket.app.state.services.events
     subscription = events.subscribe(task_id, after=after)
     try:
-        if subscription.truncated_before is not None:
-            await socket.send_text(
-                msgspec.json.encode(
-                    {"type": "replay-truncated", "after": after, "oldestSeq": subscription.truncated_before}
-                ).decode()
-            )
+        if subscription.truncated_before is not None and after is not None:
+            truncated = ReplayTruncated(after=after, oldest_seq=subscription.truncated_before)
+            await socket.send_text(encode_message(truncated))
         async with anyio.create_task_group() as group:
 
             async def drain_client() -> None:
@@ -81,7 +150,7 @@ async def generation_socket(
 
             group.start_soon(drain_client)
             async for event in subscription:
-                await socket.send_text(msgspec.json.encode(event_message(event)).decode())
+                await socket.send_text(encode_message(event_message(event)))
     except* (WebSocketDisconnect, anyio.BrokenResourceError, anyio.ClosedResourceError):
         pass  # the client went away; nothing to clean up but the subscription
     finally:

@@ -34,7 +34,6 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 import httpx
-import structlog
 from httpx_aiohttp import AiohttpTransport
 from PIL import Image
 
@@ -59,6 +58,7 @@ from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.models import CFG_SCALE, NEGATIVE_PROMPT, SEED, STEPS, STRENGTH
 from imagestudio.domain.ports import ImageInspector, ProgressCallback
 from imagestudio.domain.values import is_air_model_id
+from imagestudio.log import get_logger
 
 __all__ = ["DEFAULT_API_URL", "RUNWARE_CONCURRENCY", "RunwareImageGenerator", "runware_client"]
 
@@ -70,7 +70,7 @@ _OUTPUT_FORMATS: Final = {"JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 _RESULT_EXTENSIONS: Final = frozenset({"jpg", "png", "webp"})
 _CONNECT_TIMEOUT: Final = 10.0
 
-logger = structlog.get_logger("imagestudio.adapters.runware")
+logger = get_logger("imagestudio.adapters.runware")
 
 
 class _ImageIds:

@@ -22,8 +22,6 @@ import typing
 from collections import OrderedDict
 from typing import Any, Final
 
-import structlog
-
 from imagestudio.adapters.runware.transport import RunwareTransport
 from imagestudio.domain.errors import ProviderError
 from imagestudio.domain.models import (
@@ -39,6 +37,7 @@ from imagestudio.domain.models import (
     ModelQuery,
     SizeRule,
 )
+from imagestudio.log import get_logger
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_UPSCALER", "KNOWN_MODELS", "RunwareModelCatalogue", "upscaler_for"]
 
@@ -96,7 +95,7 @@ _SCHEMA_KEYS: Final = {
     "strength": STRENGTH, "inputs": INPUT_IMAGE,
 }  # fmt: skip
 
-logger = structlog.get_logger("imagestudio.adapters.runware")
+logger = get_logger("imagestudio.adapters.runware")
 
 
 def upscaler_for(model: ModelInfo, scale: int) -> int | None:

@@ -36,7 +36,6 @@ import anyio
 import anyio.to_thread
 import httpx
 import msgspec
-import structlog
 
 from imagestudio.adapters.runware.protocol import (
     ProviderFailure,
@@ -48,6 +47,7 @@ from imagestudio.adapters.runware.protocol import (
     retry_after,
 )
 from imagestudio.domain.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+from imagestudio.log import get_logger
 
 __all__ = ["Progress", "RunwareTransport", "Sleep", "TaskRejected", "TooLarge", "ms_since", "read_bounded"]
 
@@ -65,7 +65,7 @@ _MESSAGES_BY_CODE: Final = {
 }
 _TIMEOUT_MESSAGE: Final = "Generation failed: Runware did not answer in time"
 
-logger = structlog.get_logger("imagestudio.adapters.runware")
+logger = get_logger("imagestudio.adapters.runware")
 
 
 class TaskRejected(ProviderRejected):

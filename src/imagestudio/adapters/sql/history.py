@@ -24,9 +24,12 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Mapping
-from typing import Any
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Final
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Integer,
     Select,
@@ -44,6 +47,7 @@ from sqlmodel import Session
 
 from imagestudio.adapters.sql.database import SqlDatabase
 from imagestudio.adapters.sql.tables import COUNTS, GENERATIONS
+from imagestudio.domain.history_query import HISTORY_FILTERS
 from imagestudio.domain.model import (
     Generation,
     HistoryPage,
@@ -94,9 +98,7 @@ class SqlGenerationRepository:
     async def list(self, query: HistoryQuery) -> HistoryPage:
         sqlite = self._db.is_sqlite
         filters = _parameters(query)
-        only_search = bool(query.terms) and not any(
-            (query.type, query.operation, query.engine, query.model, query.created_from, query.created_to)
-        )
+        only_search = set(query.active) == {"search"}
         counted_word = (
             query.terms[0]
             if not sqlite and only_search and len(query.terms) == 1 and _PLAIN_WORD.fullmatch(query.terms[0])
@@ -173,35 +175,22 @@ _PLAIN_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False, together: bool = False) -> _Shape:
-    present = {
-        "type": query.type,
-        "operation": query.operation,
-        "engine": query.engine,
-        "model": query.model,
-        "created_from": query.created_from,
-        "created_to": query.created_to,
-        "search": query.terms or None,
-    }
-    names = frozenset(name for name, value in present.items() if value is not None)
+    names = frozenset(query.active)
     return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk, together
 
 
 def _parameters(query: HistoryQuery) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "type": query.type,
-        "operation": query.operation.value if query.operation else None,
-        "engine": query.engine,
-        "model": query.model,
-        "created_from": query.created_from,
-        "created_to": query.created_to,
-    }
-    if query.terms:
-        values["fts_query"] = " AND ".join(f'"{term}"' for term in query.terms)
-        values["ts_query"] = " & ".join(query.terms)
+    values: dict[str, Any] = {}
+    for name, value in query.active.items():
+        if name == "search":
+            values["fts_query"] = " AND ".join(f'"{term}"' for term in value)
+            values["ts_query"] = " & ".join(value)
+        else:
+            values[name] = value.value if isinstance(value, Enum) else value
     if query.cursor is not None:
         values["cursor_at"] = query.cursor.created_at
         values["cursor_id"] = query.cursor.id
-    return {name: value for name, value in values.items() if value is not None}
+    return values
 
 
 @functools.lru_cache(maxsize=512)
@@ -260,18 +249,25 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
     return page, total
 
 
+_COMPARISONS: Final[Mapping[str, tuple[Column[Any], str]]] = MappingProxyType(
+    {
+        "type": (GENERATIONS.c.type, "="),
+        "operation": (GENERATIONS.c.operation, "="),
+        "engine": (GENERATIONS.c.engine, "="),
+        "model": (GENERATIONS.c.model, "="),
+        "created_from": (GENERATIONS.c.created_at, ">="),
+        "created_to": (GENERATIONS.c.created_at, "<"),
+    }
+)
+"""The clause of every history filter but ``search`` (:func:`_search`), by the filter's name."""
+_SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search"})
+if {declared.name for declared in HISTORY_FILTERS} != _SQL_FILTERS:  # pragma: no cover - a build error
+    raise ImportError(f"the SQL history covers {sorted(_SQL_FILTERS)}, not every declared history filter")
+
+
 def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
-    g = GENERATIONS.c
     where: list[ColumnElement[bool]] = []
-    comparisons = (
-        ("type", g.type, "="),
-        ("operation", g.operation, "="),
-        ("engine", g.engine, "="),
-        ("model", g.model, "="),
-        ("created_from", g.created_at, ">="),
-        ("created_to", g.created_at, "<"),
-    )
-    for name, column_, operator in comparisons:
+    for name, (column_, operator) in _COMPARISONS.items():
         if name not in names:
             continue
         value = bindparam(name, type_=column_.type)
