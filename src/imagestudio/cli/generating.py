@@ -178,7 +178,7 @@ async def _make(config: Config, work: _Work, out: Path | None, interrupts: Inter
             if generation is None:
                 say("cancelled")
                 return EXIT_INTERRUPTED
-            return await _report(studio, generation, out, interrupts)
+            return await report(studio, generation, out, interrupts)
     say("cancelled")  # while the studio opened: nothing was asked of it yet
     return EXIT_INTERRUPTED
 
@@ -246,7 +246,7 @@ def _ticking(bar: ProgressBar, every: float = 0.5) -> Iterator[None]:
             handle.cancel()
 
 
-async def _report(studio: Studio, generation: Generation, out: Path | None, interrupts: Interrupts) -> int:
+async def report(studio: Studio, generation: Generation, out: Path | None, interrupts: Interrupts) -> int:
     """Copy the image to ``out`` (if asked) and print what was made and where it is."""
     with anyio.CancelScope() as copying, interrupts.calling(soon(copying.cancel)):
         try:
