@@ -184,6 +184,8 @@ class Config:
                 f"RUNWARE_TIMEOUT must be a positive number of seconds, not {self.runware_timeout:g}"
             )
         _check_url("RUNWARE_API_URL", self.runware_api_url)
+        if self.database_url is not None:
+            _check_database_url(self.database_url)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
         if self.log_level not in LOG_LEVELS:
@@ -318,6 +320,23 @@ def _check_url(name: str, url: str) -> None:
         raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}") from error
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+
+
+_DATABASE_URL = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\+[A-Za-z0-9_]+)?://")
+
+
+def _check_database_url(url: str) -> None:
+    """The form of ``IMAGESTUDIO_DATABASE_URL`` (the value itself is never echoed: it may hold a
+    password); the SQL adapter checks it again, for a library caller that builds one itself."""
+    match = _DATABASE_URL.match(url)
+    if match is None:
+        raise ConfigError(
+            "IMAGESTUDIO_DATABASE_URL is not a database URL: sqlite:///PATH or postgresql://USER@HOST/NAME"
+        )
+    if match.group(1).lower() not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(
+            f"IMAGESTUDIO_DATABASE_URL: imagestudio runs on SQLite or PostgreSQL, not {match.group(1)}"
+        )
 
 
 def _word(env: Mapping[str, str], name: str, default: str) -> str:

@@ -46,6 +46,8 @@ def assert_one_line_exit_2(done_stderr: str, status: int, *names: str) -> str:
         ({"RUNWARE_TIMEOUT": "0"}, ["RUNWARE_TIMEOUT", "positive"]),
         ({"RUNWARE_API_URL": "api.runware.ai/v1"}, ["RUNWARE_API_URL", "http:// or https://"]),
         ({"IMAGESTUDIO_ENGINE": "dall-e"}, ["IMAGESTUDIO_ENGINE", "'dall-e'"]),
+        ({"IMAGESTUDIO_DATABASE_URL": "imagestudio.db"}, ["IMAGESTUDIO_DATABASE_URL", "not a database URL"]),
+        ({"IMAGESTUDIO_DATABASE_URL": "mysql://me:hunter2@db/x"}, ["IMAGESTUDIO_DATABASE_URL", "not mysql"]),
     ],
 )
 def test_a_bad_setting_stops_serve_with_one_line_naming_it(
@@ -55,6 +57,7 @@ def test_a_bad_setting_stops_serve_with_one_line_naming_it(
 
     line = assert_one_line_exit_2(done.stderr, done.returncode, *names)
     assert line.startswith("imagestudio: configuration error: ")
+    assert "hunter2" not in line  # a database URL's password is never echoed
     assert not (tmp_path / "data" / "imagestudio.db").exists()  # refused before anything was opened
 
 
