@@ -35,12 +35,14 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.count = 0
+        """How many Ctrl-C the command has had."""
         self.farewell: str | None = "cancelled"
         """The line a second Ctrl-C leaves on stderr (``None``: none)."""
         self.line_open: Callable[[], bool] = lambda: False
         """Whether stderr's cursor is in the middle of a line (a progress bar's)."""
         self._reactions: list[Callable[[], object] | None] = []
         self._held = False
+        self._over = False
 
     @classmethod
     @contextlib.contextmanager
@@ -59,8 +61,7 @@ class Interrupts:
             if restore:
                 signal.signal(signal.SIGINT, previous)
             else:
-                interrupts.farewell = None
-                interrupts.count = max(interrupts.count, 1)
+                interrupts._over = True
 
     @contextlib.contextmanager
     def calling(self, stop: Callable[[], object]) -> Iterator[None]:
@@ -91,6 +92,8 @@ class Interrupts:
         sys.stderr.flush()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._over:
+            os._exit(EXIT_INTERRUPTED)  # the command has ended and said what it had to
         self.count += 1
         if self.count > 1:
             self._exit_now()
