@@ -17,7 +17,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import SecurityScheme
 
 from imagestudio._version import __version__
 from imagestudio.bootstrap import bootstrap
@@ -35,6 +35,7 @@ from imagestudio.http.controllers import (
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
 from imagestudio.http.models import ModelsController
+from imagestudio.http.openapi import DocumentComponents
 from imagestudio.http.security import HostAllowlist, guard
 from imagestudio.http.websocket import generation_socket
 from imagestudio.services import Services
@@ -145,7 +146,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             path="/",
             render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
             openapi_router=_DocsRouter("/", route_handlers=[], include_in_schema=False),
-            components=Components(security_schemes=dict(_SECURITY_SCHEMES)) if token else Components(),
+            # DocumentComponents: the request bodies' schemas beside those Litestar generates
+            components=DocumentComponents(security_schemes=dict(_SECURITY_SCHEMES))
+            if token
+            else DocumentComponents(),
         ),
         logging_config=None,  # logging is configured once, by imagestudio.log
         debug=False,
