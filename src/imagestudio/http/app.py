@@ -34,6 +34,7 @@ from imagestudio.http.controllers import (
     provide_services,
 )
 from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.metadata import InspectController
 from imagestudio.http.models import ModelsController
 from imagestudio.http.security import HostAllowlist, guard
 from imagestudio.http.websocket import generation_socket
@@ -128,6 +129,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             ImagesController,
             TasksController,
             ModelsController,
+            InspectController,
             generation_socket,
         ],
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,
