@@ -327,7 +327,8 @@ def test_the_infotext_leaves_out_what_is_not_known_and_adds_what_the_operation_u
         ),
     )
     assert infotext(image_to_image) == (
-        "a lighthouse at dusk, waves: crashing\nCFG scale: 3.0, Size: 96x64, Model: flux, Denoising strength: 0.35"
+        "a lighthouse at dusk, waves: crashing\n"
+        "CFG scale: 3.0, Size: 96x64, Model: flux, Denoising strength: 0.35"
     )
     upscale = made(
         operation=Operation.UPSCALE,
