@@ -399,6 +399,23 @@ def test_a_comfyui_png_with_only_its_workflow_is_read_from_the_editor_graph(clie
     }
 
 
+def test_a_comfyui_webp_is_read_from_its_exif_model_and_make(client: Client) -> None:
+    """As ComfyUI's SaveAnimatedWEBP writes it: ``Model`` is ``prompt:<JSON>``, ``Make`` is
+    ``workflow:<JSON>``."""
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + json.dumps(COMFY_PROMPT)
+    exif[0x010F] = "workflow:" + json.dumps(COMFY_WORKFLOW)
+    webp = picture("WEBP", exif=exif.tobytes())
+
+    (found,) = inspect(client, data_uri(webp, "webp"))
+    assert found["source"] == "comfyui"
+    assert found["raw"] == json.dumps(COMFY_PROMPT)
+    assert (found["parameters"]["prompt"], found["parameters"]["seed"]) == (
+        "beautiful scenery, glass bottle",
+        156680208700286,
+    )
+
+
 @pytest.mark.parametrize(
     ("model", "version", "name"),
     [
