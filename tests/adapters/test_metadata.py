@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from imagestudio.adapters.metadata import (
@@ -426,3 +428,52 @@ def test_our_properties_are_read_as_attributes_too() -> None:
         b"</rdf:RDF></x:xmpmeta>"
     )
     assert read_xmp(packet).generation == '{"a": 1}'
+
+
+# --- whatever a file holds, reading it never fails ------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    name=st.sampled_from(["png-rgb", "jpeg", "webp-lossy", "webp-lossless-alpha"]),
+    cuts=st.lists(st.tuples(st.integers(min_value=0), st.binary(max_size=8)), max_size=4),
+)
+def test_a_damaged_annotated_file_reads_without_failing(name: str, cuts: list[tuple[int, bytes]]) -> None:
+    data = bytearray(annotate_image(FILES[name][0](), made()))
+    for at, junk in cuts:
+        at %= len(data)
+        data[at : at + len(junk)] = junk
+    found = read_image(bytes(data))
+    assert all(isinstance(record.raw, str) for record in found)
+    assert annotate_image(bytes(data), made()) is not None  # writes, or hands the bytes back
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(prompt=json_values, workflow=json_values, ours=json_values, invoke=json_values)
+def test_records_of_any_shape_read_without_failing(
+    prompt: Any, workflow: Any, ours: Any, invoke: Any
+) -> None:
+    if isinstance(workflow, dict):
+        workflow = {
+            "nodes": [workflow, {"id": 1, "type": "KSampler", "inputs": [workflow]}],
+            "links": [workflow],
+        }
+    if isinstance(prompt, dict):
+        prompt = {"1": {"class_type": "KSampler", "inputs": prompt}, "2": prompt}
+    texts = {
+        "prompt": json.dumps(prompt),
+        "workflow": json.dumps(workflow),
+        "imagestudio": json.dumps(ours),
+        "invokeai_metadata": json.dumps(invoke),
+        "parameters": json.dumps(prompt),
+    }
+    found = read_image(_encode(_picture("RGB", (8, 8)), "PNG", pnginfo=_pnginfo(**texts)))
+    assert {record.source for record in found} <= set(MetadataSource)

@@ -9,6 +9,7 @@ TIFF structure whose Exif IFD holds ``UserComment`` (0x9286) as the 8-byte chara
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import Final
 
@@ -98,10 +99,12 @@ def read_exif(block: bytes) -> ExifFields:
     for a block Pillow cannot parse."""
     exif = Image.Exif()
     try:
-        exif.load(block)
-        ifd = exif.get_ifd(_EXIF_IFD)
-        comment = ifd.get(_USER_COMMENT)
-        make, model = exif.get(_MAKE), exif.get(_MODEL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of each damaged tag it skips
+            exif.load(block)
+            ifd = exif.get_ifd(_EXIF_IFD)
+            comment = ifd.get(_USER_COMMENT)
+            make, model = exif.get(_MAKE), exif.get(_MODEL)
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, EOFError):
         return ExifFields()  # a damaged EXIF block is ignored, as viewers do
     text = user_comment_text(comment) if isinstance(comment, bytes) else None

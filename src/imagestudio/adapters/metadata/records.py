@@ -202,7 +202,7 @@ def _workflow_graph(workflow: Mapping[str, Any]) -> _Graph | None:
         return None
     sources: dict[object, list[object]] = {}
     for link in links if isinstance(links, list) else []:
-        if isinstance(link, list) and len(link) >= 3:
+        if isinstance(link, list) and len(link) >= 3 and isinstance(link[0], int | str):
             sources[link[0]] = [str(link[1]), link[2]]
     graph: _Graph = {}
     for node in nodes:
