@@ -341,6 +341,11 @@ class RecordingEvents:
     def publish(self, event: TaskEvent) -> None:
         self.events.append(event)
 
+    def wants_previews(self, task_id: str) -> bool:
+        return self.previews
+
+    previews = False
+
     def for_task(self, task_id: str) -> list[TaskEvent]:
         return [e for e in self.events if e.task_id == task_id]
 

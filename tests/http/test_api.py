@@ -357,7 +357,9 @@ def test_docs_are_served(client: Client) -> None:
     spec = document.json()
     assert spec["openapi"].startswith("3.1")
     body = spec["paths"]["/api/generate/text-to-image"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"]["properties"]["width"]["anyOf"][0]["multipleOf"] == 64
+    assert body["schema"] == {"$ref": "#/components/schemas/TextToImageRequest"}
+    schema = spec["components"]["schemas"]["TextToImageRequest"]
+    assert schema["properties"]["width"]["anyOf"][0]["multipleOf"] == 64
     assert "400" in spec["paths"]["/api/generate/text-to-image"]["post"]["responses"]
     assert "swagger" in client.get("/docs").text.lower()
     assert "redoc" in client.get("/redoc").text.lower()

@@ -572,8 +572,11 @@ def test_too_big_a_body_is_413_and_too_big_a_file_is_400(tmp_path: Path) -> None
 
 
 def test_the_route_is_documented_with_its_body_and_rules(client: Client) -> None:
-    operation = client.get("/openapi.json").json()["paths"]["/api/images/inspect"]["post"]
-    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    document = client.get("/openapi.json").json()
+    operation = document["paths"]["/api/images/inspect"]["post"]
+    assert operation["operationId"] == "inspectImage"
+    reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][reference.rsplit("/", 1)[1]]
     assert schema["required"] == ["image"]
     assert schema["additionalProperties"] is False
     assert "automatic1111" in operation["description"]

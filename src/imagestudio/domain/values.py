@@ -109,12 +109,16 @@ __all__ = [
 
 
 class Operation(StrEnum):
+    """What a generation does."""
+
     TEXT_TO_IMAGE = "text-to-image"
     IMAGE_TO_IMAGE = "image-to-image"
     UPSCALE = "upscale"
 
 
 class TaskStatus(StrEnum):
+    """Where a task is in its life: queued, generating, then completed, failed or cancelled."""
+
     QUEUED = "queued"
     GENERATING = "generating"
     COMPLETED = "completed"
@@ -500,6 +504,8 @@ class TaskEvent:
     code: str | None = None
     position: int | None = None
     seq: int = 0
+    preview: bytes | None = field(default=None, repr=False)
+    """A small JPEG of the work so far, on some live ``generating`` events (see ``ProgressCallback``)."""
 
 
 # --- tasks and idempotency records --------------------------------------------------------

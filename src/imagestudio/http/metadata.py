@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from inspect import getdoc
 from typing import Any, Literal
 
 from litestar import Controller, Request, post
 from msgspec import UNSET, Struct, UnsetType
 
+from imagestudio.domain.errors import NotFound, QueueFull, StorageError
 from imagestudio.domain.metadata import InspectImage
-from imagestudio.domain.model import FoundMetadata, FoundParameters
+from imagestudio.domain.model import FoundMetadata, FoundParameters, MetadataSource
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.intake import _holding_body, _prepared
-from imagestudio.http.openapi import documented_body
-from imagestudio.http.routing import ServicesDep, _errors
+from imagestudio.http.openapi import described_by, documented, operation_id
+from imagestudio.http.routing import BODY, DATABASE, ServicesDep, _errors
 from imagestudio.http.schemas import ImageRef
 
 __all__ = ["InspectBody", "InspectController", "InspectResponse"]
@@ -50,7 +50,7 @@ class FoundParametersOut(_Out):
 
 
 class FoundOut(_Out):
-    source: Literal["imagestudio", "automatic1111", "comfyui", "invokeai"]
+    source: MetadataSource
     parameters: FoundParametersOut
     raw: str
     """The record's text as the file holds it (JSON, or AUTOMATIC1111's infotext)."""
@@ -75,7 +75,7 @@ def _parameters_out(parameters: FoundParameters) -> FoundParametersOut:
 
 
 def found_out(found: FoundMetadata) -> FoundOut:
-    return FoundOut(source=found.source.value, parameters=_parameters_out(found.parameters), raw=found.raw)
+    return FoundOut(source=found.source, parameters=_parameters_out(found.parameters), raw=found.raw)
 
 
 class InspectController(Controller):
@@ -86,9 +86,10 @@ class InspectController(Controller):
         "/inspect",
         status_code=200,
         summary="Read the generation parameters an image file carries",
-        description=getdoc(InspectImage),
-        operation_class=documented_body(InspectBody),
-        responses=_errors(400, 403, 404, 413, 415, 500, 503),
+        operation_id=operation_id("inspectImage"),
+        description=described_by(InspectImage),
+        operation_class=documented(InspectBody),
+        responses=_errors(*BODY, NotFound, StorageError, QueueFull, *DATABASE),
     )
     async def inspect(self, request: Request[Any, Any, Any], services: ServicesDep) -> InspectResponse:
         async with _holding_body(services) as held:
