@@ -127,6 +127,7 @@ def test_the_generator_reads_the_document_without_a_warning(generated: Generated
         "get_task",
         "cancel_task",
         "list_models",
+        "inspect_image",
         "get_image",
     }
     models = {path.stem for path in (generated.root / "models").glob("*.py")}

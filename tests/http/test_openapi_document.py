@@ -44,6 +44,7 @@ OPERATION_IDS = {
     ("get", "/api/tasks/{task_id}"): "getTask",
     ("delete", "/api/tasks/{task_id}"): "cancelTask",
     ("get", "/api/models"): "listModels",
+    ("post", "/api/images/inspect"): "inspectImage",
     ("get", "/generated/{key}"): "getImage",
 }
 GENERATE_PATHS = ("/api/generate/text-to-image", "/api/generate/image-to-image", "/api/generate/upscale")
@@ -200,6 +201,7 @@ def test_request_bodies_are_named_components(document: dict[str, Any]) -> None:
         ("post", "/api/generate/image-to-image"): "ImageToImageRequest",
         ("post", "/api/generate/upscale"): "UpscaleRequest",
         ("put", "/api/settings"): "SettingsRequest",
+        ("post", "/api/images/inspect"): "InspectRequest",
     }
     for method, path, operation in _operations(document):
         name = bodies.get((method, path))

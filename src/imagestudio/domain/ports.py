@@ -14,12 +14,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from imagestudio.domain.model import (
+    FoundMetadata,
     GeneratedImage,
     Generation,
     HistoryPage,
     HistoryQuery,
     IdempotencyRecord,
     ImageSpec,
+    Provenance,
     Settings,
     SettingsPatch,
     SourceImage,
@@ -36,6 +38,7 @@ __all__ = [
     "GenerationRepository",
     "IdempotencyRecord",
     "IdempotencyStore",
+    "ImageAnnotator",
     "ImageGenerator",
     "ImageInspector",
     "ImageStorage",
@@ -104,6 +107,24 @@ class ImageInspector(Protocol):
 
     async def decode_data_uri(self, uri: str, field_name: str) -> bytes:
         """Decode a ``data:image/...;base64,`` URI; ``InvalidParameters`` naming the field if malformed."""
+        ...
+
+
+class ImageAnnotator(Protocol):
+    """Writes into an image file how it was made, and reads what image files say of themselves.
+
+    The file's format is told by its bytes (PNG, JPEG and WebP carry records; other formats come
+    back unchanged). Its pixel data is copied byte for byte, never decoded or re-encoded.
+    """
+
+    async def annotate(self, data: bytes, provenance: Provenance) -> bytes:
+        """``data`` with ``provenance`` written into it (replacing a record of ours it had);
+        unchanged when its format cannot carry one or its structure cannot be read."""
+        ...
+
+    async def read(self, data: bytes) -> list[FoundMetadata]:
+        """Every record of generation parameters in ``data`` it recognises, ours first; empty
+        when there is none. Never raises for what a file contains."""
         ...
 
 

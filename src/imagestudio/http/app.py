@@ -33,6 +33,7 @@ from imagestudio.http.controllers import (
 )
 from imagestudio.http.docs import DocsAssets, RedocPage, SwaggerPage, docs_router
 from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.metadata import InspectController
 from imagestudio.http.models import ModelsController
 from imagestudio.http.openapi import DocumentComponents
 from imagestudio.http.security import HostAllowlist, guard
@@ -115,6 +116,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             ImagesController,
             TasksController,
             ModelsController,
+            InspectController,
             generation_socket,
         ],
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,

@@ -150,6 +150,15 @@ StoragePath = Annotated[
 ]
 
 
+EmbedMetadata = Annotated[
+    bool,
+    Meta(
+        description="Write each new image's parameters (prompt included) into its file:"
+        " PNG text chunks, JPEG and WebP EXIF and XMP"
+    ),
+]
+
+
 class _Body(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
     pass
 
@@ -203,6 +212,7 @@ class SettingsBody(_Body):
     default_height: Side | UnsetType = UNSET
     default_steps: Steps | UnsetType = UNSET
     default_cfg_scale: CfgScale | UnsetType = UNSET
+    embed_metadata: EmbedMetadata | UnsetType = UNSET
 
     def to_patch(self) -> SettingsPatch:
         def value(v: Any) -> Any:
@@ -214,6 +224,7 @@ class SettingsBody(_Body):
             default_height=value(self.default_height),
             default_steps=value(self.default_steps),
             default_cfg_scale=value(self.default_cfg_scale),
+            embed_metadata=value(self.embed_metadata),
         )
 
 
@@ -292,6 +303,7 @@ class SettingsOut(_Out):
     default_height: int
     default_steps: int
     default_cfg_scale: float
+    embed_metadata: bool
 
 
 class SettingsResponse(_Out, kw_only=True):
@@ -424,4 +436,5 @@ def settings_out(settings: Settings) -> SettingsOut:
         default_height=settings.default_height,
         default_steps=settings.default_steps,
         default_cfg_scale=settings.default_cfg_scale,
+        embed_metadata=settings.embed_metadata,
     )
