@@ -20,6 +20,8 @@ from typing import Any
 from imagestudio.bootstrap import Services, build_services
 from imagestudio.domain.errors import InvalidParameters, NotFound, StudioError
 from imagestudio.domain.model import (
+    FoundMetadata,
+    FoundParameters,
     GeneratedImage,
     Generation,
     GenerationPatch,
@@ -27,6 +29,8 @@ from imagestudio.domain.model import (
     HistoryQuery,
     HistorySort,
     ImageSpec,
+    MetadataSource,
+    Provenance,
     Settings,
     SettingsPatch,
     SourceImage,
@@ -145,6 +149,31 @@ class FakeImageInspector:
             return base64.b64decode(payload, validate=True)
         except binascii.Error as error:
             raise InvalidParameters("bad base64", field=field_name) from error
+
+
+class FakeImageAnnotator:
+    """Appends a marker naming the task to the bytes (so a test sees what was stored came through
+    it) and reads that marker back; keeps every provenance it was given."""
+
+    MARK = b"#provenance:"
+
+    def __init__(self) -> None:
+        self.annotated: list[Provenance] = []
+
+    async def annotate(self, data: bytes, provenance: Provenance) -> bytes:
+        self.annotated.append(provenance)
+        return data + self.MARK + provenance.task_id.encode()
+
+    async def read(self, data: bytes) -> list[FoundMetadata]:
+        _, mark, task_id = data.rpartition(self.MARK)
+        if not mark:
+            return []
+        text = task_id.decode()
+        return [
+            FoundMetadata(
+                source=MetadataSource.IMAGESTUDIO, parameters=FoundParameters(task_id=text), raw=text
+            )
+        ]
 
 
 OLD_FILE_TIME = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
@@ -333,6 +362,11 @@ class RecordingEvents:
     def publish(self, event: TaskEvent) -> None:
         self.events.append(event)
 
+    def wants_previews(self, task_id: str) -> bool:
+        return self.previews
+
+    previews = False
+
     def for_task(self, task_id: str) -> list[TaskEvent]:
         return [e for e in self.events if e.task_id == task_id]
 
@@ -435,6 +469,7 @@ def fake_services(**overrides: Any) -> Services:
         "repository": InMemoryGenerationRepository(),
         "settings": InMemorySettingsRepository(),
         "inspector": FakeImageInspector(),
+        "annotator": FakeImageAnnotator(),
         "task_repository": InMemoryTaskRepository(),
         "idempotency": InMemoryIdempotencyStore(),
     }

@@ -19,6 +19,7 @@ import anyio.to_thread
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
+from imagestudio.adapters.metadata import PillowImageAnnotator
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import (
     SqlDatabase,
@@ -39,6 +40,7 @@ from imagestudio.domain.history import (
     OpenImage,
     UpdateGeneration,
 )
+from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.model import DEFAULT_MODEL
 from imagestudio.domain.models import ListModels, ModelPage, ModelQuery
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
@@ -47,6 +49,7 @@ from imagestudio.domain.ports import (
     Clock,
     GenerationRepository,
     IdempotencyStore,
+    ImageAnnotator,
     ImageGenerator,
     ImageInspector,
     ImageStorage,
@@ -105,13 +108,16 @@ def build_services(
     catalogue: ModelCatalogue | None = None,
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     on_idle: Callable[[], None] | None = None,
+    annotator: ImageAnnotator | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
     ``max_running`` defaults to the engine's own ``default_concurrency``. ``catalogue`` says what
-    the engine's models take (without one, every parameter is sent as asked).
+    the engine's models take (without one, every parameter is sent as asked). ``annotator``
+    defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close).
     """
     events = events or InMemoryTaskEvents()
+    annotator = annotator or PillowImageAnnotator()
     clock = clock or SystemClock()
     if max_running is None:
         max_running = generator.default_concurrency
@@ -130,6 +136,7 @@ def build_services(
     )
     pipeline = GenerationPipeline(
         generator=generator,
+        annotator=annotator,
         storage=storage,
         repository=repository,
         settings=settings,
@@ -157,6 +164,7 @@ def build_services(
         list_models=ListModels(catalogue=catalogue or _NoModels()),
         update_generation=UpdateGeneration(repository=repository),
         list_tags=ListTags(repository=repository),
+        inspect_image=InspectImage(resolve=resolve, annotator=annotator, tasks=tasks),
     )
 
 
@@ -217,6 +225,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         events.bind()
         services = build_services(
             generator=generator,
+            annotator=PillowImageAnnotator(),
             storage=storage_for(config),
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),

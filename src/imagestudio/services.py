@@ -20,6 +20,7 @@ from imagestudio.domain.history import (
     OpenImage,
     UpdateGeneration,
 )
+from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.models import ListModels
 from imagestudio.domain.ports import TaskEventStream
 from imagestudio.domain.settings import GetSettings, UpdateSettings
@@ -51,4 +52,5 @@ class Services:
     list_models: ListModels
     update_generation: UpdateGeneration
     list_tags: ListTags
+    inspect_image: InspectImage
     version: str = __version__

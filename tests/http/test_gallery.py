@@ -21,6 +21,8 @@ from imagestudio.domain.rules import (
     MAX_TAG_LENGTH,
     MAX_TAG_LIST_LIMIT,
     MAX_TAGS,
+    TAG_FILTER_PATTERN,
+    TAG_PATTERN,
 )
 from imagestudio.http.app import create_app
 from tests.assertions import assert_error
@@ -294,21 +296,27 @@ def test_a_page_from_an_allowed_origin_may_send_a_patch(data_dir: Path) -> None:
 
 def test_the_openapi_document_describes_the_patch_body_the_filters_and_the_tag_list(client: Client) -> None:
     document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
     update = document["paths"]["/api/history/{generation_id}"]["patch"]
-    body = update["requestBody"]["content"]["application/json"]["schema"]
+    assert update["operationId"] == "updateGeneration"
+    reference = update["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = schemas[reference.rsplit("/", 1)[-1]]
     assert set(body["properties"]) == {"favorite", "tags", "notes"}
     assert body["minProperties"] == 1
+    assert body["additionalProperties"] is False
     assert body["properties"]["tags"]["maxItems"] == MAX_TAGS
+    assert body["properties"]["tags"]["items"]["pattern"] == TAG_PATTERN
     assert {"400", "404", "415"} <= set(update["responses"])
     assert "Rules:" in update["description"]
     parameters = {p["name"]: p for p in document["paths"]["/api/history"]["get"]["parameters"]}
-    tag = parameters["tag"]["schema"]
-    assert any(s.get("type") == "array" and s["items"]["type"] == "string" for s in tag.get("oneOf", [tag]))
-    assert "true" in str(parameters["favorite"]["schema"])
+    assert parameters["tag"]["schema"]["type"] == "array"
+    assert parameters["tag"]["schema"]["maxItems"] == MAX_TAGS
+    assert parameters["tag"]["schema"]["items"]["pattern"] == TAG_FILTER_PATTERN
+    assert parameters["favorite"]["schema"]["enum"] == ["true", "false"]
     listing = document["paths"]["/api/tags"]["get"]
+    assert listing["operationId"] == "listTags"
     assert {p["name"] for p in listing["parameters"]} == {"limit", "q"}
-    generation = document["components"]["schemas"]["GenerationOut"]["properties"]
-    assert {"favorite", "tags", "notes"} <= set(generation)
+    assert {"favorite", "tags", "notes"} <= set(schemas["GenerationOut"]["properties"])
 
 
 def test_the_use_cases_state_the_limits_the_domain_defines() -> None:

@@ -273,8 +273,8 @@ class HistoryQuery:
         **filters: str | Sequence[str] | None,
     ) -> HistoryQuery:
         """A query from the text of request parameters: ``filters`` by their request names (the
-        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates). A
-        ``repeatable`` filter (``tag``) takes a list of texts (or one), the others one text.
+        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates), each
+        one text, or a list of the texts it was given (one at most, unless it is repeatable).
 
         An empty ``q`` or ``cursor`` is the same as none (an empty search box, a first page).
         """
@@ -283,14 +283,16 @@ class HistoryQuery:
             declared = _BY_PARAM.get(name)
             if declared is None:
                 raise TypeError(f"HistoryQuery.parse() got an unknown filter {name!r}")
-            if raw is None:
+            if raw is None or (not isinstance(raw, str) and not raw):
                 continue
             if declared.repeatable:
-                values[declared.field] = declared.parse((raw,) if isinstance(raw, str) else tuple(raw))
-            elif isinstance(raw, str):
-                values[declared.field] = declared.parse(raw)
-            else:
-                raise InvalidParameters(f"{name} may be given only once", field=name)
+                values[declared.field] = declared.parse([raw] if isinstance(raw, str) else list(raw))
+                continue
+            if not isinstance(raw, str):
+                if len(raw) > 1:
+                    raise InvalidParameters(f"{name} may be given only once", field=name)
+                raw = raw[0]
+            values[declared.field] = declared.parse(raw)
         return cls(
             limit=limit,
             offset=offset,
@@ -361,8 +363,8 @@ class HistoryFilter:
       the in-memory repository uses and the SQL adapter must agree with);
     - ``kept_count``: whether kept counts can answer ``total`` (``type`` and ``favorite``, alone
       or together);
-    - ``repeatable``: the parameter may be given several times (``tag``): ``parse`` then gets
-      the tuple of its texts.
+    - ``repeatable``: the parameter may be given several times, and ``parse`` gets the list of
+      its texts (otherwise one text; twice is ``InvalidParameters``).
     """
 
     name: str

@@ -5,15 +5,13 @@ the history listing are declared with the others (``domain/history_query.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from inspect import getdoc
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from litestar import Controller, Request, get, patch
-from litestar.openapi.spec import Operation, RequestBody, Schema
 from litestar.params import PathParameter, QueryParameter
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from imagestudio.domain.errors import NotFound
 from imagestudio.domain.history import ListTags, UpdateGeneration
 from imagestudio.domain.model import GenerationPatch, TagQuery
 from imagestudio.domain.rules import (
@@ -29,8 +27,8 @@ from imagestudio.domain.values import UNCHANGED
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.controllers import _ID_DOCS, _parse_id
 from imagestudio.http.intake import _holding_body, _prepared
-from imagestudio.http.openapi import documented_body
-from imagestudio.http.routing import ServicesDep, _base_url, _errors
+from imagestudio.http.openapi import described_by, documented, int_query, operation_id
+from imagestudio.http.routing import BODY, DATABASE, PARAMETERS, ServicesDep, _base_url, _errors
 from imagestudio.http.schemas import GenerationResponse, generation_out
 
 __all__ = ["GalleryController", "GenerationPatchBody", "TagsResponse"]
@@ -65,6 +63,9 @@ Notes = Annotated[
 class GenerationPatchBody(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
     """At least one of ``favorite``, ``tags`` and ``notes``; what is left out stays as it is."""
 
+    schema_extra: ClassVar[dict[str, Any]] = {"min_properties": 1}
+    """Beside what msgspec says of the fields: ``{}`` is refused (``http/openapi.py`` adds it)."""
+
     favorite: bool | UnsetType = UNSET
     tags: Tags | UnsetType = UNSET
     notes: Notes | UnsetType | None = UNSET
@@ -74,23 +75,6 @@ class GenerationPatchBody(Struct, forbid_unknown_fields=True, rename="camel", kw
             return UNCHANGED if given is UNSET else given
 
         return GenerationPatch(favorite=value(self.favorite), tags=value(self.tags), notes=value(self.notes))
-
-
-def _not_empty(operation: type[Operation]) -> type[Operation]:
-    """``operation`` with its body documented as naming at least one field (``{}`` is refused)."""
-
-    @dataclass
-    class _NotEmpty(operation):  # type: ignore[valid-type,misc]
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            body = self.request_body
-            assert isinstance(body, RequestBody)
-            schema = body.content["application/json"].schema
-            assert isinstance(schema, Schema)
-            schema.min_properties = 1
-
-    _NotEmpty.__name__ = operation.__name__
-    return _NotEmpty
 
 
 def _patch_of(raw: bytes | bytearray) -> GenerationPatch:
@@ -122,9 +106,10 @@ class GalleryController(Controller):
         "/history/{generation_id:str}",
         tags=["history"],
         summary="Mark a generation as a favourite, tag it, write notes (any of them)",
-        description=getdoc(UpdateGeneration),
-        operation_class=_not_empty(documented_body(GenerationPatchBody)),
-        responses=_errors(400, 403, 404, 413, 415, 500, 503),
+        operation_id=operation_id("updateGeneration"),
+        description=described_by(UpdateGeneration),
+        operation_class=documented(GenerationPatchBody),
+        responses=_errors(*BODY, NotFound, *DATABASE),
     )
     async def update_generation(
         self,
@@ -134,9 +119,7 @@ class GalleryController(Controller):
     ) -> GenerationResponse:
         ident = _parse_id(generation_id)
         async with _holding_body(services) as held:
-            changes = await _prepared(
-                request, lambda raw: decode_body(raw, GenerationPatchBody).to_patch(), held
-            )
+            changes = await _prepared(request, _patch_of, held)
         generation = await services.update_generation(ident, changes)
         return GenerationResponse(data=generation_out(generation, _base_url(request)))
 
@@ -144,15 +127,17 @@ class GalleryController(Controller):
         "/tags",
         tags=["history"],
         summary="The tags of the history with how many generations carry each, most used first",
-        description=getdoc(ListTags),
-        responses=_errors(400, 500, 503),
+        operation_id=operation_id("listTags"),
+        description=described_by(ListTags),
+        operation_class=documented(),
+        responses=_errors(*PARAMETERS, *DATABASE),
     )
     async def list_tags(
         self,
         services: ServicesDep,
         limit: Annotated[
             int,
-            QueryParameter(
+            int_query(
                 ge=1, le=MAX_TAG_LIST_LIMIT, description=f"At most this many, 1 to {MAX_TAG_LIST_LIMIT}"
             ),
         ] = DEFAULT_TAG_LIST_LIMIT,
