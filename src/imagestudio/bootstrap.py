@@ -18,7 +18,7 @@ from typing import Final
 import anyio.to_thread
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
-from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
+from imagestudio.adapters.images import PillowImageInspector, PillowThumbnailMaker, release_freed_memory
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import (
     SqlDatabase,
@@ -47,6 +47,7 @@ from imagestudio.domain.ports import (
     SettingsRepository,
     TaskEventStream,
     TaskRepository,
+    ThumbnailMaker,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
@@ -88,6 +89,7 @@ def build_services(
     repository: GenerationRepository,
     settings: SettingsRepository,
     inspector: ImageInspector,
+    thumbnails: ThumbnailMaker,
     task_repository: TaskRepository,
     idempotency: IdempotencyStore,
     events: TaskEventStream | None = None,
@@ -129,6 +131,7 @@ def build_services(
         tasks=tasks,
         clock=clock,
         catalogue=catalogue,
+        thumbnails=thumbnails,
     )
     resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
     return Services(
@@ -138,7 +141,7 @@ def build_services(
         list_history=ListHistory(repository=repository, watch=history_watch),
         get_generation=GetGeneration(repository=repository),
         delete_generation=DeleteGeneration(repository=repository, storage=storage),
-        open_image=OpenImage(repository=repository, storage=storage),
+        open_image=OpenImage(repository=repository, storage=storage, thumbnails=thumbnails),
         get_settings=GetSettings(repository=settings),
         update_settings=UpdateSettings(repository=settings, storage=storage),
         get_task=GetTask(tasks=tasks, repository=repository),
@@ -212,6 +215,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),
             inspector=inspector,
+            thumbnails=PillowThumbnailMaker(),
             task_repository=SqlTaskRepository(db),
             idempotency=SqlIdempotencyStore(db),
             events=events,
@@ -260,6 +264,7 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
             storage=storage_for(config),
             settings=SqlSettingsRepository(db),
             clock=SystemClock(),
+            thumbnails=PillowThumbnailMaker(),
         )
     finally:
         db.dispose()

@@ -25,6 +25,7 @@ def doctor(world: World, page_size: int = 500) -> CheckConsistency:
         storage=world.storage,
         settings=world.settings,
         clock=world.clock,
+        thumbnails=world.thumbnails,
         page_size=page_size,
     )
 
@@ -102,7 +103,8 @@ async def test_stale_temporaries_and_unreferenced_images_are_found_and_removed_b
     repaired = await doctor(world)(repair=True)
     assert repaired.consistent
     assert len(repaired.repaired) == 2
-    assert set(world.storage.files) == {(ROOT, world.repository.rows[kept].image.key)}
+    image = world.repository.rows[kept].image
+    assert set(world.storage.files) == {(ROOT, image.key), (ROOT, image.thumbnail.key)}
     assert (await doctor(world)()).consistent
 
 

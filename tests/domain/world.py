@@ -20,6 +20,7 @@ from tests.fakes import (
     InMemoryImageStorage,
     InMemorySettingsRepository,
     InMemoryTaskRepository,
+    FakeThumbnailMaker,
     RecordingEvents,
     SteppingClock,
     fake_services,
@@ -36,6 +37,7 @@ class World:
     settings: InMemorySettingsRepository = field(default_factory=InMemorySettingsRepository)
     events: RecordingEvents = field(default_factory=RecordingEvents)
     inspector: FakeImageInspector = field(default_factory=FakeImageInspector)
+    thumbnails: FakeThumbnailMaker = field(default_factory=FakeThumbnailMaker)
     clock: SteppingClock = field(default_factory=SteppingClock)
     task_repository: InMemoryTaskRepository = field(default_factory=InMemoryTaskRepository)
     keys: InMemoryIdempotencyStore = field(default_factory=InMemoryIdempotencyStore)
@@ -52,6 +54,7 @@ class World:
             repository=self.repository,
             settings=self.settings,
             inspector=self.inspector,
+            thumbnails=self.thumbnails,
             task_repository=self.task_repository,
             idempotency=self.keys,
             events=self.events,

@@ -30,6 +30,8 @@ from imagestudio.domain.values import (
     MAX_UPSCALE_SIDE,
     MIN_SIDE,
     SIDE_STEP,
+    THUMBNAIL_SIDE,
+    THUMBNAIL_SUFFIX,
     GeneratedImage,
     Generation,
     IdempotencyRecord,
@@ -49,6 +51,7 @@ from imagestudio.domain.values import (
     TextToImage,
     Upscale,
     nearest_valid_side,
+    thumbnail_owner,
     validate_task_id,
 )
 
@@ -64,6 +67,8 @@ __all__ = [
     "MAX_UPSCALE_SIDE",
     "MIN_SIDE",
     "SIDE_STEP",
+    "THUMBNAIL_SIDE",
+    "THUMBNAIL_SUFFIX",
     "GeneratedImage",
     "Generation",
     "HistoryCursor",
@@ -90,5 +95,6 @@ __all__ = [
     "nearest_valid_side",
     "parse_timestamp",
     "search_terms",
+    "thumbnail_owner",
     "validate_task_id",
 ]

@@ -7,6 +7,8 @@ Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
 - the image is stored before its row is written; if the row cannot be written the file is
   removed again, so a failure leaves neither a file nor a row;
+- every image gets its thumbnail (``ThumbnailMaker``) when it is stored, before its row: an image
+  whose thumbnail cannot be made or written is removed again and the task fails;
 - a storage folder outside the storage roots (recorded by an older version) gets no image: the
   task fails with ``InvalidStoragePath`` before the engine runs, so no credit is spent;
 - the task lifecycle (queued, generating, one terminal event) is the ``TaskManager``'s.
@@ -43,6 +45,7 @@ from imagestudio.domain.ports import (
     ModelCatalogue,
     ProgressCallback,
     SettingsRepository,
+    ThumbnailMaker,
 )
 from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskManager
 
@@ -260,20 +263,25 @@ class GenerationPorts(Protocol):
     def settings(self) -> SettingsRepository: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def thumbnails(self) -> ThumbnailMaker: ...
 
 
 async def run_generation(job: GenerationJob, ports: GenerationPorts, control: TaskControl) -> Generation:
-    """Make one generation: check the folder, run the engine, store the image, add the row.
+    """Make one generation: check the folder, run the engine, store the image and its thumbnail,
+    add the row.
 
-    A folder outside the storage roots fails before the engine runs; if the row cannot be
-    written, the stored image is removed again."""
+    A folder outside the storage roots fails before the engine runs; if the thumbnail or the row
+    cannot be written, the stored image (and its thumbnail) is removed again."""
     folder = await _folder(job, ports)
     if not await ports.storage.confined(await ports.storage.root_of(folder)):
         raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
     image = await control.produce(lambda: _engine(job, ports.generator, control.step))
+    thumbnail = await ports.thumbnails.thumbnail(image.data)
     stored = await ports.storage.save(image.data, image.extension, await _folder(job, ports))
     try:
         await control.stored(stored)
+        await ports.storage.save_thumbnail(stored, thumbnail)
         return await ports.repository.add(
             _generation(job, image, stored, engine=ports.generator.name, now=ports.clock.now())
         )
@@ -390,6 +398,7 @@ class GenerationPipeline:
     new_task_id: Callable[[], str] = field(default=new_task_id)
     catalogue: ModelCatalogue | None = None
     """What the engine's models take (``domain/models.py``); ``None``: send every parameter."""
+    thumbnails: ThumbnailMaker
 
     def job(self, generation: GenerationJob) -> Job:
         """The task of one generation, run on this pipeline's ports."""
