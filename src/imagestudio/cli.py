@@ -247,7 +247,8 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         path = Path(finding.image.root) / finding.image.key
         if finding.generation_id is not None:
             what = f"row {finding.generation_id}: {path}"
-            done = ("made" if finding.problem is Problem.MISSING_THUMBNAIL else "row deleted") if finding.repaired else ""
+            made = "made" if finding.problem is Problem.MISSING_THUMBNAIL else "row deleted"
+            done = made if finding.repaired else ""
         else:
             what = f"{path} ({finding.size} bytes)"
             done = "removed" if finding.repaired else ""

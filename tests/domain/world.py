@@ -15,12 +15,12 @@ from imagestudio.domain.tasks import TaskManager
 from tests.fakes import (
     FakeImageGenerator,
     FakeImageInspector,
+    FakeThumbnailMaker,
     InMemoryGenerationRepository,
     InMemoryIdempotencyStore,
     InMemoryImageStorage,
     InMemorySettingsRepository,
     InMemoryTaskRepository,
-    FakeThumbnailMaker,
     RecordingEvents,
     SteppingClock,
     fake_services,

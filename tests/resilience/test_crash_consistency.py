@@ -1,9 +1,10 @@
 """Crash consistency: a real ``imagestudio serve`` killed with SIGKILL at random points while many
 clients generate, upscale and delete, twenty times over one data folder.
 
-After every restart: every history row has its file and its thumbnail, the kept total matches the rows, no task is
-left queued or running, and whatever the kill left behind (temporary files of unfinished writes,
-images and thumbnails no row names) is exactly what ``imagestudio doctor --repair`` finds and removes.
+After every restart: every history row has its file and its thumbnail, the kept total matches the
+rows, no task is left queued or running, and whatever the kill left behind (temporary files of
+unfinished writes, images and thumbnails no row names) is exactly what ``imagestudio doctor
+--repair`` finds and removes.
 
 The seed of the random kill points is printed; ``CRASH_SEED=<seed>`` replays a run.
 """
@@ -59,7 +60,9 @@ def test_a_server_killed_at_random_points_never_leaves_a_row_without_its_file(tm
             assert keys <= on_disk, f"round {round_}: rows without their file: {sorted(keys - on_disk)}"
             thumbnails = {str(p.relative_to(storage)) for p in thumbnail_files(storage)}
             wanted = {key + THUMBNAIL_SUFFIX for key in keys}
-            assert wanted <= thumbnails, f"round {round_}: rows without their thumbnail: {wanted - thumbnails}"
+            assert wanted <= thumbnails, (
+                f"round {round_}: rows without their thumbnail: {wanted - thumbnails}"
+            )
             assert history["total"] == len(rows)
             assert [t for t in tasks if t["status"] in ("queued", "generating")] == []
 

@@ -11,8 +11,8 @@ thumbnail first.
 
 ``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, their
 ``.thumb.webp`` thumbnails, ``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>``
-free-space probes), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's own files in the
-storage folder for leftovers.
+free-space probes), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a
+user's own files in the storage folder for leftovers.
 
 Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
 first). Nothing is created, written, scanned or deleted outside them, symbolic links followed:

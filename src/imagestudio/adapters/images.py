@@ -294,7 +294,9 @@ def make_thumbnail(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
         if turn is not None:
             image = image.transpose(turn)  # after shrinking: the square bound does not care
         out = io.BytesIO()
-        image.save(out, format="WEBP", quality=THUMBNAIL_QUALITY, method=_THUMBNAIL_METHOD, icc_profile=profile)
+        image.save(
+            out, format="WEBP", quality=THUMBNAIL_QUALITY, method=_THUMBNAIL_METHOD, icc_profile=profile
+        )
         return out.getvalue()
     except StorageError:
         raise

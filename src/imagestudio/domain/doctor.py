@@ -160,7 +160,7 @@ class CheckConsistency:
         files = [found for root in roots for found in await self.storage.scan(root)]
         finished = [f for f in files if not f.temporary]
         images = [f for f in finished if thumbnail_owner(f.image.key) is None]
-        thumbnails = {(f.image.root, f.image.key) for f in finished} - {(f.image.root, f.image.key) for f in images}
+        thumbnails = {(f.image.root, f.image.key) for f in finished if thumbnail_owner(f.image.key)}
 
         findings: list[Finding] = []
         present = {(f.image.root, f.image.key) for f in images}
@@ -250,7 +250,9 @@ class CheckConsistency:
         await self.storage.delete(image)  # its thumbnail, if it is still there
         return replace(finding, repaired=True)
 
-    async def _missing_thumbnail(self, generation_id: int, image: StoredImage, repair: bool) -> Finding | None:
+    async def _missing_thumbnail(
+        self, generation_id: int, image: StoredImage, repair: bool
+    ) -> Finding | None:
         try:
             await (await self.storage.open(image.thumbnail)).chunks.aclose()
             return None  # made meanwhile (a request for it makes a missing one)
@@ -258,11 +260,16 @@ class CheckConsistency:
             pass
         except StorageError as error:
             return Finding(
-                problem=Problem.UNREADABLE_FILE, image=image.thumbnail, generation_id=generation_id, note=error.message
+                problem=Problem.UNREADABLE_FILE,
+                image=image.thumbnail,
+                generation_id=generation_id,
+                note=error.message,
             )
         if await self.repository.get(generation_id) is None:
             return None  # deleted meanwhile
-        finding = Finding(problem=Problem.MISSING_THUMBNAIL, image=image.thumbnail, generation_id=generation_id)
+        finding = Finding(
+            problem=Problem.MISSING_THUMBNAIL, image=image.thumbnail, generation_id=generation_id
+        )
         if not repair:
             return finding
         try:
