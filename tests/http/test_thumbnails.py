@@ -23,7 +23,7 @@ from imagestudio.adapters.sql import (
     SqlTaskRepository,
 )
 from imagestudio.bootstrap import build_services
-from imagestudio.config import Config
+from imagestudio.config import Config, Secret
 from imagestudio.domain.errors import StorageError
 from imagestudio.domain.model import StoredImage
 from imagestudio.http.app import create_app
@@ -184,6 +184,24 @@ def test_a_link_put_in_place_of_a_thumbnail_is_never_followed(
     assert Image.open(io.BytesIO(response.content)).format == "WEBP"
     assert not place.is_symlink()  # replaced by the real thumbnail
     assert secret.read_bytes() == b"RIFF not for the web"
+
+
+def test_a_thumbnail_is_not_an_input_image(client: Client) -> None:
+    made = generate(client)
+    for reference in (made["thumbnailPath"], made["thumbnailPath"].removeprefix("/generated/")):
+        response = client.post("/api/generate/upscale", json={"imagePath": reference})
+        assert_error(response, 400, "INVALID_PARAMETERS", "imagePath")
+
+
+def test_with_a_token_a_thumbnail_needs_it_like_an_image(data_dir: Path) -> None:
+    config = Config(data_dir=data_dir, api_token=Secret("t" * 32))
+    with TestClient(create_app(config), base_url=BASE) as client:
+        client.headers["Authorization"] = "Bearer " + "t" * 32
+        made = generate(client)
+        assert client.get(made["thumbnailPath"]).status_code == 200
+        del client.headers["Authorization"]
+        assert_error(client.get(made["thumbnailPath"]), 401, "UNAUTHORIZED")
+        assert_error(client.get(made["filePath"]), 401, "UNAUTHORIZED")
 
 
 class ThumbnailWritesFail(FilesystemImageStorage):
