@@ -1,7 +1,7 @@
 """The baseline of P4: a bare Litestar hello-world app, served the way ``imagestudio serve`` serves.
 
 ``python bench/hello_app.py --port N`` runs it with the same ``uvicorn.run`` call as
-``imagestudio.cli._serve`` (one worker, the same loop and HTTP implementation uvicorn picks in
+``imagestudio.http.server.serve`` (one worker, the same loop and HTTP implementation uvicorn picks in
 this environment, ``log_config=None``, log level ``info``, no access log), so that the only
 difference measured is the application.
 """

@@ -264,7 +264,7 @@ def _engine_only(mode: Mode) -> dict[str, list[float]]:
             model="runware:100@1",
         )  # fmt: skip
 
-    def ignore(_done: int, _total: int) -> None:
+    def ignore(_done: int, _total: int, _preview: object = None) -> None:
         return None
 
     times: dict[str, list[float]] = {"512": [], "1024": [], "upscale": []}

@@ -21,12 +21,16 @@ from typing import Any
 from imagestudio.bootstrap import Services, build_services
 from imagestudio.domain.errors import InvalidParameters, NotFound, StorageError, StudioError
 from imagestudio.domain.model import (
+    FoundMetadata,
+    FoundParameters,
     GeneratedImage,
     Generation,
     HistoryPage,
     HistoryQuery,
     HistorySort,
     ImageSpec,
+    MetadataSource,
+    Provenance,
     Settings,
     SettingsPatch,
     SourceImage,
@@ -148,7 +152,7 @@ class FakeImageInspector:
 class FakeThumbnailMaker:
     """A "thumbnail" that names the image it was made from (``thumbnail_of``); can be told to fail.
 
-    Only images the fakes understand (PNG) have one: anything else is ``StorageError``, as the
+    Bytes that do not start as a PNG, JPEG, WebP or GIF file does are ``StorageError``, as the
     Pillow maker answers for bytes it cannot decode.
     """
 
@@ -163,12 +167,35 @@ class FakeThumbnailMaker:
     async def thumbnail(self, data: bytes) -> bytes:
         if self.fail_with is not None:
             raise self.fail_with
-        try:
-            png_size(data)
-        except InvalidParameters as error:
-            raise StorageError("Could not make the thumbnail: the image could not be decoded") from error
+        if not (data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8")) or data[8:12] == b"WEBP"):
+            raise StorageError("Could not make the thumbnail: the image could not be decoded")
         self.made += 1
         return self.thumbnail_of(data)
+
+
+class FakeImageAnnotator:
+    """Appends a marker naming the task to the bytes (so a test sees what was stored came through
+    it) and reads that marker back; keeps every provenance it was given."""
+
+    MARK = b"#provenance:"
+
+    def __init__(self) -> None:
+        self.annotated: list[Provenance] = []
+
+    async def annotate(self, data: bytes, provenance: Provenance) -> bytes:
+        self.annotated.append(provenance)
+        return data + self.MARK + provenance.task_id.encode()
+
+    async def read(self, data: bytes) -> list[FoundMetadata]:
+        _, mark, task_id = data.rpartition(self.MARK)
+        if not mark:
+            return []
+        text = task_id.decode()
+        return [
+            FoundMetadata(
+                source=MetadataSource.IMAGESTUDIO, parameters=FoundParameters(task_id=text), raw=text
+            )
+        ]
 
 
 OLD_FILE_TIME = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
@@ -358,6 +385,11 @@ class RecordingEvents:
     def publish(self, event: TaskEvent) -> None:
         self.events.append(event)
 
+    def wants_previews(self, task_id: str) -> bool:
+        return self.previews
+
+    previews = False
+
     def for_task(self, task_id: str) -> list[TaskEvent]:
         return [e for e in self.events if e.task_id == task_id]
 
@@ -461,6 +493,7 @@ def fake_services(**overrides: Any) -> Services:
         "settings": InMemorySettingsRepository(),
         "inspector": FakeImageInspector(),
         "thumbnails": FakeThumbnailMaker(),
+        "annotator": FakeImageAnnotator(),
         "task_repository": InMemoryTaskRepository(),
         "idempotency": InMemoryIdempotencyStore(),
     }

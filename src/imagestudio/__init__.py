@@ -10,48 +10,36 @@ async with Studio.open("./my-data") as studio:
 
 The same use cases back the HTTP server (``imagestudio serve``) and the CLI.
 
-Importing the package loads no database or imaging library (SQLAlchemy, Alembic, Pillow,
-NumPy): the composition root (``imagestudio.bootstrap``) is imported by :meth:`Studio.open`,
-and ``Services`` and ``Subscription`` are loaded when first named.
+Importing the package loads nothing: each name below is imported when first asked for (``Studio``
+from ``imagestudio.studio``, the values and errors from the domain, ``Config`` from
+``imagestudio.config``), and no database or imaging library (SQLAlchemy, Alembic, Pillow, NumPy)
+is loaded before :meth:`Studio.open` reaches the composition root (``imagestudio.bootstrap``).
+So the ``imagestudio`` command is handling Ctrl-C within milliseconds of starting.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from os import PathLike
-from typing import TYPE_CHECKING, Any, Literal
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from imagestudio._version import __version__
-from imagestudio.config import Config, ConfigError
-from imagestudio.domain.errors import (
-    DatabaseError,
-    InvalidParameters,
-    InvalidPrompt,
-    NotFound,
-    ProviderError,
-    ProviderTimeout,
-    StorageError,
-    StudioError,
-)
-from imagestudio.domain.model import (
-    Generation,
-    HistoryCursor,
-    HistoryPage,
-    HistoryQuery,
-    ImageToImage,
-    Settings,
-    SettingsPatch,
-    TaskEvent,
-    TaskStatus,
-    TextToImage,
-    Upscale,
-)
 
 if TYPE_CHECKING:
-    from imagestudio.domain.ports import StoredStream
-    from imagestudio.domain.ports import TaskSubscription as Subscription
-    from imagestudio.services import Services
+    from imagestudio.config import Config, ConfigError
+    from imagestudio.domain.errors import (
+        DatabaseError,
+        InvalidParameters,
+        InvalidPrompt,
+        NotFound,
+        ProviderError,
+        ProviderTimeout,
+        StorageError,
+        StudioError,
+    )
+    from imagestudio.domain.model import Generation, HistoryPage, Settings, TaskEvent, TaskStatus
+    from imagestudio.domain.ports import TaskSubscription as Subscription  # noqa: F401 - see __getattr__
+    from imagestudio.services import Services  # noqa: F401 - see __getattr__
+    from imagestudio.studio import Studio
 
 __all__ = [
     "Config",
@@ -73,128 +61,43 @@ __all__ = [
     "__version__",
 ]
 
+_WHERE = {
+    "Studio": "imagestudio.studio",
+    "Config": "imagestudio.config",
+    "ConfigError": "imagestudio.config",
+    "Services": "imagestudio.services",
+    **dict.fromkeys(
+        (
+            "DatabaseError",
+            "InvalidParameters",
+            "InvalidPrompt",
+            "NotFound",
+            "ProviderError",
+            "ProviderTimeout",
+            "StorageError",
+            "StudioError",
+        ),
+        "imagestudio.domain.errors",
+    ),
+    **dict.fromkeys(
+        ("Generation", "HistoryPage", "Settings", "TaskEvent", "TaskStatus"), "imagestudio.domain.model"
+    ),
+}
+
 
 def __getattr__(name: str) -> object:
-    """``imagestudio.Services`` and ``imagestudio.Subscription``, imported when first asked for."""
-    if name == "Services":
-        from imagestudio.services import Services
-
-        return Services
+    """The public names (and ``Services``, ``Subscription``), imported when first asked for."""
     if name == "Subscription":
         from imagestudio.domain.ports import TaskSubscription
 
         return TaskSubscription
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(where), name)
+    globals()[name] = value  # asked once, then an ordinary attribute
+    return value
 
 
-class Studio:
-    """The use cases of imagestudio, without HTTP. Open one with :meth:`Studio.open`."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    @classmethod
-    @asynccontextmanager
-    async def open(
-        cls, data_dir: str | PathLike[str] | None = None, *, config: Config | None = None, **overrides: Any
-    ) -> AsyncIterator[Studio]:
-        """Open a studio on ``data_dir`` (database and images), reading the environment for the rest.
-
-        ``overrides`` are :class:`Config` fields (``engine="local"``, ``database_url=...``).
-        """
-        from imagestudio.bootstrap import bootstrap
-
-        if config is None:
-            config = Config.from_env(data_dir=data_dir, **overrides)
-        async with bootstrap(config) as services:
-            yield cls(services)
-
-    @property
-    def engine(self) -> str:
-        return self.services.engine
-
-    async def text_to_image(
-        self,
-        prompt: str,
-        *,
-        negative_prompt: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        steps: int | None = None,
-        cfg_scale: float | None = None,
-        seed: int | None = None,
-        model: str | None = None,
-        task_id: str | None = None,
-    ) -> Generation:
-        return await self.services.text_to_image(
-            TextToImage(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                width=width,
-                height=height,
-                steps=steps,
-                cfg_scale=cfg_scale,
-                seed=seed,
-                model=model,
-                task_id=task_id,
-            )
-        )
-
-    async def image_to_image(
-        self, source: str, prompt: str, *, strength: float = 0.7, **options: Any
-    ) -> Generation:
-        """``source``: a generation's ``file_path``, a path inside storage or a ``data:`` URI."""
-        return await self.services.image_to_image(
-            ImageToImage(source=source, prompt=prompt, strength=strength, **options)
-        )
-
-    async def upscale(self, source: str, scale: int = 2, *, task_id: str | None = None) -> Generation:
-        return await self.services.upscale(Upscale(source=source, scale=scale, task_id=task_id))
-
-    async def history(
-        self,
-        limit: int = 50,
-        offset: int = 0,
-        type: Literal["image", "video"] | None = None,
-        **filters: Any,
-    ) -> HistoryPage:
-        """A page of the history; ``filters`` are the other :class:`HistoryQuery` fields (``q``,
-        ``operation``, ``engine``, ``model``, ``created_from``, ``created_to``, ``sort``, and
-        ``cursor``, which also takes the text of a page's ``next_cursor``)."""
-        cursor = filters.get("cursor")
-        if isinstance(cursor, str):
-            filters["cursor"] = HistoryCursor.decode(cursor) if cursor else None
-        query = HistoryQuery(limit=limit, offset=offset, type=type, **filters)
-        return await self.services.list_history(query)
-
-    async def get(self, generation_id: int) -> Generation:
-        return await self.services.get_generation(generation_id)
-
-    async def delete(self, generation_id: int) -> None:
-        await self.services.delete_generation(generation_id)
-
-    async def file_of(self, generation: Generation) -> str | None:
-        """The absolute path of a generation's image file, or ``None`` when the storage keeps no
-        local files (then read it with :meth:`open_file`)."""
-        return await self.services.open_image.local_path(generation.image.key)
-
-    async def open_file(self, generation: Generation) -> StoredStream:
-        """A generation's image as a stream (``size``, ``media_type``, ``chunks``); close it with
-        ``await stream.chunks.aclose()``."""
-        _, stream = await self.services.open_image(generation.image.key)
-        return stream
-
-    async def settings(self) -> Settings:
-        return await self.services.get_settings()
-
-    async def update_settings(self, **changes: Any) -> Settings:
-        """Change settings by attribute name (``default_width=768``); all-or-nothing."""
-        return await self.services.update_settings(SettingsPatch(**changes))
-
-    def subscribe(self, task_id: str | None = None) -> Subscription:
-        """Progress events of one task or all tasks (iterate it; ``close()`` when done)."""
-        return self.services.events.subscribe(task_id)
-
-    def on_event(self, listener: Callable[[TaskEvent], None]) -> Callable[[], None]:
-        """Call ``listener`` for every progress event; returns a function that stops it."""
-        return self.services.events.add_listener(listener)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, "Services", "Subscription"})

@@ -19,6 +19,7 @@ import anyio.to_thread
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
 from imagestudio.adapters.images import PillowImageInspector, PillowThumbnailMaker, release_freed_memory
+from imagestudio.adapters.metadata import PillowImageAnnotator
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import (
     SqlDatabase,
@@ -32,6 +33,7 @@ from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.model import DEFAULT_MODEL
 from imagestudio.domain.models import ListModels, ModelPage, ModelQuery
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
@@ -40,6 +42,7 @@ from imagestudio.domain.ports import (
     Clock,
     GenerationRepository,
     IdempotencyStore,
+    ImageAnnotator,
     ImageGenerator,
     ImageInspector,
     ImageStorage,
@@ -89,7 +92,6 @@ def build_services(
     repository: GenerationRepository,
     settings: SettingsRepository,
     inspector: ImageInspector,
-    thumbnails: ThumbnailMaker,
     task_repository: TaskRepository,
     idempotency: IdempotencyStore,
     events: TaskEventStream | None = None,
@@ -100,13 +102,19 @@ def build_services(
     catalogue: ModelCatalogue | None = None,
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     on_idle: Callable[[], None] | None = None,
+    annotator: ImageAnnotator | None = None,
+    thumbnails: ThumbnailMaker | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
     ``max_running`` defaults to the engine's own ``default_concurrency``. ``catalogue`` says what
-    the engine's models take (without one, every parameter is sent as asked).
+    the engine's models take (without one, every parameter is sent as asked). ``annotator``
+    defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close), and
+    so does ``thumbnails`` (``PillowThumbnailMaker``).
     """
     events = events or InMemoryTaskEvents()
+    annotator = annotator or PillowImageAnnotator()
+    thumbnails = thumbnails or PillowThumbnailMaker()
     clock = clock or SystemClock()
     if max_running is None:
         max_running = generator.default_concurrency
@@ -125,6 +133,7 @@ def build_services(
     )
     pipeline = GenerationPipeline(
         generator=generator,
+        annotator=annotator,
         storage=storage,
         repository=repository,
         settings=settings,
@@ -151,6 +160,7 @@ def build_services(
         tasks=tasks,
         engine=generator.name,
         list_models=ListModels(catalogue=catalogue or _NoModels()),
+        inspect_image=InspectImage(resolve=resolve, annotator=annotator, tasks=tasks),
     )
 
 
@@ -211,6 +221,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         events.bind()
         services = build_services(
             generator=generator,
+            annotator=PillowImageAnnotator(),
             storage=storage_for(config),
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),

@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_CORS_ORIGINS",
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_QUEUED_BYTES",
     "DEFAULT_MIN_BODY_RATE",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "MIN_TOKEN_LENGTH",
     "Config",
     "ConfigError",
@@ -40,6 +43,8 @@ DEFAULT_RUNWARE_URL = "https://api.runware.ai/v1"
 DEFAULT_UPSCALE_MODEL = "runware:504@1"
 UPSCALE_MODELS = ("runware:500@1", "runware:501@1", "runware:502@1", "runware:503@1", "runware:504@1")
 Engine = Literal["local", "runware"]
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "json", "console")
 MIN_TOKEN_LENGTH = 16
 # URL-safe characters only: the token can ride in a WebSocket query string without percent-encoding,
 # so the log redactor, which looks for its literal text, always recognises it.
@@ -47,6 +52,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9._~-]+")
 _RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]*)\s*([a-z]+)\s*", re.IGNORECASE)
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 _PERIODS |= {"d": 86400, "day": 86400}
+# An origin as browsers send it: scheme://host[:port], no path; '*' stands for a port or a name part.
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s]+")
 
 
 class ConfigError(ValueError):
@@ -167,18 +174,40 @@ class Config:
     pause in it may last longer than ``header_timeout`` (``IMAGESTUDIO_MIN_BODY_RATE``)."""
 
     def __post_init__(self) -> None:
+        """Refuse every value the server cannot run with, naming its setting (one line each)."""
         if self.engine not in ("local", "runware"):
             raise ConfigError(f"IMAGESTUDIO_ENGINE must be 'local' or 'runware', not {self.engine!r}")
         if self.engine == "runware" and self.runware_api_key is None:
             raise ConfigError("IMAGESTUDIO_ENGINE=runware needs RUNWARE_API_KEY")
-        if not self.runware_timeout > 0:
-            raise ConfigError("RUNWARE_TIMEOUT must be a positive number of seconds")
+        if not (math.isfinite(self.runware_timeout) and self.runware_timeout > 0):
+            raise ConfigError(
+                f"RUNWARE_TIMEOUT must be a positive number of seconds, not {self.runware_timeout:g}"
+            )
+        _check_url("RUNWARE_API_URL", self.runware_api_url)
+        if self.database_url is not None:
+            _check_database_url(self.database_url)
         if not 0 <= self.port <= 65535:
-            raise ConfigError("port must be between 0 and 65535")
+            raise ConfigError(f"--port must be between 0 and 65535, not {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"IMAGESTUDIO_LOG_LEVEL must be {_one_of(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"IMAGESTUDIO_LOG_FORMAT must be {_one_of(LOG_FORMATS)}, not {self.log_format!r}"
+            )
+        if not (math.isfinite(self.shutdown_grace) and self.shutdown_grace >= 0):
+            raise ConfigError(
+                f"IMAGESTUDIO_SHUTDOWN_GRACE must be 0 or more seconds, not {self.shutdown_grace:g}"
+            )
+        for origin in self.cors_origins:
+            if origin.strip().lower() != "null" and not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"IMAGESTUDIO_CORS_ORIGINS: {origin!r} is not an origin: scheme://host[:port] without"
+                    " a path, e.g. http://localhost:5173 ('*' for any port: http://localhost:*)"
+                )
         if self.max_running is not None and self.max_running < 1:
-            raise ConfigError("IMAGESTUDIO_MAX_RUNNING must be at least 1")
+            raise ConfigError(f"IMAGESTUDIO_MAX_RUNNING must be at least 1, not {self.max_running}")
         if self.max_queued < 0:
-            raise ConfigError("IMAGESTUDIO_MAX_QUEUED must be 0 or more")
+            raise ConfigError(f"IMAGESTUDIO_MAX_QUEUED must be 0 or more, not {self.max_queued}")
         if self.api_token is not None:
             token = self.api_token.reveal()
             if len(token) < MIN_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
@@ -198,9 +227,9 @@ class Config:
                 " that needs IMAGESTUDIO_API_TOKEN too (a desktop shell with file:// pages sends the token)"
             )
         if self.max_queued_bytes < 1:
-            raise ConfigError("IMAGESTUDIO_MAX_QUEUED_BYTES must be at least 1")
+            raise ConfigError(f"IMAGESTUDIO_MAX_QUEUED_BYTES must be at least 1, not {self.max_queued_bytes}")
         if self.max_connections is not None and self.max_connections < 1:
-            raise ConfigError("IMAGESTUDIO_MAX_CONNECTIONS must be at least 1")
+            raise ConfigError(f"IMAGESTUDIO_MAX_CONNECTIONS must be at least 1, not {self.max_connections}")
         if not (math.isfinite(self.header_timeout) and self.header_timeout > 0):
             raise ConfigError("IMAGESTUDIO_HEADER_TIMEOUT must be a positive number of seconds")
         if self.upscale_model not in UPSCALE_MODELS:
@@ -253,19 +282,19 @@ class Config:
             "data_dir": Path(env.get("IMAGESTUDIO_DATA_DIR") or Path.cwd()),
             "database_url": env.get("IMAGESTUDIO_DATABASE_URL") or None,
             "runware_api_key": Secret(key) if key else None,
-            "runware_api_url": env.get("RUNWARE_API_URL") or DEFAULT_RUNWARE_URL,
+            "runware_api_url": (env.get("RUNWARE_API_URL") or "").strip() or DEFAULT_RUNWARE_URL,
             "runware_timeout": _number(env, "RUNWARE_TIMEOUT", 300.0),
-            "cors_origins": _origins(env.get("IMAGESTUDIO_CORS_ORIGINS")),
-            "log_format": env.get("IMAGESTUDIO_LOG_FORMAT", "auto"),
-            "log_level": env.get("IMAGESTUDIO_LOG_LEVEL", "info"),
+            "cors_origins": _list(env, "IMAGESTUDIO_CORS_ORIGINS", ",") or DEFAULT_CORS_ORIGINS,
+            "log_format": _word(env, "IMAGESTUDIO_LOG_FORMAT", "auto"),
+            "log_level": _word(env, "IMAGESTUDIO_LOG_LEVEL", "info"),
             "max_running": _integer(env, "IMAGESTUDIO_MAX_RUNNING"),
             "max_queued": _integer(env, "IMAGESTUDIO_MAX_QUEUED", 100),
             "shutdown_grace": _number(env, "IMAGESTUDIO_SHUTDOWN_GRACE", 10.0),
             "api_token": Secret(token) if token else None,
             "rate_limit": parse_rate_limit(rate) if rate else None,
-            "allowed_hosts": _list(env.get("IMAGESTUDIO_ALLOWED_HOSTS"), ","),
-            "storage_roots": tuple(Path(p) for p in _list(env.get("IMAGESTUDIO_STORAGE_ROOTS"), os.pathsep)),
-            "trusted_proxies": _list(env.get("IMAGESTUDIO_TRUSTED_PROXIES"), ","),
+            "allowed_hosts": _list(env, "IMAGESTUDIO_ALLOWED_HOSTS", ","),
+            "storage_roots": tuple(Path(p) for p in _list(env, "IMAGESTUDIO_STORAGE_ROOTS", os.pathsep)),
+            "trusted_proxies": _list(env, "IMAGESTUDIO_TRUSTED_PROXIES", ","),
             "max_queued_bytes": _integer(env, "IMAGESTUDIO_MAX_QUEUED_BYTES", DEFAULT_MAX_QUEUED_BYTES),
             "max_connections": _integer(env, "IMAGESTUDIO_MAX_CONNECTIONS"),
             "header_timeout": _number(env, "IMAGESTUDIO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
@@ -276,9 +305,43 @@ class Config:
         values["engine"] = engine or ("runware" if key else "local")
         values.update({name: value for name, value in overrides.items() if value is not None})
         values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
-        if values["log_format"] not in ("auto", "json", "console"):
-            raise ConfigError("IMAGESTUDIO_LOG_FORMAT must be auto, json or console")
         return cls(**values)
+
+
+def _one_of(words: tuple[str, ...]) -> str:
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _check_url(name: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks the port
+    except ValueError as error:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}") from error
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+
+
+_DATABASE_URL = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\+[A-Za-z0-9_]+)?://")
+
+
+def _check_database_url(url: str) -> None:
+    """The form of ``IMAGESTUDIO_DATABASE_URL`` (the value itself is never echoed: it may hold a
+    password); the SQL adapter checks it again, for a library caller that builds one itself."""
+    match = _DATABASE_URL.match(url)
+    if match is None:
+        raise ConfigError(
+            "IMAGESTUDIO_DATABASE_URL is not a database URL: sqlite:///PATH or postgresql://USER@HOST/NAME"
+        )
+    if match.group(1).lower() not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(
+            f"IMAGESTUDIO_DATABASE_URL: imagestudio runs on SQLite or PostgreSQL, not {match.group(1)}"
+        )
+
+
+def _word(env: Mapping[str, str], name: str, default: str) -> str:
+    """A keyword setting, any case, spaces around it ignored; unset or blank: ``default``."""
+    return (env.get(name) or "").strip().lower() or default
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -286,9 +349,12 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if raw is None or not raw.strip():
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as error:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from error
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, not {raw!r}")
+    return value
 
 
 def _integer(env: Mapping[str, str], name: str, default: int | None = None) -> int | None:
@@ -301,13 +367,13 @@ def _integer(env: Mapping[str, str], name: str, default: int | None = None) -> i
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from error
 
 
-def _list(raw: str | None, separator: str) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    return tuple(item.strip() for item in raw.split(separator) if item.strip())
-
-
-def _origins(raw: str | None) -> tuple[str, ...]:
+def _list(env: Mapping[str, str], name: str, separator: str) -> tuple[str, ...]:
+    """The entries of a list setting (unset or blank: none); text with no entry in it, such as a
+    lone separator, is refused rather than read as an empty list."""
+    raw = env.get(name)
     if raw is None or not raw.strip():
-        return DEFAULT_CORS_ORIGINS
-    return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+        return ()
+    items = tuple(item.strip() for item in raw.split(separator) if item.strip())
+    if not items:
+        raise ConfigError(f"{name} lists nothing: {raw!r} (leave it unset for the default)")
+    return items

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from imagestudio._version import __version__
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.models import ListModels
 from imagestudio.domain.ports import TaskEventStream
 from imagestudio.domain.settings import GetSettings, UpdateSettings
@@ -42,4 +43,5 @@ class Services:
     tasks: TaskManager
     engine: str
     list_models: ListModels
+    inspect_image: InspectImage
     version: str = __version__

@@ -70,8 +70,8 @@ async def test_the_local_engine_decodes_an_input_only_within_the_budget() -> Non
     whole.__enter__()  # something else holds every byte of the budget
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(engine.image_to_image, spec, source, 0.5, lambda done, total: None)
-            group.start_soon(engine.upscale, source, 2, lambda done, total: None)
+            group.start_soon(engine.image_to_image, spec, source, 0.5, lambda done, total, _=None: None)
+            group.start_soon(engine.upscale, source, 2, lambda done, total, _=None: None)
             await anyio.to_thread.run_sync(wait_until, lambda: DECODE_BUDGET.waiting == 2)
             whole.__exit__(None, None, None)
     finally:

@@ -70,7 +70,7 @@ async def source_image() -> SourceImage:
 
 async def test_text_to_image_makes_an_image_of_the_requested_size_with_the_seed(generator: Any) -> None:
     calls: list[tuple[int, int]] = []
-    image = await generator.text_to_image(spec(), lambda done, total: calls.append((done, total)))
+    image = await generator.text_to_image(spec(), lambda done, total, _=None: calls.append((done, total)))
     assert size_of(image.data) == (256, 128)
     assert (image.width, image.height) == (256, 128)
     assert image.extension in ("jpg", "png", "webp")

@@ -36,7 +36,7 @@ def spec(**changes: Any) -> ImageSpec:
     return ImageSpec(**values)
 
 
-def ignore(done: int, total: int) -> None:
+def ignore(done: int, total: int, preview: object = None) -> None:
     pass
 
 
@@ -167,7 +167,7 @@ async def test_progress_is_reported_once_per_step_from_a_worker_thread(engine: L
     calls: list[tuple[int, int]] = []
     threads: set[int] = set()
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int, preview: object = None) -> None:
         calls.append((done, total))
         threads.add(threading.get_ident())
 
@@ -242,7 +242,10 @@ async def test_image_to_image_reports_each_step_and_answers_at_the_specs_size(
     calls: list[tuple[int, int]] = []
     photo = source(gradient_photo(300, 200))
     image = await engine.image_to_image(
-        spec(width=256, height=128, steps=5), photo, 0.5, lambda done, total: calls.append((done, total))
+        spec(width=256, height=128, steps=5),
+        photo,
+        0.5,
+        lambda done, total, _=None: calls.append((done, total)),
     )
     assert calls == [(done, 5) for done in range(1, 6)]
     assert (image.width, image.height, image.seed, image.extension) == (256, 128, 1234, "jpg")
@@ -264,7 +267,7 @@ async def test_image_to_image_is_deterministic(engine: LocalImageGenerator) -> N
 async def test_upscale_multiplies_both_sides_exactly(engine: LocalImageGenerator, scale: int) -> None:
     calls: list[tuple[int, int]] = []
     image = await engine.upscale(
-        source(gradient_photo(96, 64)), scale, lambda done, total: calls.append((done, total))
+        source(gradient_photo(96, 64)), scale, lambda done, total, _=None: calls.append((done, total))
     )
     assert (image.width, image.height, image.extension, image.seed) == (96 * scale, 64 * scale, "jpg", None)
     with Image.open(io.BytesIO(image.data)) as decoded:
@@ -408,7 +411,7 @@ async def test_no_more_than_max_workers_generations_run_at_once() -> None:
     running = 0
     most = 0
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int, preview: object = None) -> None:
         nonlocal running, most
         with lock:
             if done == 1:

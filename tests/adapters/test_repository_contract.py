@@ -322,6 +322,19 @@ async def test_settings_start_at_defaults_and_patches_merge(settings_repository:
     assert await settings_repository.get() == merged
 
 
+async def test_embed_metadata_is_kept_as_a_boolean_and_false_is_a_change(settings_repository: Any) -> None:
+    assert (await settings_repository.get()).embed_metadata is True
+    off = await settings_repository.update(SettingsPatch(embed_metadata=False, default_steps=30))
+    assert (off.embed_metadata, off.default_steps) == (False, 30)
+    assert await settings_repository.get() == Settings(embed_metadata=False, default_steps=30)
+    assert (await settings_repository.update(SettingsPatch(default_width=768))).embed_metadata is False
+    with pytest.raises(InvalidParameters):
+        await settings_repository.update(SettingsPatch(embed_metadata=1, default_width=1024))  # type: ignore[arg-type]
+    assert await settings_repository.get() == Settings(
+        embed_metadata=False, default_steps=30, default_width=768
+    )
+
+
 async def test_an_invalid_patch_changes_nothing_anywhere(settings_repository: Any) -> None:
     await settings_repository.update(SettingsPatch(default_width=768))
     with pytest.raises(InvalidParameters):

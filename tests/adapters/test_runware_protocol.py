@@ -63,7 +63,7 @@ async def source(width: int = 120, height: int = 80, fmt: str = "PNG", mode: str
     return await PillowImageInspector().inspect(buffer.getvalue())
 
 
-def nothing(done: int, total: int) -> None:
+def nothing(done: int, total: int, preview: object = None) -> None:
     pass
 
 
@@ -146,7 +146,7 @@ async def test_a_slow_task_is_delivered_by_polling_after_longer_than_one_http_wa
     fake.latency = 1.5
     progress: list[tuple[int, int]] = []
     async with runware(fake, request_timeout=0.5, poll_first=0.2) as engine:
-        image = await engine.text_to_image(spec(), lambda done, total: progress.append((done, total)))
+        image = await engine.text_to_image(spec(), lambda done, total, _=None: progress.append((done, total)))
 
     [task] = sent(fake, "imageInference")
     assert task["deliveryMethod"] == "async"

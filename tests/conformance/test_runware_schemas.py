@@ -60,7 +60,7 @@ async def source(width: int = 96, height: int = 64, fmt: str = "PNG") -> SourceI
     return await PillowImageInspector().inspect(buffer.getvalue())
 
 
-def nothing(done: int, total: int) -> None:
+def nothing(done: int, total: int, preview: object = None) -> None:
     pass
 
 

@@ -8,11 +8,13 @@ from functools import cached_property
 from imagestudio.bootstrap import Services
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.pipeline import SourceResolver
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
 from imagestudio.domain.tasks import TaskManager
 from tests.fakes import (
+    FakeImageAnnotator,
     FakeImageGenerator,
     FakeImageInspector,
     FakeThumbnailMaker,
@@ -38,6 +40,7 @@ class World:
     events: RecordingEvents = field(default_factory=RecordingEvents)
     inspector: FakeImageInspector = field(default_factory=FakeImageInspector)
     thumbnails: FakeThumbnailMaker = field(default_factory=FakeThumbnailMaker)
+    annotator: FakeImageAnnotator = field(default_factory=FakeImageAnnotator)
     clock: SteppingClock = field(default_factory=SteppingClock)
     task_repository: InMemoryTaskRepository = field(default_factory=InMemoryTaskRepository)
     keys: InMemoryIdempotencyStore = field(default_factory=InMemoryIdempotencyStore)
@@ -55,6 +58,7 @@ class World:
             settings=self.settings,
             inspector=self.inspector,
             thumbnails=self.thumbnails,
+            annotator=self.annotator,
             task_repository=self.task_repository,
             idempotency=self.keys,
             events=self.events,
@@ -109,3 +113,6 @@ class World:
 
     def cancel_task(self) -> CancelTask:
         return self.services.cancel_task
+
+    def inspect_image(self) -> InspectImage:
+        return self.services.inspect_image

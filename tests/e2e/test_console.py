@@ -111,7 +111,7 @@ def test_refused_requests_are_one_line_each_and_never_show_the_token(server: Ser
             == 400
         )
         assert client.get("/api/history/999999").status_code == 404
-    refused = _events(server, "request refused", count=4)
+    refused = _events(server, "request refused", count=5)
     by_code = {line["code"]: line for line in refused}
     assert by_code["UNAUTHORIZED"]["status"] == 401
     assert by_code["UNAUTHORIZED"]["path"] == "/api/history"

@@ -75,7 +75,7 @@ def api_with_token(tmp_path_factory: pytest.TempPathFactory) -> Any:
 # image reference is valid only if it names an image that exists (else 400 or 404), a history
 # cursor only if this server handed it out, and `to` only if it is not before `from`. Those cases
 # skip "schema-valid data is accepted"; every other check still runs on them.
-_SEMANTIC = ("/api/generate/image-to-image", "/api/generate/upscale")
+_SEMANTIC = ("/api/generate/image-to-image", "/api/generate/upscale", "/api/images/inspect")
 
 
 def _skipped_checks(case: Any) -> list[Any]:

@@ -68,6 +68,7 @@ CAMEL = {
     "default_height": "defaultHeight",
     "default_steps": "defaultSteps",
     "default_cfg_scale": "defaultCfgScale",
+    "embed_metadata": "embedMetadata",
 }
 references = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=80
@@ -126,6 +127,7 @@ settings_values: dict[str, st.SearchStrategy[Any]] = {
     "default_height": sides,
     "default_steps": steps,
     "default_cfg_scale": cfg,
+    "embed_metadata": st.booleans(),
 }
 
 
@@ -283,6 +285,7 @@ _BAD_SETTINGS: dict[str, st.SearchStrategy[Any]] = {
     "defaultHeight": st.one_of(st.just(96), st.just(4096), st.just(512.5), st.booleans()),
     "defaultSteps": st.one_of(st.integers(max_value=0), st.integers(min_value=101), st.just("25")),
     "defaultCfgScale": st.one_of(st.floats(max_value=-0.001), st.floats(min_value=50.001), st.just("7.5")),
+    "embedMetadata": st.sampled_from([0, 1, "true", "false", None, 1.0]),
     "theme": st.just("dark"),
     "default_width": st.just(512),
 }

@@ -74,7 +74,10 @@ def test_the_same_seed_gives_the_same_pixels(client: Client) -> None:
     second = generate(client, seed=7)
     third = generate(client, seed=8)
     assert first["filePath"] != second["filePath"]
-    one, two, three = (client.get(d["filePath"]).content for d in (first, second, third))
+    # the pixels, not the files: each file records its own taskId (README: metadata in every file)
+    one, two, three = (
+        Image.open(io.BytesIO(client.get(d["filePath"]).content)).tobytes() for d in (first, second, third)
+    )
     assert one == two
     assert one != three
 
@@ -155,6 +158,7 @@ def test_settings_defaults_partial_update_and_persistence(client: Client, data_d
             "defaultHeight": 512,
             "defaultSteps": 25,
             "defaultCfgScale": 7.5,
+            "embedMetadata": True,
         },
     }
     response = client.put("/api/settings", json={"defaultWidth": 768, "defaultHeight": 640})
@@ -168,6 +172,7 @@ def test_settings_defaults_partial_update_and_persistence(client: Client, data_d
             "defaultHeight": 640,
             "defaultSteps": 25,
             "defaultCfgScale": 7.5,
+            "embedMetadata": True,
         },
     }
     made = generate(client, width=None, height=None)
@@ -352,7 +357,9 @@ def test_docs_are_served(client: Client) -> None:
     spec = document.json()
     assert spec["openapi"].startswith("3.1")
     body = spec["paths"]["/api/generate/text-to-image"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"]["properties"]["width"]["anyOf"][0]["multipleOf"] == 64
+    assert body["schema"] == {"$ref": "#/components/schemas/TextToImageRequest"}
+    schema = spec["components"]["schemas"]["TextToImageRequest"]
+    assert schema["properties"]["width"]["anyOf"][0]["multipleOf"] == 64
     assert "400" in spec["paths"]["/api/generate/text-to-image"]["post"]["responses"]
     assert "swagger" in client.get("/docs").text.lower()
     assert "redoc" in client.get("/redoc").text.lower()

@@ -41,7 +41,7 @@ def test_the_document_names_the_channel_its_parameters_and_three_messages(client
     }
     channel = document["channels"]["generation"]
     assert channel["address"] == "/ws/generation"
-    assert set(channel["bindings"]["ws"]["query"]["properties"]) == {"taskId", "after"}
+    assert set(channel["bindings"]["ws"]["query"]["properties"]) == {"taskId", "after", "previews"}
     assert set(channel["messages"]) == {"progress", "replayTruncated", "error"}
     operation = document["operations"]["sendProgress"]
     assert operation["action"] == "send"

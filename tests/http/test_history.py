@@ -15,6 +15,7 @@ import pytest
 from litestar.testing import TestClient
 
 from imagestudio.config import Config
+from imagestudio.domain.history_query import HISTORY_FILTERS
 from imagestudio.http.app import create_app
 from tests.assertions import assert_error
 
@@ -199,7 +200,22 @@ def test_the_openapi_document_describes_every_history_parameter(client: Client) 
     for name in expected:
         assert parameters[name]["in"] == "query"
         assert parameters[name].get("description") or parameters[name]["schema"].get("description"), name
-    assert set(parameters["sort"]["schema"]["enum"]) == {"newest", "oldest"}
-    assert "400" in operation["responses"]
     schema = client.get("/openapi.json").json()["components"]["schemas"]
+    # an enumeration is one component, referred to wherever it is used
+    assert parameters["sort"]["schema"]["allOf"] == [{"$ref": "#/components/schemas/HistorySort"}]
+    assert set(schema["HistorySort"]["enum"]) == {"newest", "oldest"}
+    assert parameters["operation"]["schema"] == {"$ref": "#/components/schemas/Operation"}
+    assert parameters["type"]["schema"] == {"$ref": "#/components/schemas/GenerationType"}
+    # every declared filter is documented, with the domain's description
+    for declared in HISTORY_FILTERS:
+        assert parameters[declared.param]["description"] == declared.description
+    assert "400" in operation["responses"]
     assert "nextCursor" in schema["HistoryResponse"]["properties"]
+
+
+def test_a_filter_given_twice_is_refused_naming_it(client: Client) -> None:
+    answer = client.get("/api/history?engine=local&engine=runware")
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "INVALID_PARAMETERS"
+    assert answer.json()["details"] == {"field": "engine"}
+    assert client.get("/api/history?operation=painting").json()["details"] == {"field": "operation"}

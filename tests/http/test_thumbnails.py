@@ -90,6 +90,14 @@ def test_the_thumbnail_is_a_webp_of_at_most_256_px_served_like_an_image_and_cach
     assert thumbnail.size == (171, 256)  # 512x768: the long side is 256, the aspect kept
     assert len(response.content) < len(image.content)
 
+    head = client.head(made["thumbnailPath"])
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == "image/webp"
+    assert (head.headers["content-length"], head.headers["etag"]) == (
+        headers["content-length"],
+        headers["etag"],
+    )
+
 
 def test_a_small_image_keeps_its_size_in_its_thumbnail(client: Client) -> None:
     made = generate(client, width=128, height=192)

@@ -132,7 +132,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        try:  # glibc's name first: find_library runs ldconfig in a child process
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
         trim = libc.malloc_trim
     except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
         return None

@@ -5,6 +5,10 @@ bound to, where each gets the next ``seq`` (increasing for the life of the serve
 buffer of recent events lets a reconnecting client ask for what it missed (``after=<seq>``),
 and the last event of each recent task lets a late subscriber learn how its task stands. Each
 subscription delivers at most one terminal event per task, and nothing for a task after it.
+
+Previews (an event's ``preview`` image) go live to the subscriptions that asked for them and to
+no one else; the buffer and the last events keep every event without its preview, so the replay
+buffer holds no image bytes.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ __all__ = ["InMemoryTaskEvents", "Subscription"]
 class Subscription:
     """A stream of events for one subscriber; iterate it, then ``close()`` it."""
 
-    def __init__(self, hub: InMemoryTaskEvents, task_id: str | None) -> None:
+    def __init__(self, hub: InMemoryTaskEvents, task_id: str | None, previews: bool = False) -> None:
         self.task_id = task_id
+        self.previews = previews
         self.truncated_before: int | None = None
         """Set when ``after`` asked for events older than the buffer holds: the oldest seq kept."""
         self._hub = hub
@@ -52,6 +57,8 @@ class Subscription:
 
     def close(self) -> None:
         self._hub._subscribers.discard(self)
+        if self.previews:
+            self._hub._preview_watchers.discard(self)
 
 
 class InMemoryTaskEvents:
@@ -59,6 +66,7 @@ class InMemoryTaskEvents:
 
     def __init__(self, replay: int = 10_000, remember: int = 10_000) -> None:
         self._subscribers: set[Subscription] = set()
+        self._preview_watchers: set[Subscription] = set()
         self._buffer: deque[TaskEvent] = deque(maxlen=replay)
         self._last: OrderedDict[str, TaskEvent] = OrderedDict()
         self._remember = remember
@@ -87,16 +95,21 @@ class InMemoryTaskEvents:
         # worker thread before a task ended are then dispatched before its terminal event.
         loop.call_soon_threadsafe(self._dispatch, event)
 
+    def wants_previews(self, task_id: str) -> bool:
+        return any(watcher.task_id in (None, task_id) for watcher in list(self._preview_watchers))
+
     # --- subscribers ------------------------------------------------------------------------
 
-    def subscribe(self, task_id: str | None = None, after: int | None = None) -> Subscription:
+    def subscribe(
+        self, task_id: str | None = None, after: int | None = None, *, previews: bool = False
+    ) -> Subscription:
         """Start receiving events (of one task, or of all). Call on the hub's loop.
 
         With ``after``, the buffered events with a greater ``seq`` come first. Without it, a
         subscription to one task starts with that task's latest event, so a late subscriber
         still learns the result (once).
         """
-        subscription = Subscription(self, task_id)
+        subscription = Subscription(self, task_id, previews)
         with self._lock:
             if after is not None:
                 oldest = self._buffer[0].seq if self._buffer else self._seq + 1
@@ -110,21 +123,24 @@ class InMemoryTaskEvents:
                 if latest is not None and (after is None or latest.status.is_terminal):
                     subscription.deliver(latest)
         self._subscribers.add(subscription)
+        if previews:
+            self._preview_watchers.add(subscription)
         return subscription
 
     def _dispatch(self, event: TaskEvent) -> None:
         with self._lock:
             self._seq += 1
-            event = replace(event, seq=self._seq)
-            self._buffer.append(event)
-            previous = self._last.get(event.task_id)
-            if previous is None or not previous.status.is_terminal or event.status.is_terminal:
-                self._last[event.task_id] = event
-                self._last.move_to_end(event.task_id)
+            live = replace(event, seq=self._seq)
+            kept = live if live.preview is None else replace(live, preview=None)
+            self._buffer.append(kept)
+            previous = self._last.get(kept.task_id)
+            if previous is None or not previous.status.is_terminal or kept.status.is_terminal:
+                self._last[kept.task_id] = kept
+                self._last.move_to_end(kept.task_id)
             while len(self._last) > self._remember:
                 self._last.popitem(last=False)
         for subscription in list(self._subscribers):
-            if subscription.wants(event):
-                subscription.deliver(event)
+            if subscription.wants(kept):
+                subscription.deliver(live if subscription.previews else kept)
         for listener in list(self._listeners):
-            listener(event)
+            listener(kept)

@@ -252,10 +252,11 @@ class HistoryQuery:
         offset: int = 0,
         sort: str | None = None,
         cursor: str | None = None,
-        **filters: str | None,
+        **filters: str | Sequence[str] | None,
     ) -> HistoryQuery:
         """A query from the text of request parameters: ``filters`` by their request names (the
-        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates).
+        ``param`` of each of :data:`HISTORY_FILTERS`, so ``from`` and ``to`` for the dates), each
+        one text, or a list of the texts it was given (one at most, unless it is repeatable).
 
         An empty ``q`` or ``cursor`` is the same as none (an empty search box, a first page).
         """
@@ -264,8 +265,16 @@ class HistoryQuery:
             declared = _BY_PARAM.get(name)
             if declared is None:
                 raise TypeError(f"HistoryQuery.parse() got an unknown filter {name!r}")
-            if raw is not None:
-                values[declared.field] = declared.parse(raw)
+            if raw is None or (not isinstance(raw, str) and not raw):
+                continue
+            if declared.repeatable:
+                values[declared.field] = declared.parse([raw] if isinstance(raw, str) else list(raw))
+                continue
+            if not isinstance(raw, str):
+                if len(raw) > 1:
+                    raise InvalidParameters(f"{name} may be given only once", field=name)
+                raw = raw[0]
+            values[declared.field] = declared.parse(raw)
         return cls(
             limit=limit,
             offset=offset,
@@ -333,17 +342,20 @@ class HistoryFilter:
     - ``read``: the value a set filter matches with (``None``: not set), by default the field;
     - ``matches``: whether a generation passes, given that value (the reference semantics, which
       the in-memory repository uses and the SQL adapter must agree with);
-    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``).
+    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``);
+    - ``repeatable``: the parameter may be given several times, and ``parse`` gets the list of
+      its texts (otherwise one text; twice is ``InvalidParameters``).
     """
 
     name: str
     param: str
     field: str
     description: str
-    parse: Callable[[str], object]
+    parse: Callable[[Any], object]
     matches: Callable[[Generation, Any], bool]
     read: Callable[[HistoryQuery], Any] | None = None
     kept_count: bool = False
+    repeatable: bool = False
 
     def value_in(self, query: HistoryQuery) -> Any:
         """This filter's value in ``query`` (``None`` when it is not set)."""

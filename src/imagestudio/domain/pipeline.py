@@ -1,10 +1,15 @@
 """What every generating use case shares: input images and the generation job.
 
 A job is a value (:class:`GenerationJob`: operation, inputs, parameters, storage folder) that one
-function, :func:`run_generation`, executes: engine, then storage, then the history row.
+function, :func:`run_generation`, executes: engine, then the record of how the image was made
+written into its file, then storage (the image and its thumbnail), then the history row.
 
 Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
+- with the setting ``embedMetadata`` on (the default), the file carries its parameters (prompt,
+  negative prompt, size, steps, guidance, seed, model, ...; ``ImageAnnotator``); off, the engine's
+  bytes are stored as they came and no prompt is written. The setting of the moment the image is
+  stored counts, so turning it off also covers images still queued;
 - the image is stored before its row is written; if the row cannot be written the file is
   removed again, so a failure leaves neither a file nor a row;
 - every image gets its thumbnail (``ThumbnailMaker``) when it is stored, before its row: an image
@@ -32,6 +37,7 @@ from imagestudio.domain.model import (
     ImageSpec,
     Operation,
     Parameters,
+    Provenance,
     SourceImage,
     StoredImage,
 )
@@ -39,6 +45,7 @@ from imagestudio.domain.models import SEED, STRENGTH
 from imagestudio.domain.ports import (
     Clock,
     GenerationRepository,
+    ImageAnnotator,
     ImageGenerator,
     ImageInspector,
     ImageStorage,
@@ -251,10 +258,13 @@ class GenerationJob:
 
 
 class GenerationPorts(Protocol):
-    """What :func:`run_generation` needs: the engine, storage, the history and the settings."""
+    """What :func:`run_generation` needs: the engine, the annotator, storage, the history, the
+    settings and the thumbnail maker."""
 
     @property
     def generator(self) -> ImageGenerator: ...
+    @property
+    def annotator(self) -> ImageAnnotator: ...
     @property
     def storage(self) -> ImageStorage: ...
     @property
@@ -268,8 +278,8 @@ class GenerationPorts(Protocol):
 
 
 async def run_generation(job: GenerationJob, ports: GenerationPorts, control: TaskControl) -> Generation:
-    """Make one generation: check the folder, run the engine, store the image and its thumbnail,
-    add the row.
+    """Make one generation: check the folder, run the engine, write how the image was made into
+    its file (unless the settings say not to), store the image and its thumbnail, add the row.
 
     A folder outside the storage roots fails before the engine runs; if the thumbnail or the row
     cannot be written, the stored image (and its thumbnail) is removed again."""
@@ -277,14 +287,16 @@ async def run_generation(job: GenerationJob, ports: GenerationPorts, control: Ta
     if not await ports.storage.confined(await ports.storage.root_of(folder)):
         raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
     image = await control.produce(lambda: _engine(job, ports.generator, control.step))
-    thumbnail = await ports.thumbnails.thumbnail(image.data)
-    stored = await ports.storage.save(image.data, image.extension, await _folder(job, ports))
+    provenance = _provenance(job, image, engine=ports.generator.name)
+    settings = await ports.settings.get()
+    data = await ports.annotator.annotate(image.data, provenance) if settings.embed_metadata else image.data
+    thumbnail = await ports.thumbnails.thumbnail(data)
+    control.raise_if_cancelled()
+    stored = await ports.storage.save(data, image.extension, await _folder(job, ports))
     try:
         await control.stored(stored)
         await ports.storage.save_thumbnail(stored, thumbnail)
-        return await ports.repository.add(
-            _generation(job, image, stored, engine=ports.generator.name, now=ports.clock.now())
-        )
+        return await ports.repository.add(_generation(provenance, image, stored, now=ports.clock.now()))
     except BaseException:
         await ports.storage.delete(stored)
         raise
@@ -308,10 +320,8 @@ async def _engine(
     raise ValueError(f"a {job.operation.value} job lacks its inputs")  # the constructors rule it out
 
 
-def _generation(
-    job: GenerationJob, image: GeneratedImage, stored: StoredImage, *, engine: str, now: datetime
-) -> Generation:
-    """The row of a finished job.
+def _provenance(job: GenerationJob, image: GeneratedImage, *, engine: str) -> Provenance:
+    """How the image of a finished job was made: what its file and its row record.
 
     - the seed is the one the engine reports, else the one sent (none for a model that takes none);
       an upscale keeps its source's seed;
@@ -325,8 +335,7 @@ def _generation(
     else:
         seed, model, provider_scale = (image.seed if image.seed is not None else job.seed), job.model, None
     strength = job.strength if spec is not None and _sent(spec, STRENGTH) else None
-    return Generation(
-        id=None,
+    return Provenance(
         operation=job.operation,
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
@@ -346,9 +355,24 @@ def _generation(
         seed=seed,
         width=image.width,
         height=image.height,
+        task_id=job.task_id,
+    )
+
+
+def _generation(made: Provenance, image: GeneratedImage, stored: StoredImage, *, now: datetime) -> Generation:
+    """The row of a finished job: how it was made, where it is stored, and what the engine says."""
+    return Generation(
+        id=None,
+        operation=made.operation,
+        prompt=made.prompt,
+        negative_prompt=made.negative_prompt,
+        parameters=made.parameters,
+        seed=made.seed,
+        width=made.width,
+        height=made.height,
         image=stored,
         remote_url=image.remote_url,
-        task_id=job.task_id,
+        task_id=made.task_id,
         created_at=now,
         cost=image.cost,
     )
@@ -390,6 +414,7 @@ class GenerationPipeline:
     """The ports a generation runs on, and the task manager that runs it (:func:`run_generation`)."""
 
     generator: ImageGenerator
+    annotator: ImageAnnotator
     storage: ImageStorage
     repository: GenerationRepository
     settings: SettingsRepository

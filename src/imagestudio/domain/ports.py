@@ -14,12 +14,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from imagestudio.domain.model import (
+    FoundMetadata,
     GeneratedImage,
     Generation,
     HistoryPage,
     HistoryQuery,
     IdempotencyRecord,
     ImageSpec,
+    Provenance,
     Settings,
     SettingsPatch,
     SourceImage,
@@ -36,9 +38,11 @@ __all__ = [
     "GenerationRepository",
     "IdempotencyRecord",
     "IdempotencyStore",
+    "ImageAnnotator",
     "ImageGenerator",
     "ImageInspector",
     "ImageStorage",
+    "PreviewSource",
     "ProgressCallback",
     "SettingsRepository",
     "StoredFile",
@@ -51,8 +55,18 @@ __all__ = [
     "read_stream",
 ]
 
-ProgressCallback = Callable[[int, int], None]
-"""``progress(done, total)``: called by an engine as its work advances; safe from any thread."""
+PreviewSource = Callable[[], bytes]
+"""Makes a small JPEG (at most 256 px on its long side) of the work in progress, when called."""
+
+
+class ProgressCallback(Protocol):
+    """``progress(done, total)``: called by an engine as its work advances; safe from any thread.
+
+    An engine that can show its work so far also passes ``preview``; it is called only when
+    someone watches the task with previews on, at most a few times a second, in the engine's
+    thread (so the engine pays for a preview only when one is shown)."""
+
+    def __call__(self, done: int, total: int, preview: PreviewSource | None = None) -> None: ...
 
 
 class ImageGenerator(Protocol):
@@ -104,6 +118,24 @@ class ThumbnailMaker(Protocol):
     async def thumbnail(self, data: bytes) -> bytes:
         """A WebP of the image ``data``, at most ``THUMBNAIL_SIDE`` pixels on its long side (upright,
         aspect kept, never enlarged); ``StorageError`` if ``data`` cannot be decoded."""
+        ...
+
+
+class ImageAnnotator(Protocol):
+    """Writes into an image file how it was made, and reads what image files say of themselves.
+
+    The file's format is told by its bytes (PNG, JPEG and WebP carry records; other formats come
+    back unchanged). Its pixel data is copied byte for byte, never decoded or re-encoded.
+    """
+
+    async def annotate(self, data: bytes, provenance: Provenance) -> bytes:
+        """``data`` with ``provenance`` written into it (replacing a record of ours it had);
+        unchanged when its format cannot carry one or its structure cannot be read."""
+        ...
+
+    async def read(self, data: bytes) -> list[FoundMetadata]:
+        """Every record of generation parameters in ``data`` it recognises, ours first; empty
+        when there is none. Never raises for what a file contains."""
         ...
 
 
@@ -281,6 +313,10 @@ class TaskEvents(Protocol):
         """Deliver one event. Must be safe to call from any thread and never block."""
         ...
 
+    def wants_previews(self, task_id: str) -> bool:
+        """Whether a subscriber that asked for previews follows this task (safe from any thread)."""
+        ...
+
 
 class TaskSubscription(Protocol):
     """One subscriber's events (of one task, or of all): iterate it, then ``close()`` it.
@@ -320,12 +356,15 @@ class TaskEventStream(TaskEvents, Protocol):
         """Deliver events on the running event loop (where subscribers read them)."""
         ...
 
-    def subscribe(self, task_id: str | None = None, after: int | None = None) -> TaskSubscription:
+    def subscribe(
+        self, task_id: str | None = None, after: int | None = None, *, previews: bool = False
+    ) -> TaskSubscription:
         """Start receiving events of ``task_id`` (or of every task); call on the bound loop.
 
         With ``after``, the kept events with a greater ``seq`` come first. Without it, a
         subscription to one task starts with that task's latest event, so a late subscriber
-        still learns how it ended (once).
+        still learns how it ended (once). With ``previews``, live ``generating`` events carry the
+        engine's ``preview`` when it has one; kept (replayed) events never do.
         """
         ...
 

@@ -90,6 +90,12 @@ def _check_int(name: str, value: object, low: int, high: int, *, multiple_of: in
     return value
 
 
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidParameters(f"{name} must be true or false", field=name)
+    return value
+
+
 def _check_number(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidParameters(f"{name} must be a number", field=name)

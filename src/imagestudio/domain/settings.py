@@ -12,7 +12,7 @@ __all__ = ["GetSettings", "UpdateSettings"]
 
 @dataclass(frozen=True, kw_only=True)
 class GetSettings:
-    """All five settings, defaults filled in."""
+    """Every setting, defaults filled in."""
 
     repository: SettingsRepository
 

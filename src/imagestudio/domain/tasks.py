@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from imagestudio.domain.ports import (
     GenerationRepository,
     IdempotencyStore,
     ImageStorage,
+    PreviewSource,
     TaskEvents,
     TaskRepository,
 )
@@ -73,6 +75,8 @@ __all__ = [
 ]
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+PREVIEW_INTERVAL = 0.3
+"""Seconds between two previews of one task: at most about three a second."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,12 +128,18 @@ class TaskControl:
         if self.cancelled:
             raise GenerationCancelled("Task was cancelled")
 
-    def step(self, done: int, total: int) -> None:
+    def step(self, done: int, total: int, preview: PreviewSource | None = None) -> None:
         """The engine's progress callback; safe from any thread. Raises once the task is cancelled,
-        which stops a local engine at its next step."""
+        which stops a local engine at its next step. ``preview`` is called (in the caller's
+        thread) when someone watches with previews and the last preview is at least
+        :data:`PREVIEW_INTERVAL` seconds old."""
         self.raise_if_cancelled()
-        if total > 0:
-            self._manager._advance(self._entry, int(min(max(done / total, 0.0), 1.0) * 99))
+        if total <= 0:
+            return
+        shown = None
+        if preview is not None and self._manager._preview_due(self._entry):
+            shown = preview()
+        self._manager._advance(self._entry, int(min(max(done / total, 0.0), 1.0) * 99), shown)
 
     async def produce(self, work: Callable[[], Awaitable[GeneratedImage]]) -> GeneratedImage:
         """Run the engine's part of the job so that a cancel can abandon it; its result is
@@ -177,6 +187,7 @@ class _Entry:
     cancelled: threading.Event = field(default_factory=threading.Event)
     runner: asyncio.Task[None] | None = None
     producing: asyncio.Future[GeneratedImage] | None = None
+    previewed_at: float = -PREVIEW_INTERVAL
 
 
 class TaskManager:
@@ -497,11 +508,22 @@ class TaskManager:
             entry.state.stored(image)
         await self._persist(entry)
 
-    def _advance(self, entry: _Entry, progress: int) -> None:
+    def _preview_due(self, entry: _Entry) -> bool:
+        now = time.monotonic()
+        if now - entry.previewed_at < PREVIEW_INTERVAL or not self._events.wants_previews(
+            entry.state.task.id
+        ):
+            return False
+        entry.previewed_at = now
+        return True
+
+    def _advance(self, entry: _Entry, progress: int, preview: bytes | None = None) -> None:
         with self._lock:
-            if entry.state.status is not TaskStatus.GENERATING or not entry.state.advance(progress):
+            if entry.state.status is not TaskStatus.GENERATING:
                 return
-        self._publish(entry)
+            if not entry.state.advance(progress) and preview is None:
+                return
+        self._publish(entry, preview)
 
     def _publish_positions(self) -> None:
         for index, task_id in enumerate(self._waiting, start=1):
@@ -511,7 +533,7 @@ class TaskManager:
                     entry.state.queue_at(index)
                 self._publish(entry)
 
-    def _publish(self, entry: _Entry) -> None:
+    def _publish(self, entry: _Entry, preview: bytes | None = None) -> None:
         task = entry.state.task
         self._events.publish(
             TaskEvent(
@@ -522,5 +544,6 @@ class TaskManager:
                 error=task.error_message,
                 code=task.error_code,
                 position=task.position,
+                preview=preview,
             )
         )

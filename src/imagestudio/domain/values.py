@@ -39,6 +39,7 @@ from imagestudio.domain.rules import (
     TASK_ID_PATTERN,
     UPSCALE_FACTORS,
     UpscaleFactor,
+    _check_bool,
     _check_int,
     _check_model_text,
     _check_negative,
@@ -73,19 +74,24 @@ __all__ = [
     "MODEL_ID_PATTERN",
     "PROMPT_MAX",
     "PROMPT_MIN",
+    "SETTING_NAMES",
     "SIDE_STEP",
     "TASK_ID_PATTERN",
     "THUMBNAIL_SIDE",
     "THUMBNAIL_SUFFIX",
     "UPSCALE_FACTORS",
+    "FoundMetadata",
+    "FoundParameters",
     "GeneratedImage",
     "Generation",
     "IdempotencyRecord",
     "ImageSpec",
     "ImageToImage",
     "InvalidTransition",
+    "MetadataSource",
     "Operation",
     "Parameters",
+    "Provenance",
     "Settings",
     "SettingsPatch",
     "SourceImage",
@@ -106,12 +112,16 @@ __all__ = [
 
 
 class Operation(StrEnum):
+    """What a generation does."""
+
     TEXT_TO_IMAGE = "text-to-image"
     IMAGE_TO_IMAGE = "image-to-image"
     UPSCALE = "upscale"
 
 
 class TaskStatus(StrEnum):
+    """Where a task is in its life: queued, generating, then completed, failed or cancelled."""
+
     QUEUED = "queued"
     GENERATING = "generating"
     COMPLETED = "completed"
@@ -362,6 +372,67 @@ class Generation:
         return replace(self, id=new_id)
 
 
+# --- what an image file tells about how it was made ---------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Provenance:
+    """How an image was made, as its file records it: a :class:`Generation` without what is known
+    only once it is stored (its id, file, creation time and cost)."""
+
+    operation: Operation
+    prompt: str
+    negative_prompt: str | None
+    parameters: Parameters
+    seed: int | None
+    width: int
+    height: int
+    task_id: str
+
+
+class MetadataSource(StrEnum):
+    """Who wrote a record of generation parameters found in an image file."""
+
+    IMAGESTUDIO = "imagestudio"
+    AUTOMATIC1111 = "automatic1111"
+    COMFYUI = "comfyui"
+    INVOKEAI = "invokeai"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FoundParameters:
+    """Generation parameters read from an image file, under the API's names; ``None`` where the
+    record does not say (or says it in a way that does not map)."""
+
+    operation: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    seed: int | None = None
+    model: str | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    strength: float | None = None
+    scale: float | None = None
+    engine: str | None = None
+    source_id: int | None = None
+    task_id: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FoundMetadata:
+    """One record of generation parameters in an image file: who wrote it, what it says in the
+    API's names, and its text as stored."""
+
+    source: MetadataSource
+    parameters: FoundParameters
+    raw: str
+
+
 # --- settings -----------------------------------------------------------------------------
 
 
@@ -382,6 +453,8 @@ class Settings:
     default_height: int = 512
     default_steps: int = 25
     default_cfg_scale: float = 7.5
+    embed_metadata: bool = True
+    """Write how each new image was made into its file (``domain/metadata.py``)."""
 
     def __post_init__(self) -> None:
         _set(self, "storage_path", _check_storage_path(self.storage_path))
@@ -393,6 +466,18 @@ class Settings:
             "default_cfg_scale",
             _check_number("defaultCfgScale", self.default_cfg_scale, MIN_CFG, MAX_CFG),
         )
+        _check_bool("embedMetadata", self.embed_metadata)
+
+
+SETTING_NAMES: tuple[str, ...] = (
+    "storage_path",
+    "default_width",
+    "default_height",
+    "default_steps",
+    "default_cfg_scale",
+    "embed_metadata",
+)
+"""Every setting, by attribute name, in the order the API lists them."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -404,6 +489,7 @@ class SettingsPatch:
     default_height: int | None = None
     default_steps: int | None = None
     default_cfg_scale: float | None = None
+    embed_metadata: bool | None = None
 
     def __post_init__(self) -> None:
         if self.storage_path is not None:
@@ -420,11 +506,12 @@ class SettingsPatch:
                 "default_cfg_scale",
                 _check_number("defaultCfgScale", self.default_cfg_scale, MIN_CFG, MAX_CFG),
             )
+        if self.embed_metadata is not None:
+            _check_bool("embedMetadata", self.embed_metadata)
 
     def changes(self) -> dict[str, Any]:
         """The values this patch sets, by attribute name."""
-        names = ("storage_path", "default_width", "default_height", "default_steps", "default_cfg_scale")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in SETTING_NAMES if getattr(self, name) is not None}
 
     def apply(self, settings: Settings) -> Settings:
         return replace(settings, **self.changes())
@@ -445,6 +532,8 @@ class TaskEvent:
     code: str | None = None
     position: int | None = None
     seq: int = 0
+    preview: bytes | None = field(default=None, repr=False)
+    """A small JPEG of the work so far, on some live ``generating`` events (see ``ProgressCallback``)."""
 
 
 # --- tasks and idempotency records --------------------------------------------------------

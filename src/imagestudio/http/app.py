@@ -9,15 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import SecurityScheme
 
 from imagestudio._version import __version__
 from imagestudio.bootstrap import bootstrap
@@ -33,8 +31,11 @@ from imagestudio.http.controllers import (
     TasksController,
     provide_services,
 )
+from imagestudio.http.docs import DocsAssets, RedocPage, SwaggerPage, docs_router
 from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.metadata import InspectController
 from imagestudio.http.models import ModelsController
+from imagestudio.http.openapi import DocumentComponents
 from imagestudio.http.security import HostAllowlist, guard
 from imagestudio.http.websocket import generation_socket
 from imagestudio.services import Services
@@ -66,20 +67,6 @@ _SECURITY_SCHEMES = {
         type="apiKey", name="X-API-Key", security_scheme_in="header", description="The same token"
     ),
 }
-
-
-class _DocsRouter(Router):
-    """Serves /docs, /redoc and /openapi.json at the root.
-
-    Litestar's OpenAPI router adds a catch-all that answers unknown one-segment paths with an
-    HTML 404; at the root that would hide our JSON error shape, so it is not registered.
-    """
-
-    def register(self, value: Any) -> list[Any]:
-        if getattr(value, "handler_name", "") == "handle_schema_path_not_found":
-            return []
-        result: list[Any] = super().register(value)
-        return result
 
 
 def cors_config(origins: Sequence[str]) -> CORSConfig:
@@ -119,6 +106,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     hosts = HostAllowlist(config.host, config.allowed_hosts)  # a bad name is a ConfigError, now
     token = config.api_token.reveal() if config.api_token else None
     # everything but /health (and the docs) needs the token when one is set
+    docs_assets = DocsAssets()
     protected = Router(
         "/",
         route_handlers=[
@@ -128,6 +116,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             ImagesController,
             TasksController,
             ModelsController,
+            InspectController,
             generation_socket,
         ],
         security=[{"BearerToken": []}, {"ApiKey": []}] if token else None,
@@ -143,9 +132,13 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             version=__version__,
             description=DESCRIPTION.replace("{asyncapi}", ASYNCAPI_PATH),
             path="/",
-            render_plugins=[SwaggerRenderPlugin(path="/docs"), RedocRenderPlugin(path="/redoc")],
-            openapi_router=_DocsRouter("/", route_handlers=[], include_in_schema=False),
-            components=Components(security_schemes=dict(_SECURITY_SCHEMES)) if token else Components(),
+            # the docs load nothing from another host (http/docs.py)
+            render_plugins=[SwaggerPage(docs_assets), RedocPage(docs_assets)],
+            openapi_router=docs_router(docs_assets),
+            # DocumentComponents: the request bodies' schemas beside those Litestar generates
+            components=DocumentComponents(security_schemes=dict(_SECURITY_SCHEMES))
+            if token
+            else DocumentComponents(),
         ),
         logging_config=None,  # logging is configured once, by imagestudio.log
         debug=False,

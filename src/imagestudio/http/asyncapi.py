@@ -103,6 +103,12 @@ def asyncapi_document(host: str = "127.0.0.1:8000", *, token: bool = False) -> d
                 "minimum": 0,
                 "description": "first replay the kept messages with a greater seq",
             },
+            "previews": {
+                "type": "boolean",
+                "default": False,
+                "description": "add `preview` images to live generating messages, from engines that"
+                " can show their work (the local engine can; Runware cannot)",
+            },
         },
     }
     if token:

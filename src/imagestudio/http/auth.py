@@ -12,15 +12,15 @@ from urllib.parse import parse_qsl
 from litestar.enums import ScopeType
 from litestar.types import Scope
 
+from imagestudio.http.docs import ASSETS_PATH
 from imagestudio.http.scope import _header
 
-__all__ = ["OPEN_PATHS"]
+__all__ = ["OPEN_PATHS", "OPEN_PREFIX"]
 
 OPEN_PATHS = frozenset(
     {
         "/health",
         "/docs",
-        "/docs/oauth2-redirect.html",
         "/redoc",
         "/openapi.json",
         "/openapi.yaml",
@@ -29,6 +29,17 @@ OPEN_PATHS = frozenset(
     }
 )
 """Paths that stay open when a token is required: the health check and the API's documentation."""
+
+OPEN_PREFIX = ASSETS_PATH + "/"
+"""The documentation pages' files (``http/docs.py``) stay open too: a page cannot send the token
+when it loads a script."""
+
+
+def _is_open(path: str) -> bool:
+    if path in OPEN_PATHS:
+        return True
+    # no dot segment: the open prefix must not lead anywhere else
+    return path.startswith(OPEN_PREFIX) and not {".", ".."} & set(path.split("/"))
 
 
 class _TokenCheck:
@@ -71,7 +82,7 @@ class _TokenCheck:
         credentials = self._credentials(scope)
         # evaluate every credential so the time taken does not tell which one was checked
         accepted = [self._valid(candidate) for candidate in credentials]
-        if path in OPEN_PATHS or any(accepted):
+        if _is_open(path) or any(accepted):
             return None
         message = (
             "Invalid API token"

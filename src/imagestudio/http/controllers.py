@@ -8,34 +8,56 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.background_tasks import BackgroundTask
-from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.params import FromPath, PathParameter
 from litestar.response import File
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
-from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.errors import (
+    Conflict,
+    InvalidParameters,
+    InvalidStoragePath,
+    NotFound,
+    StorageError,
+)
+from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.history_query import HistorySort
 from imagestudio.domain.model import HistoryQuery
 from imagestudio.domain.ports import StoredStream
-from imagestudio.domain.task_queries import MAX_FINISHED_TASKS
+from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.task_queries import MAX_FINISHED_TASKS, CancelTask, GetTask, ListTasks
 from imagestudio.http.bodies import decode_body
-from imagestudio.http.generating import _ACCEPTED, GenerateResult, IdempotencyHeader, PreferHeader, _generate
+from imagestudio.http.generating import (
+    GENERATED,
+    GENERATED_HEADERS,
+    GENERATION_ERRORS,
+    GenerateResult,
+    IdempotencyHeader,
+    PreferHeader,
+    _generate,
+)
 from imagestudio.http.history_params import (
     _HISTORY_DESCRIPTION,
+    FILTER_PARAMETERS,
     CursorParam,
-    EngineParam,
-    FromParam,
     LimitParam,
-    ModelParam,
     OffsetParam,
-    OperationParam,
-    SearchParam,
     SortParam,
-    ToParam,
-    TypeParam,
+    filter_texts,
 )
 from imagestudio.http.intake import _holding_body, _prepared
-from imagestudio.http.openapi import documented_body
-from imagestudio.http.routing import ServicesDep, _base_url, _errors, provide_services
+from imagestudio.http.openapi import described_by, documented, int_query, operation_id
+from imagestudio.http.routing import (
+    BODY,
+    CHANGES,
+    DATABASE,
+    PARAMETERS,
+    ServicesDep,
+    _base_url,
+    _errors,
+    provide_services,
+)
 from imagestudio.http.schemas import (
     DeletedResponse,
     GenerationResponse,
@@ -80,7 +102,13 @@ class HealthController(Controller):
     path = "/health"
     tags = ("health",)
 
-    @get("/", summary="Is the server up, and which engine does it use?", responses=_errors(needs_token=False))
+    @get(
+        "/",
+        summary="Is the server up, and which engine does it use?",
+        operation_id=operation_id("health"),
+        operation_class=documented(),
+        responses=_errors(needs_token=False),
+    )
     async def health(self, services: ServicesDep) -> HealthOut:
         return HealthOut(status="ok", version=services.version, engine=services.engine)
 
@@ -93,8 +121,10 @@ class GenerateController(Controller):
         "/text-to-image",
         status_code=200,
         summary="Generate an image from a text prompt",
-        operation_class=documented_body(TextToImageBody),
-        responses=_errors(400, 403, 409, 413, 415, 500, 503) | _ACCEPTED,
+        operation_id=operation_id("textToImage"),
+        description=described_by(GenerateTextToImage),
+        operation_class=documented(TextToImageBody, headers=GENERATED_HEADERS),
+        responses=_errors(*GENERATION_ERRORS) | GENERATED,
     )
     async def text_to_image(
         self,
@@ -111,8 +141,10 @@ class GenerateController(Controller):
         "/image-to-image",
         status_code=200,
         summary="Transform an image according to a text prompt",
-        operation_class=documented_body(ImageToImageBody),
-        responses=_errors(400, 403, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
+        operation_id=operation_id("imageToImage"),
+        description=described_by(GenerateImageToImage),
+        operation_class=documented(ImageToImageBody, headers=GENERATED_HEADERS),
+        responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED,
     )
     async def image_to_image(
         self,
@@ -129,8 +161,10 @@ class GenerateController(Controller):
         "/upscale",
         status_code=200,
         summary="Upscale an image by 2, 3 or 4",
-        operation_class=documented_body(UpscaleBody),
-        responses=_errors(400, 403, 404, 409, 413, 415, 500, 503) | _ACCEPTED,
+        operation_id=operation_id("upscale"),
+        description=described_by(UpscaleImage),
+        operation_class=documented(UpscaleBody, headers=GENERATED_HEADERS),
+        responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED,
     )
     async def upscale(
         self,
@@ -149,8 +183,10 @@ class HistoryController(Controller):
     @get(
         "/",
         summary="List generations, newest first: filters, full-text search, cursor pages",
-        description=_HISTORY_DESCRIPTION,
-        responses=_errors(400, 500, 503),
+        description=described_by(ListHistory).split("\n\n")[0] + "\n\n" + _HISTORY_DESCRIPTION,
+        operation_id=operation_id("listHistory"),
+        operation_class=documented(parameters=FILTER_PARAMETERS),
+        responses=_errors(*PARAMETERS, *DATABASE),
     )
     async def list_history(
         self,
@@ -158,35 +194,25 @@ class HistoryController(Controller):
         services: ServicesDep,
         limit: LimitParam = 50,
         offset: OffsetParam = 0,
-        type: TypeParam = None,
         cursor: CursorParam = None,
-        q: SearchParam = None,
-        operation: OperationParam = None,
-        engine: EngineParam = None,
-        model: ModelParam = None,
-        created_from: FromParam = None,
-        created_to: ToParam = None,
-        sort: SortParam = "newest",
+        sort: SortParam = HistorySort.NEWEST,
     ) -> HistoryResponse:
+        # the filters are the domain's table: read from the query string, documented by
+        # FILTER_PARAMETERS, parsed and checked by the domain
         query = HistoryQuery.parse(
-            limit=limit,
-            offset=offset,
-            sort=sort,
-            cursor=cursor,
-            **{
-                "type": type,
-                "q": q,
-                "operation": operation,
-                "engine": engine,
-                "model": model,
-                "from": created_from,
-                "to": created_to,
-            },
+            limit=limit, offset=offset, sort=sort, cursor=cursor, **filter_texts(request.query_params)
         )
         page = await services.list_history(query)
         return history_response(page, _base_url(request), limit, offset)
 
-    @get("/{generation_id:str}", summary="One generation", responses=_errors(400, 404, 500, 503))
+    @get(
+        "/{generation_id:str}",
+        summary="One generation",
+        operation_id=operation_id("getGeneration"),
+        description=described_by(GetGeneration),
+        operation_class=documented(),
+        responses=_errors(*PARAMETERS, NotFound, *DATABASE),
+    )
     async def get_generation(
         self,
         request: Request[Any, Any, Any],
@@ -200,7 +226,10 @@ class HistoryController(Controller):
         "/{generation_id:str}",
         status_code=200,
         summary="Delete a generation and its image file",
-        responses=_errors(400, 403, 404, 415, 500, 503),
+        operation_id=operation_id("deleteGeneration"),
+        description=described_by(DeleteGeneration),
+        operation_class=documented(),
+        responses=_errors(*PARAMETERS, *CHANGES, NotFound, StorageError, *DATABASE),
     )
     async def delete_generation(
         self, services: ServicesDep, generation_id: Annotated[str, PathParameter(schema_extra=_ID_DOCS)]
@@ -213,15 +242,24 @@ class SettingsController(Controller):
     path = "/api/settings"
     tags = ("settings",)
 
-    @get("/", summary="All settings", responses=_errors(500, 503))
+    @get(
+        "/",
+        summary="All settings",
+        operation_id=operation_id("getSettings"),
+        description=described_by(GetSettings),
+        operation_class=documented(),
+        responses=_errors(*DATABASE),
+    )
     async def get_settings(self, services: ServicesDep) -> SettingsResponse:
         return SettingsResponse(data=settings_out(await services.get_settings()))
 
     @put(
         "/",
         summary="Change some settings (all-or-nothing)",
-        operation_class=documented_body(SettingsBody),
-        responses=_errors(400, 403, 413, 415, 500, 503),
+        operation_id=operation_id("updateSettings"),
+        description=described_by(UpdateSettings),
+        operation_class=documented(SettingsBody),
+        responses=_errors(*BODY, InvalidStoragePath, StorageError, *DATABASE),
     )
     async def update_settings(
         self, request: Request[Any, Any, Any], services: ServicesDep
@@ -262,7 +300,10 @@ class ImagesController(Controller):
         "/{key:path}",
         summary="The bytes of a generated image (its filePath) or of its thumbnail (its thumbnailPath)",
         media_type="image/*",
-        responses=_errors(404, 500),
+        operation_id=operation_id("getImage"),
+        description=described_by(OpenImage),
+        operation_class=documented(),
+        responses=_errors(NotFound, StorageError, *DATABASE),
         response_description="File Download",
     )
     async def image(self, services: ServicesDep, key: FromPath[str]) -> _StreamedFile:
@@ -289,13 +330,16 @@ class TasksController(Controller):
     @get(
         "/",
         summary="Active tasks (running, then queued in order) and recent finished ones",
-        responses=_errors(400, 500, 503),
+        operation_id=operation_id("listTasks"),
+        description=described_by(ListTasks),
+        operation_class=documented(),
+        responses=_errors(*PARAMETERS, *DATABASE),
     )
     async def list_tasks(
         self,
         services: ServicesDep,
         limit: Annotated[
-            int, QueryParameter(ge=1, le=MAX_FINISHED_TASKS, description="Finished tasks to include")
+            int, int_query(ge=1, le=MAX_FINISHED_TASKS, description="Finished tasks to include")
         ] = 50,
     ) -> TaskListResponse:
         return TaskListResponse(data=[task_out(task) for task in await services.list_tasks(limit)])
@@ -303,7 +347,10 @@ class TasksController(Controller):
     @get(
         "/{task_id:str}",
         summary="One task: status, progress, position, result or error",
-        responses=_errors(404, 500, 503),
+        operation_id=operation_id("getTask"),
+        description=described_by(GetTask),
+        operation_class=documented(),
+        responses=_errors(NotFound, *DATABASE),
     )
     async def get_task(
         self, request: Request[Any, Any, Any], services: ServicesDep, task_id: FromPath[str]
@@ -317,7 +364,10 @@ class TasksController(Controller):
         "/{task_id:str}",
         status_code=200,
         summary="Cancel a queued or running task",
-        responses=_errors(403, 404, 409, 415, 500, 503),
+        operation_id=operation_id("cancelTask"),
+        description=described_by(CancelTask),
+        operation_class=documented(),
+        responses=_errors(*CHANGES, NotFound, Conflict, *DATABASE),
     )
     async def cancel_task(self, services: ServicesDep, task_id: FromPath[str]) -> TaskResponse:
         return TaskResponse(data=task_out(await services.cancel_task(task_id)))

@@ -17,12 +17,25 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 from msgspec import Struct
 
-from imagestudio.domain.errors import InvalidParameters
+from imagestudio.domain.errors import (
+    Conflict,
+    GenerationCancelled,
+    Interrupted,
+    InvalidParameters,
+    InvalidPrompt,
+    InvalidStoragePath,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QueueFull,
+    StorageError,
+)
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.tasks import IdempotencyKey
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.intake import _holding_body, _prepared
-from imagestudio.http.routing import _base_url
+from imagestudio.http.openapi import header
+from imagestudio.http.routing import BODY, DATABASE, PARAMETERS, Cause, _base_url
 from imagestudio.http.schemas import (
     GenerationResponse,
     ImageToImageBody,
@@ -34,7 +47,15 @@ from imagestudio.http.schemas import (
 )
 from imagestudio.services import Services
 
-__all__ = ["GenerateResult", "Generating", "IdempotencyHeader", "PreferHeader"]
+__all__ = [
+    "GENERATED",
+    "GENERATED_HEADERS",
+    "GENERATION_ERRORS",
+    "GenerateResult",
+    "Generating",
+    "IdempotencyHeader",
+    "PreferHeader",
+]
 
 
 def _wants_async(prefer: str | None) -> bool:
@@ -77,13 +98,43 @@ IdempotencyHeader = Annotated[
 GenerateResult = Response[GenerationResponse | TaskResponse]
 Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
 
-_ACCEPTED = {
+GENERATED = {
+    200: ResponseSpec(
+        data_container=GenerationResponse,
+        description="The generation, once it is made and stored (without `Prefer: respond-async`)",
+        generate_examples=False,
+    ),
     202: ResponseSpec(
         data_container=TaskResponse,
-        description="Accepted (with `Prefer: respond-async`): the task; `Location` is /api/tasks/{taskId}",
+        description="Accepted (with `Prefer: respond-async`): the task, queued; follow it at `Location`"
+        " or over the WebSocket",
         generate_examples=False,
-    )
+    ),
 }
+"""A generation route's answers: 200 is always the generation, 202 always the task."""
+GENERATED_HEADERS = {
+    202: {
+        "Location": header("The task: `/api/tasks/{taskId}`", pattern="^/api/tasks/.+$"),
+        "Preference-Applied": header("`respond-async`", const="respond-async"),
+    }
+}
+GENERATION_ERRORS: tuple[Cause, ...] = (
+    *BODY,
+    *PARAMETERS,  # Prefer, Idempotency-Key
+    InvalidPrompt,
+    InvalidStoragePath,
+    Conflict,
+    GenerationCancelled,
+    QueueFull,
+    Interrupted,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StorageError,
+    *DATABASE,
+)
+"""What a generation route can answer besides its result (image-to-image and upscale add
+``NotFound``: a source image that does not exist)."""
 
 
 async def _generate(

@@ -2,37 +2,42 @@
 
 The domain parses and checks them (``HistoryQuery.parse``, with its own messages); the limits
 the OpenAPI document states are built here from the domain's constants (``domain/history_query.py``).
+
+The filters are the domain's :data:`HISTORY_FILTERS`: the handler reads each one's parameter from
+the query string (:func:`filter_texts`), and :data:`FILTER_PARAMETERS` documents them, in their
+order, with the descriptions the domain gives and the schema of :data:`_FILTER_SCHEMAS` (checked
+at import to cover every declared filter, so a new filter cannot go undocumented).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Final
 
-from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
+from litestar.datastructures import MultiDict
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Parameter, Reference, Schema
 from litestar.params import QueryParameter
 
 from imagestudio.domain.history_query import (
     ENGINE_NAME_PATTERN,
+    HISTORY_FILTERS,
     MAX_HISTORY_LIMIT,
     MAX_HISTORY_OFFSET,
     MAX_SEARCH_LENGTH,
     MAX_SEARCH_TERMS,
     SEARCH_WORD_PATTERN,
+    HistorySort,
 )
 from imagestudio.domain.values import MODEL_ID_PATTERN
+from imagestudio.http.openapi import int_query
 
 __all__ = [
+    "FILTER_PARAMETERS",
     "CursorParam",
-    "EngineParam",
-    "FromParam",
     "LimitParam",
-    "ModelParam",
     "OffsetParam",
-    "OperationParam",
-    "SearchParam",
     "SortParam",
-    "ToParam",
-    "TypeParam",
+    "filter_texts",
 ]
 
 _HISTORY_DESCRIPTION = """Filters combine (AND); `total` counts every generation the filter matches.
@@ -47,21 +52,60 @@ stable while new generations arrive and stay fast deep into a long history.
 # MAX_SEARCH_TERMS words (runs of letters and digits) with anything else around and between them
 _WORD = SEARCH_WORD_PATTERN
 _SEARCH_PATTERN = rf"^(\s*|[\W_]*{_WORD}([\W_]+{_WORD}){{0,{MAX_SEARCH_TERMS - 1}}}[\W_]*)$"
-_INSTANT = {
-    "any_of": [
+_INSTANT = Schema(
+    any_of=[
         Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE),
         Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
     ]
+)
+_FILTER_SCHEMAS: Final[Mapping[str, Schema | Reference]] = {
+    "type": Reference(ref="#/components/schemas/GenerationType"),
+    "q": Schema(type=OpenAPIType.STRING, max_length=MAX_SEARCH_LENGTH, pattern=_SEARCH_PATTERN),
+    "operation": Reference(ref="#/components/schemas/Operation"),
+    "engine": Schema(type=OpenAPIType.STRING, pattern=f"^{ENGINE_NAME_PATTERN}$"),
+    "model": Schema(type=OpenAPIType.STRING, pattern=f"^{MODEL_ID_PATTERN}$"),
+    "from": _INSTANT,
+    "to": _INSTANT,
 }
+"""The schema of each filter's parameter (one text; a repeatable filter's is an array of them)."""
+if set(_FILTER_SCHEMAS) != {declared.param for declared in HISTORY_FILTERS}:  # pragma: no cover
+    raise ImportError("every history filter needs its parameter's schema in http/history_params.py")
+
+
+def _parameter(param: str, description: str, repeatable: bool) -> Parameter:
+    schema = _FILTER_SCHEMAS[param]
+    return Parameter(
+        name=param,
+        param_in="query",
+        required=False,
+        description=description,
+        schema=Schema(type=OpenAPIType.ARRAY, items=schema) if repeatable else schema,
+        explode=True if repeatable else None,
+    )
+
+
+FILTER_PARAMETERS: Final = tuple(
+    _parameter(declared.param, declared.description, declared.repeatable) for declared in HISTORY_FILTERS
+)
+"""The OpenAPI parameters of the history filters, in the order of :data:`HISTORY_FILTERS`."""
+
+
+def filter_texts(query: MultiDict[str]) -> dict[str, list[str]]:
+    """The texts each filter's parameter was given in ``query`` (absent filters are left out)."""
+    texts = {}
+    for declared in HISTORY_FILTERS:
+        values = query.getall(declared.param, [])
+        if values:
+            texts[declared.param] = values
+    return texts
 
 
 LimitParam = Annotated[
-    int, QueryParameter(ge=1, le=MAX_HISTORY_LIMIT, description=f"Page size, 1 to {MAX_HISTORY_LIMIT}")
+    int, int_query(ge=1, le=MAX_HISTORY_LIMIT, description=f"Page size, 1 to {MAX_HISTORY_LIMIT}")
 ]
 OffsetParam = Annotated[
-    int, QueryParameter(ge=0, le=MAX_HISTORY_OFFSET, description="Items to skip; not together with cursor")
+    int, int_query(ge=0, le=MAX_HISTORY_OFFSET, description="Items to skip; not together with cursor")
 ]
-TypeParam = Annotated[Literal["image", "video"] | None, QueryParameter(description="Only this type")]
 CursorParam = Annotated[
     str | None,
     QueryParameter(
@@ -69,53 +113,9 @@ CursorParam = Annotated[
         " filters and sort (stable while generations are added). Opaque; a bad one is 400"
     ),
 ]
-SearchParam = Annotated[
-    str | None,
-    QueryParameter(
-        description="Full-text search of prompt and negative prompt: every word must be a word"
-        " of either, in any order, ignoring case (`SKY red` finds `Sunset, red sky`; whole words:"
-        " `sun` does not find `Sunset`)."
-        f" At most {MAX_SEARCH_LENGTH} characters and {MAX_SEARCH_TERMS} words",
-        max_length=MAX_SEARCH_LENGTH,
-        schema_extra={"pattern": _SEARCH_PATTERN},
-    ),
-]
-OperationParam = Annotated[
-    Literal["text-to-image", "image-to-image", "upscale"] | None,
-    QueryParameter(description="Only this operation"),
-]
-EngineParam = Annotated[
-    str | None,
-    QueryParameter(
-        description="Only images made by this engine (`local`, `runware`)",
-        schema_extra={"pattern": f"^{ENGINE_NAME_PATTERN}$"},
-    ),
-]
-ModelParam = Annotated[
-    str | None,
-    QueryParameter(
-        description="Only images made with this model id, e.g. `runware:100@1`",
-        schema_extra={"pattern": f"^{MODEL_ID_PATTERN}$"},
-    ),
-]
-FromParam = Annotated[
-    str | None,
-    QueryParameter(
-        name="from",
-        description="Created at or after this instant (inclusive): ISO-8601 date or date-time,"
-        " e.g. `2026-01-02` or `2026-01-02T10:00:00Z`; without an offset it is UTC",
-        schema_extra=_INSTANT,
-    ),
-]
-ToParam = Annotated[
-    str | None,
-    QueryParameter(
-        name="to",
-        description="Created before this instant (exclusive), not before `from`; as `from`",
-        schema_extra=_INSTANT,
-    ),
-]
 SortParam = Annotated[
-    Literal["newest", "oldest"],
-    QueryParameter(description="`newest` first (default) or `oldest` first; ties by id"),
+    HistorySort,
+    QueryParameter(
+        description="`newest` first (default) or `oldest` first; ties by id",
+    ),
 ]

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from inspect import getdoc
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.params import QueryParameter
 from msgspec import Struct
 
+from imagestudio.domain.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from imagestudio.domain.models import MAX_MODEL_LIMIT, ListModels, ModelInfo, ModelQuery
-from imagestudio.http.routing import ServicesDep, _errors
+from imagestudio.http.openapi import described_by, documented, int_query, operation_id
+from imagestudio.http.routing import PARAMETERS, ServicesDep, _errors
 
 __all__ = ["ModelsController"]
 
 
 class _Out(Struct, rename="camel", kw_only=True):
     pass
+
+
+class ModelKind(StrEnum):
+    """What a model does: make images (from a prompt, or a prompt and an image) or upscale them."""
+
+    IMAGE = "image"
+    UPSCALE = "upscale"
 
 
 class SizeRuleOut(_Out):
@@ -32,7 +41,7 @@ class ModelOut(_Out):
     id: str
     name: str
     engine: str
-    kind: Literal["image", "upscale"]
+    kind: ModelKind
     family: str
     parameters: list[str]
     """Beside prompt and size: which of negativePrompt, steps, cfgScale, seed, strength, seedImage."""
@@ -54,7 +63,7 @@ def model_out(info: ModelInfo) -> ModelOut:
         id=info.id,
         name=info.name,
         engine=info.engine,
-        kind=info.kind,
+        kind=ModelKind(info.kind),
         family=info.family,
         parameters=sorted(info.parameters),
         sizes=None
@@ -79,15 +88,17 @@ class ModelsController(Controller):
     @get(
         "/",
         summary="Models the engine can run",
-        description=getdoc(ListModels),
-        responses=_errors(400, 500, 503),
+        description=described_by(ListModels),
+        operation_id=operation_id("listModels"),
+        operation_class=documented(),
+        responses=_errors(*PARAMETERS, ProviderRejected, ProviderTimeout, ProviderUnavailable),
     )
     async def list_models(
         self,
         services: ServicesDep,
         q: Annotated[str | None, QueryParameter(description="Matches id, name or family")] = None,
         limit: Annotated[
-            int, QueryParameter(ge=1, le=MAX_MODEL_LIMIT, description=f"Page size, 1 to {MAX_MODEL_LIMIT}")
+            int, int_query(ge=1, le=MAX_MODEL_LIMIT, description=f"Page size, 1 to {MAX_MODEL_LIMIT}")
         ] = 20,
         cursor: Annotated[
             str | None, QueryParameter(description="The nextCursor of the previous page")

@@ -11,12 +11,43 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import SkipValidation
 
-from imagestudio.http.schemas import ErrorResponse
+from imagestudio.domain.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    InvalidParameters,
+    StudioError,
+)
+from imagestudio.http.errors import (
+    FORBIDDEN,
+    INTERNAL,
+    INVALID_HOST,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMITED,
+    REQUEST_TIMEOUT,
+    SERVER_FULL,
+    UNAUTHORIZED,
+    UNSUPPORTED_MEDIA_TYPE,
+    Refusal,
+    documented_errors,
+)
 from imagestudio.services import Services
 
-__all__ = ["ServicesDep", "provide_services"]
+__all__ = ["BODY", "CHANGES", "DATABASE", "PARAMETERS", "ServicesDep", "provide_services"]
 
 ServicesDep = NamedDependency[SkipValidation[Services]]
+
+Cause = type[StudioError] | Refusal
+
+# What a route can meet, named once; a route lists the groups and the domain errors of its use case.
+PARAMETERS: tuple[Cause, ...] = (InvalidParameters,)
+"""Query, path or header parameters, which the framework or the domain can refuse."""
+CHANGES: tuple[Cause, ...] = (FORBIDDEN, UNSUPPORTED_MEDIA_TYPE)
+"""A state-changing method (POST, PUT, DELETE): refused cross-site, and with a body that is not JSON."""
+BODY: tuple[Cause, ...] = (*CHANGES, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT, InvalidParameters)
+"""A JSON request body: too big, too slow, malformed or invalid."""
+DATABASE: tuple[Cause, ...] = (DatabaseError, DatabaseUnavailable)
+"""A use case that reads or writes the database."""
+_EVERY_ROUTE: tuple[Cause, ...] = (INVALID_HOST, RATE_LIMITED, INTERNAL, SERVER_FULL)
 
 
 def provide_services(state: State) -> Services:
@@ -24,30 +55,16 @@ def provide_services(state: State) -> Services:
     return services
 
 
-def _errors(*statuses: int, needs_token: bool = True) -> dict[int, ResponseSpec]:
-    """The error answers a route documents; 401 and 429 go with every route that can give them."""
-    descriptions = {
-        400: "Invalid request (INVALID_PROMPT, INVALID_PARAMETERS, STORAGE_ERROR for a bad storagePath;"
-        " INVALID_HOST when the Host header is not a name of this server)",
-        401: "No valid API token, when IMAGESTUDIO_API_TOKEN is set (UNAUTHORIZED)",
-        403: "Sent from a web page whose origin is not allowed (FORBIDDEN)",
-        404: "Not found (NOT_FOUND)",
-        409: "Conflict (CONFLICT: a reused taskId or Idempotency-Key, a finished task; CANCELLED)",
-        413: "Request body over 32 MiB (PAYLOAD_TOO_LARGE)",
-        415: "The body is not `application/json` (UNSUPPORTED_MEDIA_TYPE)",
-        429: "Over IMAGESTUDIO_RATE_LIMIT for this client; `Retry-After` says when to retry (RATE_LIMITED)",
-        500: "Generation, storage or database failure"
-        " (API_TIMEOUT, API_ERROR, STORAGE_ERROR, DATABASE_ERROR, INTERNAL_ERROR)",
-        503: "Provider, database or queue unavailable (API_ERROR, DATABASE_ERROR, QUEUE_FULL)",
-    }
-    # INVALID_HOST can answer any route; 401 and 429 any route the token and the rate limit cover
-    statuses = (*statuses, 400, 401, 429) if needs_token else (*statuses, 400, 429)
-    return {
-        status: ResponseSpec(
-            data_container=ErrorResponse, description=descriptions[status], generate_examples=False
-        )
-        for status in statuses
-    }
+def _errors(*causes: Cause, needs_token: bool = True) -> dict[int, ResponseSpec]:
+    """The error answers a route documents, generated from ``http/errors.py``'s status table: the
+    domain errors its use case raises and the refusals it can meet (``causes``), plus those every
+    route can meet (a foreign ``Host``, the rate limit, an unexpected failure, a full server) and,
+    unless ``needs_token`` is false, a missing token.
+
+    Litestar documents a 400 of its own shape (``{status_code, detail, extra}``, which this server
+    never sends) for every route with parameters; these answers replace it, as every route
+    documents a 400 (``INVALID_HOST`` at least)."""
+    return documented_errors((*causes, *_EVERY_ROUTE, *((UNAUTHORIZED,) if needs_token else ())))
 
 
 def _base_url(request: Request[Any, Any, Any]) -> str:

@@ -10,6 +10,7 @@ request body being a flat object of scalars.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -43,6 +44,8 @@ from imagestudio.domain.values import (
     PROMPT_MIN,
     SIDE_STEP,
     TASK_ID_PATTERN,
+    Operation,
+    TaskStatus,
     UpscaleFactor,
 )
 from imagestudio.http.bodies import OFF_LOOP_BYTES, decode_body, prepare_body, read_body
@@ -53,6 +56,7 @@ __all__ = [
     "ErrorResponse",
     "GenerationOut",
     "GenerationResponse",
+    "GenerationType",
     "HealthOut",
     "HistoryResponse",
     "ImageToImageBody",
@@ -146,6 +150,15 @@ StoragePath = Annotated[
 ]
 
 
+EmbedMetadata = Annotated[
+    bool,
+    Meta(
+        description="Write each new image's parameters (prompt included) into its file:"
+        " PNG text chunks, JPEG and WebP EXIF and XMP"
+    ),
+]
+
+
 class _Body(Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
     pass
 
@@ -199,6 +212,7 @@ class SettingsBody(_Body):
     default_height: Side | UnsetType = UNSET
     default_steps: Steps | UnsetType = UNSET
     default_cfg_scale: CfgScale | UnsetType = UNSET
+    embed_metadata: EmbedMetadata | UnsetType = UNSET
 
     def to_patch(self) -> SettingsPatch:
         def value(v: Any) -> Any:
@@ -210,10 +224,20 @@ class SettingsBody(_Body):
             default_height=value(self.default_height),
             default_steps=value(self.default_steps),
             default_cfg_scale=value(self.default_cfg_scale),
+            embed_metadata=value(self.embed_metadata),
         )
 
 
 # --- responses ------------------------------------------------------------------------------
+# An enumeration is an Enum class, not a Literal, so that the OpenAPI document holds it once, as a
+# component (``Operation``, ``TaskStatus``, ``GenerationType``) that every use of it refers to.
+
+
+class GenerationType(StrEnum):
+    """What a generation made."""
+
+    IMAGE = "image"
+    VIDEO = "video"
 
 
 class _Out(Struct, rename="camel", kw_only=True):
@@ -236,8 +260,8 @@ class ParametersOut(_Out):
 
 class GenerationOut(_Out):
     id: int
-    type: Literal["image", "video"]
-    operation: Literal["text-to-image", "image-to-image", "upscale"]
+    type: GenerationType
+    operation: Operation
     prompt: str
     negative_prompt: str | None
     parameters: ParametersOut
@@ -281,6 +305,7 @@ class SettingsOut(_Out):
     default_height: int
     default_steps: int
     default_cfg_scale: float
+    embed_metadata: bool
 
 
 class SettingsResponse(_Out, kw_only=True):
@@ -296,8 +321,8 @@ class TaskErrorOut(_Out):
 
 class TaskOut(_Out):
     task_id: str
-    operation: Literal["text-to-image", "image-to-image", "upscale"]
-    status: Literal["queued", "generating", "completed", "failed", "cancelled"]
+    operation: Operation
+    status: TaskStatus
     progress: int
     position: int | None
     created_at: str
@@ -345,8 +370,8 @@ def _iso(generation: Generation) -> str:
 def task_out(task: Task, generation: GenerationOut | None = None) -> TaskOut:
     return TaskOut(
         task_id=task.id,
-        operation=task.operation.value,
-        status=task.status.value,
+        operation=task.operation,
+        status=task.status,
         progress=task.progress,
         position=task.position,
         created_at=_iso_time(task.created_at),
@@ -368,8 +393,8 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
     created = _iso(generation)
     return GenerationOut(
         id=generation.id,
-        type=generation.type,
-        operation=generation.operation.value,
+        type=GenerationType(generation.type),
+        operation=generation.operation,
         prompt=generation.prompt,
         negative_prompt=generation.negative_prompt,
         parameters=ParametersOut(
@@ -416,4 +441,5 @@ def settings_out(settings: Settings) -> SettingsOut:
         default_height=settings.default_height,
         default_steps=settings.default_steps,
         default_cfg_scale=settings.default_cfg_scale,
+        embed_metadata=settings.embed_metadata,
     )

@@ -15,12 +15,13 @@ nothing and stops a web page the user merely visited from acting for them or rea
   ``application/json`` without a preflight, which is refused) and must not come from a foreign
   ``Origin``; a WebSocket opened from a foreign ``Origin`` is refused.
 
-All of it is one ASGI layer, :class:`ShellGuard`, which also hands ``GET /api/history`` and
-``/health`` to the response cache (``http/cache.py``) once the checks have passed. CORS lives
-here rather than in Litestar's CORS middleware so that the Host check runs before anything else,
-preflights included, and so that every refusal here carries the CORS headers a page needs to read
-it. :func:`guard` puts it in front of the app's router (route middleware would run only after
-routing), so a path no route serves is checked too before its 404.
+All of it is one ASGI layer, :class:`ShellGuard`, which also answers ``HEAD`` as ``GET`` without
+the body (``http/head.py``) and hands ``GET /api/history`` and ``/health`` to the response cache
+(``http/cache.py``) once the checks have passed. CORS lives here rather than in Litestar's CORS
+middleware so that the Host check runs before anything else, preflights included, and so that
+every refusal here carries the CORS headers a page needs to read it. :func:`guard` puts it in
+front of the app's router (route middleware would run only after routing), so a path no route
+serves is checked too before its 404.
 
 HTTP refusals are written in the spec's error shape by ``http/errors.py``'s :func:`send_error`.
 WebSocket refusals are written here: an error message and close code 1008 after the handshake
@@ -47,6 +48,7 @@ from imagestudio.http.cache import ResponseCache
 from imagestudio.http.cors import _Cors
 from imagestudio.http.cross_site import _cross_site_refusal
 from imagestudio.http.errors import InvalidHost, send_error
+from imagestudio.http.head import as_get, with_head_allowed, without_body
 from imagestudio.http.hosts import HostAllowlist, _host_header
 from imagestudio.http.ratelimit import RateLimiter, _period
 from imagestudio.http.scope import _header
@@ -137,11 +139,16 @@ class ShellGuard:
         )
 
     async def _http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
-        watch = RefusalLog(send)
+        asked = http
+        if http["method"] == "HEAD":  # answered as the GET, without its body (http/head.py)
+            http, send = as_get(http), without_body(send)
+        elif http["method"] == "OPTIONS":
+            send = with_head_allowed(send)
+        watch = RefusalLog(send)  # sees the GET's error body; reports the method asked
         try:
             await self._checked_http(http, receive, watch.send)
         finally:
-            watch.report(http)
+            watch.report(asked)
 
     async def _checked_http(self, http: HTTPScope, receive: Receive, send: Send) -> None:
         method = http["method"]
@@ -166,7 +173,7 @@ class ShellGuard:
             await send_error(reply, refused, method)
             return
         cache = self.response_cache
-        if method not in _STATE_CHANGING and cache is not None and cache.serves(http):
+        if method == "GET" and cache is not None and cache.serves(http):  # HEAD is a GET here
             await cache(http, receive, reply, self.app)
             return
         await self.app(http, receive, reply)

@@ -33,8 +33,10 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,9 +51,11 @@ from imagestudio.log import get_logger
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
+    "CannotListen",
     "ConnectionGuard",
     "DescriptorLimit",
     "body_deadline",
+    "check_listen",
     "connection_cap",
     "raise_descriptor_limit",
     "serve",
@@ -434,6 +438,42 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 # --- the server ------------------------------------------------------------------------------------
+
+
+class CannotListen(Exception):
+    """The server cannot listen where it is told to (the message is one line for the user)."""
+
+
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "address already in use (is another imagestudio running? --port chooses another)",
+    errno.EACCES: "permission denied (ports below 1024 need privileges; --port chooses another)",
+    errno.EADDRNOTAVAIL: "this machine has no such address (--host names one of its own)",
+}
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind every address ``host`` resolves to, on ``port``, as uvicorn will (address reuse on,
+    IPv6 sockets IPv6-only), and let go: ``CannotListen`` now, before the application starts,
+    rather than uvicorn's ``[Errno 98]`` after its startup is complete."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise CannotListen(f"cannot listen on {where}: {error.strerror} (--host)") from error
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue  # a family this system lacks: asyncio skips it too
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                reason = _LISTEN_HINTS.get(error.errno or 0, error.strerror or str(error))
+                raise CannotListen(f"cannot listen on {where}: {reason}") from error
 
 
 def serve(app: Any, config: Config) -> int:

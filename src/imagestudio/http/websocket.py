@@ -1,20 +1,23 @@
 """The progress WebSocket ``/ws/generation`` (CONTRACT.md section 9) and its message shapes.
 
-``?taskId=X`` receives only task X (starting with its latest event, so a late subscriber learns
-how it ended); without it the socket receives every task's events. Every event carries ``seq``,
-increasing for the life of the server: a client that reconnects with ``?after=<seq>`` first
-receives what it missed from a bounded replay buffer. Messages are JSON text frames, each one of
-the Structs below (their ``type`` tells them apart); the socket stays open after a task's
-terminal message, until the client closes it. ``http/asyncapi.py`` documents them from these
-same Structs.
+``?taskId=X`` receives only task X (starting with its latest event, so a late subscriber learns how
+it ended); without it the socket receives every task's events. Every event carries ``seq``,
+increasing for the life of the server: a client that reconnects with ``?after=<seq>`` first receives
+what it missed from a bounded replay buffer. ``?previews=true`` adds the engine's ``preview`` image
+to live ``generating`` messages (replayed ones have none). Messages are JSON text frames, each one
+of the Structs below (their ``type`` tells them apart); the socket stays open after a task's
+terminal message, until the client closes it. ``http/asyncapi.py`` documents them from these same
+Structs.
 
-An invalid query parameter is answered after the handshake with one :class:`SocketError` and
-close code 1008, so a client can read why (rather than a bare refused handshake).
+An invalid query parameter is answered after the handshake with one :class:`SocketError` and close
+code 1008, so a client can read why (rather than a bare refused handshake).
 """
 
 from __future__ import annotations
 
+import base64
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -41,6 +44,15 @@ _T = TypeVar("_T")
 _SEQ = re.compile(r"[0-9]{1,18}")
 
 
+_Preview = Annotated[
+    str,
+    msgspec.Meta(
+        description="with ?previews=true, on some generating messages: a data:image/jpeg;base64"
+        " URI of the work so far, at most 256 px on its long side (about three a second at most)"
+    ),
+]
+
+
 class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="progress"):
     """One task's state: sent when it is queued, moves in the queue, makes progress and ends.
 
@@ -62,6 +74,7 @@ class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="pro
     code: (
         Annotated[str, msgspec.Meta(description="error code such as STORAGE_ERROR (failed only)")] | UnsetType
     ) = UNSET
+    preview: _Preview | UnsetType = UNSET
 
 
 class ReplayTruncated(msgspec.Struct, rename="camel", tag_field="type", tag="replay-truncated"):
@@ -98,28 +111,47 @@ def event_message(event: TaskEvent) -> ProgressMessage:
         generation_id=_given(event.generation_id),
         error=_given(event.error),
         code=_given(event.code) if event.error is not None else UNSET,
+        preview=_data_uri(event.preview) if event.preview is not None else UNSET,
     )
+
+
+def _data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 def _given(value: _T | None) -> _T | UnsetType:
     return UNSET if value is None else value
 
 
-def _query(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, int | None]:
-    """``taskId`` and ``after`` from the query string (``InvalidParameters`` naming the bad one)."""
+@dataclass(frozen=True, slots=True)
+class _Query:
+    task_id: str | None
+    after: int | None
+    previews: bool
+
+
+def _query(socket: WebSocket[Any, Any, Any]) -> _Query:
+    """``taskId``, ``after`` and ``previews`` from the query string (``InvalidParameters`` naming
+    the bad one)."""
     task_id = socket.query_params.get("taskId")
     if task_id is not None:
         validate_task_id(task_id)
     raw_after = socket.query_params.get("after")
-    if raw_after is None:
-        return task_id, None
-    if _SEQ.fullmatch(raw_after) is None:
+    after = None
+    if raw_after is not None:
+        if _SEQ.fullmatch(raw_after) is None:
+            raise InvalidParameters(
+                "after must be the seq of a message you received (a whole number, 0 or more),"
+                f" not {raw_after[:40]!r}",
+                field="after",
+            )
+        after = int(raw_after)
+    raw_previews = socket.query_params.get("previews", "false")
+    if raw_previews not in ("true", "false"):
         raise InvalidParameters(
-            "after must be the seq of a message you received (a whole number, 0 or more),"
-            f" not {raw_after[:40]!r}",
-            field="after",
+            f"previews must be true or false, not {raw_previews[:40]!r}", field="previews"
         )
-    return task_id, int(raw_after)
+    return _Query(task_id, after, raw_previews == "true")
 
 
 @websocket("/ws/generation")
@@ -127,16 +159,16 @@ async def generation_socket(socket: WebSocket[Any, Any, Any]) -> None:
     """Stream progress events of one task (``?taskId=``) or of all tasks; ``?after=`` replays."""
     await socket.accept()
     try:
-        task_id, after = _query(socket)
+        query = _query(socket)
     except InvalidParameters as error:
         await socket.send_text(encode_message(SocketError(code=error.code, error=error.message)))
         await socket.close(code=_POLICY_VIOLATION, reason=f"invalid {error.field or 'query'}")
         return
     events: TaskEventStream = socket.app.state.services.events
-    subscription = events.subscribe(task_id, after=after)
+    subscription = events.subscribe(query.task_id, after=query.after, previews=query.previews)
     try:
-        if subscription.truncated_before is not None and after is not None:
-            truncated = ReplayTruncated(after=after, oldest_seq=subscription.truncated_before)
+        if subscription.truncated_before is not None and query.after is not None:
+            truncated = ReplayTruncated(after=query.after, oldest_seq=subscription.truncated_before)
             await socket.send_text(encode_message(truncated))
         async with anyio.create_task_group() as group:
 

@@ -7,6 +7,7 @@ back, so few steps look blotchy and many steps look clean.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Final
@@ -69,8 +70,27 @@ def _denoise(
         now, after = float(sigmas[index]), float(sigmas[index + 1])
         predicted = target + (coarse - target) * np.float32(0.6 * min(1.0, now))
         latent = predicted + (latent - predicted) * np.float32(after / now)
-        progress(index + 1, steps)
+        progress(index + 1, steps, functools.partial(_preview, latent))
     return (latent - target).astype(np.float32)
+
+
+PREVIEW_SIDE: Final = 256
+PREVIEW_QUALITY: Final = 70
+
+
+def _preview(latent: F32) -> bytes:
+    """A JPEG of the latent as it stands, at most ``PREVIEW_SIDE`` px on its long side (the
+    latent is 1/8 of the picture, so a small one is enlarged to that, never past the picture)."""
+    _, height, width = latent.shape
+    planes = np.clip(latent * 255 + 0.5, 0, 255).astype(np.uint8)
+    image = Image.merge("RGB", [Image.fromarray(planes[k]) for k in range(3)])
+    scale = min(PREVIEW_SIDE / max(width, height), LATENT_FACTOR)
+    if scale > 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=PREVIEW_QUALITY)
+    return out.getvalue()
 
 
 def _finish(image: F32, residual: F32) -> Image.Image:

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from imagestudio.adapters.sql.database import SqlDatabase
 from imagestudio.adapters.sql.tables import SETTINGS
-from imagestudio.domain.model import Settings, SettingsPatch
+from imagestudio.domain.model import SETTING_NAMES, Settings, SettingsPatch
 from imagestudio.domain.ports import ChangeWatch
 
 __all__ = ["SqlSettingsRepository"]
@@ -58,12 +58,9 @@ class SqlSettingsRepository:
         return await self._db.run(work)
 
 
-_SETTING_NAMES = ("storage_path", "default_width", "default_height", "default_steps", "default_cfg_scale")
-
-
 def _load_settings(connection: Connection) -> Settings:
     stored = {row.key: row.value for row in connection.execute(select(SETTINGS.c.key, SETTINGS.c.value))}
-    values = {name: stored[name] for name in _SETTING_NAMES if name in stored}
+    values = {name: stored[name] for name in SETTING_NAMES if name in stored}
     return Settings(**values)
 
 
