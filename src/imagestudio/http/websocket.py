@@ -167,6 +167,7 @@ async def generation_socket(socket: WebSocket[Any, Any, Any]) -> None:
     events: TaskEventStream = socket.app.state.services.events
     subscription = events.subscribe(query.task_id, after=query.after, previews=query.previews)
     try:
+        await subscription.ready()
         if subscription.truncated_before is not None and query.after is not None:
             truncated = ReplayTruncated(after=query.after, oldest_seq=subscription.truncated_before)
             await socket.send_text(encode_message(truncated))
