@@ -176,6 +176,25 @@ async def test_a_late_subscriber_starts_with_the_latest_event_of_its_task(open_s
     assert terminal.seq == latest.seq
 
 
+async def test_a_subscriber_right_after_the_end_of_a_task_starts_with_its_end(open_stream: Opener) -> None:
+    """As a synchronous request answers when its task has ended, a socket opened then for that
+    task starts with the terminal event (on PostgreSQL: not with a progress event already in the
+    table while the terminal one is still on its way there)."""
+    async with open_stream() as stream:
+        watch = stream.subscribe()
+        stream.publish(generating("sync", 50))
+        await take(watch, 1)
+        stream.publish(completed("sync", 9))
+        for _ in range(3):  # the in-memory hub delivers on the loop's next turn
+            await anyio.sleep(0)
+        late = stream.subscribe("sync")
+        [first] = await take(late, 1)
+        assert await nothing_more(late)
+        watch.close()
+        late.close()
+    assert (first.status, first.generation_id) == (TaskStatus.COMPLETED, 9)
+
+
 async def test_a_subscription_gets_one_terminal_event_per_task_and_nothing_after(open_stream: Opener) -> None:
     async with open_stream() as stream:
         everything = stream.subscribe()

@@ -158,6 +158,9 @@ class PostgresSubscription:
         """Set (once :meth:`ready` returned) when ``after`` is older than the oldest event kept."""
         self._stream = stream
         self._after = after
+        self.written_before: int | asyncio.Future[int] = 0
+        """The highest id of the events this process published before the subscription began (or
+        the writer's promise of it, while some of them are still on their way to the table)."""
         self.mark: int | None = None
         """Events up to this id come from the table, later ones live (set by the stream)."""
         self._cursor: int | None = None  # where the replay reads on; None: nothing left to replay
@@ -176,6 +179,8 @@ class PostgresSubscription:
 
     def deliver(self, event: TaskEvent) -> None:
         """A live event (the stream calls this on the loop, in ``seq`` order)."""
+        if self.mark is not None and event.seq <= self.mark:
+            return  # read from the table (the mark moved past it: see ``written_before``)
         if self._replaying:
             self._held.append(event)
         else:
@@ -201,6 +206,10 @@ class PostgresSubscription:
             if self._after is None and self.task_id is None:
                 self._finish_replay()
             else:
+                # what this process published before is read from the table too (a late
+                # subscriber on the server that ran the task learns how it ended, as it answered)
+                written = self.written_before
+                self.mark = max(self._marked(), written if isinstance(written, int) else await written)
                 oldest, tail = await self._stream._retrying(self._prime_query)
                 if self._after is not None:
                     if self._after < oldest - 1:
@@ -242,9 +251,10 @@ class PostgresSubscription:
         if self._tail is not None:
             self._accept(self._tail)
             self._tail = None
-        held, self._held = self._held, []
+        held, self._held, mark = self._held, [], self._marked()
         for event in held:
-            self._accept(event)
+            if event.seq > mark:  # the ones up to the mark came from the table
+                self._accept(event)
 
     async def _replay_page(self) -> None:
         assert self._cursor is not None
@@ -323,6 +333,9 @@ class PostgresTaskEvents:
         self._lock = threading.Lock()
         self._pending: deque[_Pending] = deque()
         self._numbers = count(1)
+        self._published = 0  # the number of the last event published
+        self._written_number = 0  # ... and of the last one written (or given up on)
+        self._written_seq = 0  # the highest id this process wrote
         self._dropped = 0
         self._previews: dict[int, bytes] = {}  # written by the writer's thread before its commit
         self._delivered = 0
@@ -333,6 +346,7 @@ class PostgresTaskEvents:
         self._dirty: asyncio.Event | None = None
         self._wake_writer: asyncio.Event | None = None
         self._writing: asyncio.Lock | None = None
+        self._waiters: list[tuple[int, asyncio.Future[int]]] = []  # (number, its highest id)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -365,6 +379,10 @@ class PostgresTaskEvents:
                 if left:
                     log.warning("task events not written at shutdown", count=left)
         tasks, self._tasks = self._tasks, []
+        waiting, self._waiters = self._waiters, []
+        for _, waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(self._written_seq)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -381,7 +399,8 @@ class PostgresTaskEvents:
     def publish(self, event: TaskEvent) -> None:
         """Queue ``event`` for the writer (any thread; never blocks)."""
         with self._lock:
-            self._pending.append(_Pending(next(self._numbers), event, dt.datetime.now(dt.UTC)))
+            self._published = next(self._numbers)
+            self._pending.append(_Pending(self._published, event, dt.datetime.now(dt.UTC)))
             if len(self._pending) > self.max_pending:
                 self._drop_one()
         loop = self._loop
@@ -411,6 +430,14 @@ class PostgresTaskEvents:
     ) -> PostgresSubscription:
         """Start receiving events of ``task_id`` (or of every task); call on the bound loop."""
         subscription = PostgresSubscription(self, task_id, after, previews)
+        with self._lock:
+            published = self._published
+        if self._written_number >= published:
+            subscription.written_before = self._written_seq
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append((published, waiter))
+            subscription.written_before = waiter
         if self._initialized is not None and self._initialized.is_set():
             subscription.mark = self._delivered
         self._subscribers.add(subscription)
@@ -445,7 +472,7 @@ class PostgresTaskEvents:
                 if not batch:
                     return
                 try:
-                    await self._db.run(lambda session: self._insert(session, batch))
+                    ids = await self._db.run(lambda session: self._insert(session, batch))
                 except DatabaseUnavailable as error:
                     log.warning("task events wait for the database", error=error.message, queued=len(batch))
                     await asyncio.sleep(delay)
@@ -453,6 +480,7 @@ class PostgresTaskEvents:
                     continue
                 except StudioError as error:  # a batch the database refuses is dropped, not retried
                     log.error("task events could not be written", error=error.message, count=len(batch))
+                    ids = []
                 delay = 0.05
                 last = batch[-1].number
                 with self._lock:
@@ -461,9 +489,24 @@ class PostgresTaskEvents:
                     if self._dropped and not self._pending:
                         log.warning("task events written again", dropped=self._dropped)
                         self._dropped = 0
+                self._wrote(batch, ids)
                 self._dirty.set()  # the reader delivers them without waiting for the notification
 
-    def _insert(self, session: Session, batch: list[_Pending]) -> None:
+    def _wrote(self, batch: list[_Pending], ids: list[int]) -> None:
+        """Note ``batch`` as written (with ``ids``; none if it was given up on) and tell the
+        subscriptions waiting for it the highest id of what was published before them."""
+        before = self._written_seq
+        waiting, self._waiters = self._waiters, []
+        for number, waiter in waiting:
+            if number > batch[-1].number:
+                self._waiters.append((number, waiter))
+            elif not waiter.done():
+                upto = [seq for item, seq in zip(batch, ids, strict=False) if item.number <= number]
+                waiter.set_result(max([before, *upto]))
+        self._written_number = batch[-1].number
+        self._written_seq = max([before, *ids])
+
+    def _insert(self, session: Session, batch: list[_Pending]) -> list[int]:
         connection = session.connection()
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
         rows = [
@@ -485,6 +528,7 @@ class PostgresTaskEvents:
             if item.event.preview is not None:  # before the commit: no reader can see the row yet
                 self._previews[seq] = item.event.preview
         connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(ids[-1])})
+        return ids
 
     # --- reader -----------------------------------------------------------------------------
 
