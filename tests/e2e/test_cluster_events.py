@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,10 +67,10 @@ def _terminate(url: str, pids: list[int]) -> None:
             connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-async def _until_terminal(socket: Any, task_id: str, timeout: float = 20) -> list[dict[str, Any]]:
-    """Messages of ``task_id`` from ``socket`` up to and including its terminal one."""
+async def _until_terminal(socket: Any, task_id: str) -> list[dict[str, Any]]:
+    """Messages of ``task_id`` from ``socket`` up to and including its terminal one (20 s at most)."""
     messages: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(20):
         while True:
             message = json.loads(await socket.recv())
             if message.get("taskId") != task_id:
@@ -108,8 +107,10 @@ def _generation_of(server: Server, task_id: str) -> int:
     return int(task["generationId"])
 
 
-def test_a_socket_on_one_server_follows_a_task_running_on_another(cluster: tuple[Server, Server, str]) -> None:
-    a, b, url = cluster
+def test_a_socket_on_one_server_follows_a_task_running_on_another(
+    cluster: tuple[Server, Server, str],
+) -> None:
+    a, b, _ = cluster
     ws_a, ws_b = f"ws://127.0.0.1:{a.port}/ws/generation", f"ws://127.0.0.1:{b.port}/ws/generation"
 
     async def follow() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -135,7 +136,8 @@ def test_a_socket_on_one_server_follows_a_task_running_on_another(cluster: tuple
         "seq": seen_b[-1]["seq"],
     }
     seqs = [m["seq"] for m in seen_b]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     progress = [m["progress"] for m in seen_b]
     assert progress == sorted(progress)
     # the same messages, with the same seqs, on the server that ran the task
@@ -178,5 +180,6 @@ def test_a_killed_listener_connection_is_opened_again_and_loses_nothing(
     deadline = time.monotonic() + 10
     while not (after := _listeners(url, b)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(after) == 1 and after != before  # a new connection, listening again
+    assert len(after) == 1
+    assert after != before
     assert "task event listener lost its connection" in b.log_text()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import os
 import threading
 from collections import deque
@@ -260,7 +261,7 @@ class PostgresSubscription:
         assert self._cursor is not None
         cursor, mark, limit = self._cursor, self._marked(), self._stream.page_size
         page = await self._stream._retrying(
-            lambda session: self._stream._page(session, cursor, mark, self.task_id, limit)
+            functools.partial(self._stream._page, after=cursor, upto=mark, task_id=self.task_id, limit=limit)
         )
         for event in page:
             self._accept(event)
@@ -453,7 +454,8 @@ class PostgresTaskEvents:
     # --- writer -----------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        assert self._wake_writer is not None and self._initialized is not None
+        assert self._wake_writer is not None
+        assert self._initialized is not None
         # not before the reader knows where the table ends: this process's first events come after
         await self._initialized.wait()
         while True:
@@ -463,7 +465,8 @@ class PostgresTaskEvents:
 
     async def flush(self) -> None:
         """Write every queued event (retrying while the database is unavailable)."""
-        assert self._writing is not None and self._dirty is not None
+        assert self._writing is not None
+        assert self._dirty is not None
         delay = 0.05
         async with self._writing:
             while True:
@@ -472,7 +475,7 @@ class PostgresTaskEvents:
                 if not batch:
                     return
                 try:
-                    ids = await self._db.run(lambda session: self._insert(session, batch))
+                    ids = await self._db.run(functools.partial(self._insert, batch=batch))
                 except DatabaseUnavailable as error:
                     log.warning("task events wait for the database", error=error.message, queued=len(batch))
                     await asyncio.sleep(delay)
@@ -506,7 +509,7 @@ class PostgresTaskEvents:
         self._written_number = batch[-1].number
         self._written_seq = max([before, *ids])
 
-    def _insert(self, session: Session, batch: list[_Pending]) -> list[int]:
+    def _insert(self, session: Session, *, batch: list[_Pending]) -> list[int]:
         connection = session.connection()
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
         rows = [
@@ -527,13 +530,16 @@ class PostgresTaskEvents:
         for item, seq in zip(batch, ids, strict=True):
             if item.event.preview is not None:  # before the commit: no reader can see the row yet
                 self._previews[seq] = item.event.preview
-        connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(ids[-1])})
+        connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(ids[-1])}
+        )
         return ids
 
     # --- reader -----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        assert self._initialized is not None and self._dirty is not None
+        assert self._initialized is not None
+        assert self._dirty is not None
         newest = await self._retrying(
             lambda session: session.execute(select(func.max(TASK_EVENTS.c.id))).scalar()
         )
@@ -549,7 +555,9 @@ class PostgresTaskEvents:
             self._dirty.clear()
             after, limit = self._delivered, self.page_size
             try:
-                page = await self._db.read(lambda connection: self._page(connection, after, None, None, limit))
+                page = await self._db.read(
+                    functools.partial(self._page, after=after, upto=None, task_id=None, limit=limit)
+                )
             except StudioError as error:
                 log.warning("task events cannot be read", error=error.message)
                 await asyncio.sleep(self.poll)
@@ -565,7 +573,7 @@ class PostgresTaskEvents:
 
     @staticmethod
     def _page(
-        connection: Connection | Session, after: int, upto: int | None, task_id: str | None, limit: int
+        connection: Connection | Session, *, after: int, upto: int | None, task_id: str | None, limit: int
     ) -> list[TaskEvent]:
         query = select(*_COLUMNS).where(TASK_EVENTS.c.id > after)
         if upto is not None:
@@ -585,8 +593,8 @@ class PostgresTaskEvents:
         for listener in list(self._listeners):
             try:
                 listener(event)
-            except Exception:  # one listener's bug must not stop the stream for everyone
-                log.exception("task event listener failed")
+            except Exception as error:  # one listener's bug must not stop the stream for everyone
+                log.error("task event listener failed", error=repr(error)[:200])
 
     async def _retrying(self, work: Callable[[Session], Any]) -> Any:
         """``work`` in a transaction, again and again while the database is unavailable."""
@@ -627,7 +635,9 @@ class PostgresTaskEvents:
                     delay = 0.1
                     await self._listen(connection)
             except (psycopg.Error, OSError, TimeoutError) as error:
-                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                reason = (
+                    str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                )
                 log.warning("task event listener lost its connection", error=reason)
             finally:
                 if self._listening:
@@ -664,7 +674,9 @@ class PostgresTaskEvents:
         cutoff = dt.datetime.now(dt.UTC) - self.max_age
 
         def work(session: Session) -> int:
-            if not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PRUNE_LOCK}).scalar():
+            if not session.execute(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PRUNE_LOCK}
+            ).scalar():
                 return 0
             newest = session.execute(select(func.max(TASK_EVENTS.c.id))).scalar()
             if newest is None:
