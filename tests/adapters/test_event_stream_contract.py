@@ -6,8 +6,8 @@ subscriber to a task learns its latest event, one terminal event per task per su
 ``truncated_before`` when ``after`` is older than what is kept, listeners, and previews only for
 the subscriptions that asked (never replayed). PostgreSQL only: a second stream on the same
 database (another process's) sees the first one's events in the same order, previews stay with
-the process that made them, and a listener connection killed by the server is opened again
-without losing an event.
+the process that made them, a listener connection killed by the server is opened again without
+losing an event, and so are all the connections at once (as a database restart would).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import PostgresTaskEvents, SqlDatabase
 from imagestudio.domain.model import TaskEvent, TaskStatus
 from imagestudio.domain.ports import TaskEventStream, TaskSubscription
-from tests.databases import sql_database
+from tests.databases import PostgresServer, sql_database
 
 pytestmark = pytest.mark.anyio
 
@@ -399,3 +399,23 @@ async def test_a_killed_listener_connection_comes_back_and_loses_nothing(
     seqs = [before.seq, *(e.seq for e in during), after.seq]
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)
+
+
+@pytest.mark.postgres
+async def test_events_published_while_every_connection_is_cut_are_all_delivered(
+    shared_database: SqlDatabase, postgres: PostgresServer
+) -> None:
+    async with process(shared_database) as a, process(shared_database) as b:
+        on_b = b.subscribe()
+        await on_b.ready()
+        a.publish(queued("cut"))
+        await take(on_b, 1)
+        # as a PostgreSQL restart would: the pools' connections and both listeners go
+        assert await anyio.to_thread.run_sync(postgres.terminate_connections) >= 2
+        for progress in range(10):
+            a.publish(generating("cut", progress))
+        a.publish(completed("cut"))
+        seen = await take(on_b, 11)
+        on_b.close()
+    assert [e.progress for e in seen] == [*range(10), 100]
+    assert [e.seq for e in seen] == sorted(e.seq for e in seen)
