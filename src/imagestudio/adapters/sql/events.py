@@ -314,6 +314,8 @@ class PostgresTaskEvents:
     ) -> None:
         if db.is_sqlite:
             raise ValueError("PostgresTaskEvents needs a PostgreSQL database")
+        if keep < 1:
+            raise ValueError("keep must be at least 1 (the newest event is always kept)")
         self._db = db
         self.keep = keep
         self.max_age = max_age
