@@ -22,6 +22,7 @@ from imagestudio.adapters.images import PillowImageInspector, PillowThumbnailMak
 from imagestudio.adapters.metadata import PillowImageAnnotator
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import (
+    PostgresTaskEvents,
     SqlDatabase,
     SqlGenerationRepository,
     SqlIdempotencyStore,
@@ -217,8 +218,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             stack.callback(watch.close)
         inspector = PillowImageInspector()
         generator, catalogue = await ENGINES[config.engine](config, stack, inspector)
-        events = InMemoryTaskEvents()
-        events.bind()
+        events = _event_stream(db, stack)
         services = build_services(
             generator=generator,
             annotator=PillowImageAnnotator(),
@@ -245,6 +245,20 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         stack.push_async_callback(_shut_down, services, config.shutdown_grace)
         log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=db.safe_url)
         yield services
+
+
+def _event_stream(db: SqlDatabase, stack: AsyncExitStack) -> TaskEventStream:
+    """The task event stream, bound to the running loop: in memory on SQLite (one process); on
+    PostgreSQL the table every server shares, stopped (after writing what is queued) once the task
+    queue has stopped, which is why its callback is pushed before the queue's."""
+    if db.is_sqlite:
+        memory = InMemoryTaskEvents()
+        memory.bind()
+        return memory
+    shared = PostgresTaskEvents(db)
+    shared.bind()
+    stack.push_async_callback(shared.aclose)
+    return shared
 
 
 async def _shut_down(services: Services, grace: float) -> None:

@@ -334,6 +334,12 @@ class TaskSubscription(Protocol):
         """Set when ``after`` asked for events older than the stream keeps: the oldest ``seq`` kept."""
         ...
 
+    async def ready(self) -> None:
+        """Wait until the subscription knows where its replay starts: ``truncated_before`` is then
+        final. A stream that keeps its events in memory knows at once; one that reads them from a
+        database asks it first (and waits for it while it is unavailable)."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[TaskEvent]: ...
 
     async def next(self) -> TaskEvent:
@@ -349,7 +355,9 @@ class TaskEventStream(TaskEvents, Protocol):
     """Task events numbered and fanned out: what the progress WebSocket and ``Studio`` read.
 
     Every delivered event carries ``seq``, increasing for the life of the stream; a subscriber
-    that comes back with ``after=<seq>`` first gets the recent events it missed.
+    that comes back with ``after=<seq>`` first gets the recent events it missed. The stream may
+    span several processes (every server on one PostgreSQL database): then ``seq`` is the
+    cluster's, and every subscriber sees every process's events, in ``seq`` order.
     """
 
     def bind(self) -> None:
