@@ -18,7 +18,7 @@ from typing import Final
 import anyio.to_thread
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
-from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
+from imagestudio.adapters.images import PillowImageInspector, PillowThumbnailMaker, release_freed_memory
 from imagestudio.adapters.metadata import PillowImageAnnotator
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import (
@@ -51,6 +51,7 @@ from imagestudio.domain.ports import (
     SettingsRepository,
     TaskEventStream,
     TaskRepository,
+    ThumbnailMaker,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
@@ -103,15 +104,18 @@ def build_services(
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     on_idle: Callable[[], None] | None = None,
     annotator: ImageAnnotator | None = None,
+    thumbnails: ThumbnailMaker | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
     ``max_running`` defaults to the engine's own ``default_concurrency``. ``catalogue`` says what
     the engine's models take (without one, every parameter is sent as asked). ``annotator``
-    defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close).
+    defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close), and
+    so does ``thumbnails`` (``PillowThumbnailMaker``).
     """
     events = events or InMemoryTaskEvents()
     annotator = annotator or PillowImageAnnotator()
+    thumbnails = thumbnails or PillowThumbnailMaker()
     clock = clock or SystemClock()
     if max_running is None:
         max_running = generator.default_concurrency
@@ -137,6 +141,7 @@ def build_services(
         tasks=tasks,
         clock=clock,
         catalogue=catalogue,
+        thumbnails=thumbnails,
     )
     resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
     return Services(
@@ -146,7 +151,7 @@ def build_services(
         list_history=ListHistory(repository=repository, watch=history_watch),
         get_generation=GetGeneration(repository=repository),
         delete_generation=DeleteGeneration(repository=repository, storage=storage),
-        open_image=OpenImage(repository=repository, storage=storage),
+        open_image=OpenImage(repository=repository, storage=storage, thumbnails=thumbnails),
         get_settings=GetSettings(repository=settings),
         update_settings=UpdateSettings(repository=settings, storage=storage),
         get_task=GetTask(tasks=tasks, repository=repository),
@@ -221,6 +226,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),
             inspector=inspector,
+            thumbnails=PillowThumbnailMaker(),
             task_repository=SqlTaskRepository(db),
             idempotency=SqlIdempotencyStore(db),
             events=events,
@@ -283,6 +289,7 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
             storage=storage_for(config),
             settings=SqlSettingsRepository(db),
             clock=SystemClock(),
+            thumbnails=PillowThumbnailMaker(),
         )
     finally:
         db.dispose()

@@ -31,6 +31,8 @@ from imagestudio.domain.values import (
     MIN_SIDE,
     SETTING_NAMES,
     SIDE_STEP,
+    THUMBNAIL_SIDE,
+    THUMBNAIL_SUFFIX,
     FoundMetadata,
     FoundParameters,
     GeneratedImage,
@@ -54,6 +56,7 @@ from imagestudio.domain.values import (
     TextToImage,
     Upscale,
     nearest_valid_side,
+    thumbnail_owner,
     validate_task_id,
 )
 
@@ -70,6 +73,8 @@ __all__ = [
     "MIN_SIDE",
     "SETTING_NAMES",
     "SIDE_STEP",
+    "THUMBNAIL_SIDE",
+    "THUMBNAIL_SUFFIX",
     "FoundMetadata",
     "FoundParameters",
     "GeneratedImage",
@@ -100,5 +105,6 @@ __all__ = [
     "nearest_valid_side",
     "parse_timestamp",
     "search_terms",
+    "thumbnail_owner",
     "validate_task_id",
 ]

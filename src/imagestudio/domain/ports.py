@@ -51,6 +51,8 @@ __all__ = [
     "TaskEvents",
     "TaskRepository",
     "TaskSubscription",
+    "ThumbnailMaker",
+    "read_stream",
 ]
 
 PreviewSource = Callable[[], bytes]
@@ -110,6 +112,15 @@ class ImageInspector(Protocol):
         ...
 
 
+class ThumbnailMaker(Protocol):
+    """Makes the small picture a gallery shows for an image."""
+
+    async def thumbnail(self, data: bytes) -> bytes:
+        """A WebP of the image ``data``, at most ``THUMBNAIL_SIDE`` pixels on its long side (upright,
+        aspect kept, never enlarged); ``StorageError`` if ``data`` cannot be decoded."""
+        ...
+
+
 class ImageAnnotator(Protocol):
     """Writes into an image file how it was made, and reads what image files say of themselves.
 
@@ -155,6 +166,14 @@ class StoredStream:
     etag: str | None = None
 
 
+async def read_stream(stream: StoredStream) -> bytes:
+    """Every byte of an opened stream, which is closed after (also on an error)."""
+    try:
+        return b"".join([chunk async for chunk in stream.chunks])
+    finally:
+        await stream.chunks.aclose()
+
+
 class ImageStorage(Protocol):
     """Where image files live: folders inside the storage roots the server was started with.
 
@@ -172,6 +191,12 @@ class ImageStorage(Protocol):
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
         """Write ``data`` atomically under the folder ``storage_path`` with a fresh, unique name;
         ``InvalidStoragePath`` if that folder lies outside the roots."""
+        ...
+
+    async def save_thumbnail(self, image: StoredImage, data: bytes) -> StoredImage:
+        """Write ``data`` atomically as the thumbnail of the stored ``image`` (``image.thumbnail``,
+        beside it), replacing one that is there, and return where it went; ``InvalidStoragePath``
+        if the folder lies outside the roots, ``StorageError`` if it cannot be written."""
         ...
 
     async def read(self, image: StoredImage) -> bytes:
@@ -194,8 +219,8 @@ class ImageStorage(Protocol):
         ...
 
     async def delete(self, image: StoredImage) -> None:
-        """Remove a stored image; a missing file is not an error, and a file outside the roots
-        is left in place."""
+        """Remove a stored image, and its thumbnail with it (a thumbnail passed alone goes alone);
+        a missing file is not an error, and a file outside the roots is left in place."""
         ...
 
     async def open(self, image: StoredImage) -> StoredStream:
@@ -226,7 +251,8 @@ class ImageStorage(Protocol):
         ...
 
     async def scan(self, root: str) -> list[StoredFile]:
-        """Every file this storage wrote under ``root``: finished images and leftover temporaries.
+        """Every file this storage wrote under ``root``: finished images, their thumbnails (keys
+        ``thumbnail_owner`` recognises) and leftover temporaries.
 
         Only names this storage gives are listed, so files a user keeps in the same folder are
         never reported (nor removed by a repair). A root that does not exist holds nothing; one
