@@ -101,7 +101,7 @@ def render(results: dict[str, Any]) -> str:
 
 def _rows(results: dict[str, Any]) -> list[str]:
     rows: list[str] = []
-    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "P8", "cold", "suite"):
+    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "P8", "P9", "cold", "suite"):
         if "error" in results.get(name, {}):
             rows.append(f"| {name} | failed in this run | {results[name]['error']} | | | **not measured** |")
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
@@ -204,6 +204,7 @@ def _rows(results: dict[str, Any]) -> list[str]:
             f"| under 150 MB | {_verdict(growth < 150)} |"
         )
     rows.extend(_p8_rows(results.get("P8")))
+    rows.extend(_p9_rows(results.get("P9")))
     cold = results.get("cold")
     if cold:
         rows.append(
@@ -268,6 +269,33 @@ def _p8_rows(p8: dict[str, Any] | None) -> list[str]:
     return rows
 
 
+def _p9_rows(p9: dict[str, Any] | None) -> list[str]:
+    """P9, a gallery page (``bench/gallery.py``): thumbnails against full images, no fixed target."""
+    if not p9:
+        return []
+    rounds = p9["rounds"]
+
+    def figure(name: str) -> tuple[float, float]:
+        return median([r[f"{name}_s"] * 1000 for r in rounds]), median([r[f"{name}_bytes"] for r in rounds])
+
+    thumbs_ms, thumbs_bytes = figure("thumbnails")
+    full_ms, full_bytes = figure("full")
+    on_demand_ms, _ = figure("on_demand")
+    page_ms, page_bytes = figure("page")
+    return [
+        f"| P9 | a gallery page: `GET /api/history?limit={p9['images']}` and its {p9['images']} thumbnails "
+        f"({p9['size']} JPEGs, {p9['connections']} keep-alive connections) "
+        f"| **{thumbs_ms:.0f} ms, {thumbs_bytes / 1024:.0f} KiB** "
+        f"| the same page with the full images: {full_ms:.0f} ms, {full_bytes / 1024:.0f} KiB "
+        f"(thumbnails: {full_ms / thumbs_ms:.1f}x faster, {full_bytes / thumbs_bytes:.0f}x fewer bytes); "
+        f"the page alone: {page_ms:.0f} ms, {page_bytes / 1024:.0f} KiB; "
+        f"first view of a history from before thumbnails (each made on request): {on_demand_ms:.0f} ms "
+        "| no target | |",
+        f"| P9 | making one thumbnail of a {p9['size']} JPEG (in process: what a generation spends on it) "
+        f"| **{_spread(p9['make_ms'], ' ms')}** | | no target | |",
+    ]
+
+
 def _details(results: dict[str, Any]) -> list[str]:
     lines = ["### Every round", ""]
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
@@ -309,6 +337,13 @@ def _details(results: dict[str, Any]) -> list[str]:
         for key in ("bodies", "slow"):
             load = p8[key]
             lines.append(f"- P8 {key}: the attacker's counts {json.dumps(load['attacker'])}")
+    p9 = results.get("P9")
+    if p9:
+        for key in ("thumbnails", "full", "on_demand", "page"):
+            times = ", ".join(f"{r[key + '_s'] * 1000:.0f}" for r in p9["rounds"])
+            sizes = ", ".join(f"{r[key + '_bytes'] / 1024:.0f}" for r in p9["rounds"])
+            lines.append(f"- P9 {key}: {times} ms; {sizes} KiB")
+        lines.append(f"- P9 make_ms: {', '.join(f'{v:.1f}' for v in p9['make_ms'])} ms")
     cold = results.get("cold")
     if cold:
         lines.append(f"- cold start: {', '.join(f'{s:.2f}' for s in cold['seconds'])} s")

@@ -1,6 +1,7 @@
 """The benchmark runner: ``python bench/run.py [--quick] [--only P1,P4] [--with-suite]``.
 
-Runs the scenarios of issue 7 (and P8, the attacks of issue 12: ``bench/attacks.py``) against
+Runs the scenarios of issue 7 (and P8, the attacks of issue 12: ``bench/attacks.py``; P9, a
+gallery page of issue 16: ``bench/gallery.py``) against
 real processes on loopback (``imagestudio serve``, the fake Runware, a bare Litestar app, a
 separate load-generator process), takes the median of repeated rounds, and writes
 ``BENCHMARKS.md`` (and the raw figures to ``bench/last-run.json``). The P3 section of
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import attacks
+import gallery
 import harness
 import httpx
 import numpy as np
@@ -396,6 +398,7 @@ SCENARIOS: dict[str, Callable[[Mode], dict[str, Any]]] = {
     "P5": p5_local_engine,
     "P7": p7_big_body,
     "P8": attacks.p8_attacks,
+    "P9": gallery.p9_gallery,
     "cold": cold_start,
 }
 
@@ -487,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run, not a measurement")
     parser.add_argument(
-        "--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,P8,cold,suite)"
+        "--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,P8,P9,cold,suite)"
     )
     parser.add_argument(
         "--with-suite",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import mimetypes
 import re
 import struct
@@ -18,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from imagestudio.bootstrap import Services, build_services
-from imagestudio.domain.errors import InvalidParameters, NotFound, StudioError
+from imagestudio.domain.errors import InvalidParameters, NotFound, StorageError, StudioError
 from imagestudio.domain.model import (
     FoundMetadata,
     FoundParameters,
@@ -151,6 +152,30 @@ class FakeImageInspector:
             raise InvalidParameters("bad base64", field=field_name) from error
 
 
+class FakeThumbnailMaker:
+    """A "thumbnail" that names the image it was made from (``thumbnail_of``); can be told to fail.
+
+    Bytes that do not start as a PNG, JPEG, WebP or GIF file does are ``StorageError``, as the
+    Pillow maker answers for bytes it cannot decode.
+    """
+
+    def __init__(self, *, fail_with: StudioError | None = None) -> None:
+        self.fail_with = fail_with
+        self.made = 0
+
+    @staticmethod
+    def thumbnail_of(data: bytes) -> bytes:
+        return b"RIFF-fake-WEBP:" + hashlib.sha256(data).hexdigest().encode()
+
+    async def thumbnail(self, data: bytes) -> bytes:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if not (data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8")) or data[8:12] == b"WEBP"):
+            raise StorageError("Could not make the thumbnail: the image could not be decoded")
+        self.made += 1
+        return self.thumbnail_of(data)
+
+
 class FakeImageAnnotator:
     """Appends a marker naming the task to the bytes (so a test sees what was stored came through
     it) and reads that marker back; keeps every provenance it was given."""
@@ -190,14 +215,19 @@ class InMemoryImageStorage:
     """Files in a dict keyed by (root, key); a storage path is its own root.
 
     Keys containing ``.tmp-`` are temporaries (what a write interrupted mid-way leaves). Keys
-    of the form ``<folder>/<32 hex>.<ext>`` are the ones it owns. ``outside`` lists roots that
-    lie outside the storage roots: nothing is written, scanned or deleted there.
+    of the form ``<folder>/<32 hex>.<ext>`` are the ones it owns; an image's thumbnail is kept
+    under ``StoredImage.thumbnail``. ``outside`` lists roots that lie outside the storage roots:
+    nothing is written, scanned or deleted there. ``fail_writes`` fails every write,
+    ``fail_thumbnail_writes`` only those of thumbnails.
     """
 
-    def __init__(self, *, fail_writes: bool = False, outside: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, *, fail_writes: bool = False, fail_thumbnail_writes: bool = False, outside: tuple[str, ...] = ()
+    ) -> None:
         self.files: dict[tuple[str, str], bytes] = {}
         self.modified: dict[tuple[str, str], dt.datetime] = {}
         self.fail_writes = fail_writes
+        self.fail_thumbnail_writes = fail_thumbnail_writes
         self.writable_check_fails = False
         self.outside = set(outside)
         self.max_read_bytes = 32 * 1024 * 1024
@@ -212,6 +242,18 @@ class InMemoryImageStorage:
         image = StoredImage(key=f"day/{uuid.uuid4().hex}.{extension}", root=storage_path)
         self.plant(image, data)
         return image
+
+    async def save_thumbnail(self, image: StoredImage, data: bytes) -> StoredImage:
+        from imagestudio.domain.errors import InvalidStoragePath
+
+        if image.root in self.outside:
+            raise InvalidStoragePath("The storage folder lies outside the storage roots")
+        if self.fail_writes or self.fail_thumbnail_writes:
+            raise StorageError("Could not write the thumbnail: the disk is full")
+        if not self.owns(image.key):
+            raise StorageError("Refusing to store a thumbnail for a file this storage did not name")
+        self.plant(image.thumbnail, data)
+        return image.thumbnail
 
     def plant(self, image: StoredImage, data: bytes = b"x", modified_at: dt.datetime = OLD_FILE_TIME) -> None:
         """Put a file in place as if something had written it at ``modified_at``."""
@@ -242,8 +284,10 @@ class InMemoryImageStorage:
     async def delete(self, image: StoredImage) -> None:
         if image.root in self.outside:
             return
-        self.files.pop((image.root, image.key), None)
-        self.modified.pop((image.root, image.key), None)
+        doomed = [image, image.thumbnail] if self.owns(image.key) else [image]
+        for file in doomed:
+            self.files.pop((file.root, file.key), None)
+            self.modified.pop((file.root, file.key), None)
 
     async def open(self, image: StoredImage) -> StoredStream:
         try:
@@ -469,6 +513,7 @@ def fake_services(**overrides: Any) -> Services:
         "repository": InMemoryGenerationRepository(),
         "settings": InMemorySettingsRepository(),
         "inspector": FakeImageInspector(),
+        "thumbnails": FakeThumbnailMaker(),
         "annotator": FakeImageAnnotator(),
         "task_repository": InMemoryTaskRepository(),
         "idempotency": InMemoryIdempotencyStore(),

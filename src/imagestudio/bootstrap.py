@@ -18,10 +18,11 @@ from typing import Final
 import anyio.to_thread
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
-from imagestudio.adapters.images import PillowImageInspector, release_freed_memory
+from imagestudio.adapters.images import PillowImageInspector, PillowThumbnailMaker, release_freed_memory
 from imagestudio.adapters.metadata import PillowImageAnnotator
 from imagestudio.adapters.progress import InMemoryTaskEvents
 from imagestudio.adapters.sql import (
+    PostgresTaskEvents,
     SqlDatabase,
     SqlGenerationRepository,
     SqlIdempotencyStore,
@@ -57,6 +58,7 @@ from imagestudio.domain.ports import (
     SettingsRepository,
     TaskEventStream,
     TaskRepository,
+    ThumbnailMaker,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
@@ -109,15 +111,18 @@ def build_services(
     max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     on_idle: Callable[[], None] | None = None,
     annotator: ImageAnnotator | None = None,
+    thumbnails: ThumbnailMaker | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
     ``max_running`` defaults to the engine's own ``default_concurrency``. ``catalogue`` says what
     the engine's models take (without one, every parameter is sent as asked). ``annotator``
-    defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close).
+    defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close), and
+    so does ``thumbnails`` (``PillowThumbnailMaker``).
     """
     events = events or InMemoryTaskEvents()
     annotator = annotator or PillowImageAnnotator()
+    thumbnails = thumbnails or PillowThumbnailMaker()
     clock = clock or SystemClock()
     if max_running is None:
         max_running = generator.default_concurrency
@@ -143,6 +148,7 @@ def build_services(
         tasks=tasks,
         clock=clock,
         catalogue=catalogue,
+        thumbnails=thumbnails,
     )
     resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
     return Services(
@@ -152,7 +158,7 @@ def build_services(
         list_history=ListHistory(repository=repository, watch=history_watch),
         get_generation=GetGeneration(repository=repository),
         delete_generation=DeleteGeneration(repository=repository, storage=storage),
-        open_image=OpenImage(repository=repository, storage=storage),
+        open_image=OpenImage(repository=repository, storage=storage, thumbnails=thumbnails),
         get_settings=GetSettings(repository=settings),
         update_settings=UpdateSettings(repository=settings, storage=storage),
         get_task=GetTask(tasks=tasks, repository=repository),
@@ -221,8 +227,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             stack.callback(watch.close)
         inspector = PillowImageInspector()
         generator, catalogue = await ENGINES[config.engine](config, stack, inspector)
-        events = InMemoryTaskEvents()
-        events.bind()
+        events = _event_stream(db, stack)
         services = build_services(
             generator=generator,
             annotator=PillowImageAnnotator(),
@@ -230,6 +235,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),
             inspector=inspector,
+            thumbnails=PillowThumbnailMaker(),
             task_repository=SqlTaskRepository(db),
             idempotency=SqlIdempotencyStore(db),
             events=events,
@@ -248,6 +254,20 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         stack.push_async_callback(_shut_down, services, config.shutdown_grace)
         log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=db.safe_url)
         yield services
+
+
+def _event_stream(db: SqlDatabase, stack: AsyncExitStack) -> TaskEventStream:
+    """The task event stream, bound to the running loop: in memory on SQLite (one process); on
+    PostgreSQL the table every server shares, stopped (after writing what is queued) once the task
+    queue has stopped, which is why its callback is pushed before the queue's."""
+    if db.is_sqlite:
+        memory = InMemoryTaskEvents()
+        memory.bind()
+        return memory
+    shared = PostgresTaskEvents(db)
+    shared.bind()
+    stack.push_async_callback(shared.aclose)
+    return shared
 
 
 async def _shut_down(services: Services, grace: float) -> None:
@@ -278,6 +298,7 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
             storage=storage_for(config),
             settings=SqlSettingsRepository(db),
             clock=SystemClock(),
+            thumbnails=PillowThumbnailMaker(),
         )
     finally:
         db.dispose()

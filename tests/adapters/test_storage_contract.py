@@ -13,8 +13,8 @@ import anyio
 import pytest
 
 from imagestudio.adapters.filesystem import CHUNK_BYTES, FilesystemImageStorage
-from imagestudio.domain.errors import NotFound
-from imagestudio.domain.model import StoredImage
+from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
+from imagestudio.domain.model import THUMBNAIL_SUFFIX, StoredImage
 from imagestudio.domain.ports import ImageStorage, StoredStream
 from tests.fakes import InMemoryImageStorage
 
@@ -132,3 +132,100 @@ async def test_the_filesystem_stream_never_sends_more_than_the_size_it_announced
         grow.write(b"more")
     assert await drain(stream) == b"0123456789"
     assert stream.size == 10
+
+
+# --- thumbnails -----------------------------------------------------------------------------
+
+
+async def test_a_thumbnail_is_saved_beside_its_image_and_opens_as_webp(storage: ImageStorage) -> None:
+    image = await storage.save(b"the image", "png", FOLDER)
+    thumbnail = await storage.save_thumbnail(image, b"the thumbnail")
+    assert thumbnail == image.thumbnail
+    assert (thumbnail.root, thumbnail.key) == (image.root, image.key + THUMBNAIL_SUFFIX)
+    stream = await storage.open(thumbnail)
+    assert stream.media_type == "image/webp"
+    assert await drain(stream) == b"the thumbnail"
+    assert await drain(await storage.open(image)) == b"the image"  # the image is untouched
+
+
+async def test_a_thumbnail_saved_again_replaces_the_first(storage: ImageStorage) -> None:
+    image = await storage.save(b"the image", "jpg", FOLDER)
+    await storage.save_thumbnail(image, b"first")
+    await storage.save_thumbnail(image, b"second")
+    assert await drain(await storage.open(image.thumbnail)) == b"second"
+
+
+async def test_deleting_an_image_deletes_its_thumbnail_and_a_thumbnail_goes_alone(
+    storage: ImageStorage,
+) -> None:
+    image = await storage.save(b"the image", "webp", FOLDER)
+    await storage.save_thumbnail(image, b"small")
+    await storage.delete(image.thumbnail)
+    with pytest.raises(NotFound):
+        await storage.open(image.thumbnail)
+    assert await drain(await storage.open(image)) == b"the image"
+
+    await storage.save_thumbnail(image, b"small again")
+    await storage.delete(image)
+    for gone in (image, image.thumbnail):
+        with pytest.raises(NotFound):
+            await storage.open(gone)
+    await storage.delete(image)  # nothing left: not an error
+
+
+async def test_a_scan_lists_thumbnails_as_finished_files_beside_their_images(storage: ImageStorage) -> None:
+    image = await storage.save(b"the image", "png", FOLDER)
+    await storage.save_thumbnail(image, b"small")
+    found = {f.image: f for f in await storage.scan(await storage.root_of(FOLDER))}
+    assert set(found) == {image, image.thumbnail}
+    assert not found[image.thumbnail].temporary
+    assert found[image.thumbnail].size == len(b"small")
+
+
+async def test_a_thumbnail_is_refused_for_a_name_the_storage_did_not_give(storage: ImageStorage) -> None:
+    root = await storage.root_of(FOLDER)
+    with pytest.raises(StorageError):
+        await storage.save_thumbnail(StoredImage(key="2026-01-01/holiday.png", root=root), b"small")
+    image = await storage.save(b"the image", "png", FOLDER)
+    with pytest.raises(StorageError):  # no thumbnail of a thumbnail
+        await storage.save_thumbnail(image.thumbnail, b"smaller")
+    assert not storage.owns(image.thumbnail.key)
+    with pytest.raises(InvalidParameters):  # a thumbnail is never an input image
+        await storage.read_reference(image.thumbnail.key, FOLDER)
+
+
+async def test_the_filesystem_writes_no_thumbnail_outside_the_roots_and_leaves_no_temporary(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    storage = FilesystemImageStorage(tmp_path / "data")
+    stray = StoredImage(key=f"2026-01-01/{'ab' * 16}.png", root=str(outside))
+    with pytest.raises(InvalidStoragePath):
+        await storage.save_thumbnail(stray, b"small")
+    assert not outside.exists()
+
+    image = await storage.save(b"the image", "png", FOLDER)
+    (Path(image.root) / image.thumbnail.key).mkdir()  # a folder where the thumbnail should go
+    with pytest.raises(StorageError):
+        await storage.save_thumbnail(image, b"small")
+    day = (Path(image.root) / image.key).parent
+    assert sorted(p.name for p in day.iterdir()) == sorted(
+        [Path(image.key).name, Path(image.thumbnail.key).name]
+    )
+
+
+async def test_the_filesystem_replaces_a_link_in_place_of_a_thumbnail_never_writing_through_it(
+    tmp_path: Path,
+) -> None:
+    storage = FilesystemImageStorage(tmp_path / "data")
+    image = await storage.save(b"the image", "png", FOLDER)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not for the web")
+    link = Path(image.root) / image.thumbnail.key
+    link.symlink_to(secret)
+    with pytest.raises(NotFound):
+        await storage.open(image.thumbnail)
+    await storage.save_thumbnail(image, b"small")
+    assert secret.read_bytes() == b"not for the web"
+    assert not link.is_symlink()
+    assert await drain(await storage.open(image.thumbnail)) == b"small"

@@ -12,7 +12,7 @@ from imagestudio.domain.errors import StorageError
 from imagestudio.domain.model import SettingsPatch, StoredImage, TextToImage
 from imagestudio.domain.ports import StoredFile, StoredStream
 from tests.domain.world import World
-from tests.fakes import InMemoryGenerationRepository, InMemoryImageStorage
+from tests.fakes import FakeThumbnailMaker, InMemoryGenerationRepository, InMemoryImageStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +25,7 @@ def doctor(world: World, page_size: int = 500) -> CheckConsistency:
         storage=world.storage,
         settings=world.settings,
         clock=world.clock,
+        thumbnails=world.thumbnails,
         page_size=page_size,
     )
 
@@ -102,7 +103,8 @@ async def test_stale_temporaries_and_unreferenced_images_are_found_and_removed_b
     repaired = await doctor(world)(repair=True)
     assert repaired.consistent
     assert len(repaired.repaired) == 2
-    assert set(world.storage.files) == {(ROOT, world.repository.rows[kept].image.key)}
+    image = world.repository.rows[kept].image
+    assert set(world.storage.files) == {(ROOT, image.key), (ROOT, image.thumbnail.key)}
     assert (await doctor(world)()).consistent
 
 
@@ -234,3 +236,93 @@ async def test_a_row_whose_file_cannot_be_read_is_reported_and_never_pruned() ->
     assert not finding.repaired
     assert not report.consistent
     assert locked in world.repository.rows
+
+
+# --- thumbnails -------------------------------------------------------------------------------
+
+
+async def test_a_row_without_its_thumbnail_is_reported_and_a_repair_makes_it_from_the_image() -> None:
+    world = World()
+    first, _ = await make(world, 2)
+    image = world.repository.rows[first].image
+    del world.storage.files[(image.root, image.thumbnail.key)]
+
+    checked = await doctor(world)()
+    assert not checked.consistent
+    [finding] = checked.findings
+    assert (finding.problem, finding.generation_id, finding.image) == (
+        Problem.MISSING_THUMBNAIL,
+        first,
+        image.thumbnail,
+    )
+    assert (checked.files, checked.thumbnails) == (2, 1)
+    assert (image.root, image.thumbnail.key) not in world.storage.files  # a check changes nothing
+
+    repaired = await doctor(world)(repair=True)
+    assert repaired.consistent
+    assert [f.repaired for f in repaired.findings] == [True]
+    assert world.storage.files[(image.root, image.thumbnail.key)] == FakeThumbnailMaker.thumbnail_of(
+        world.storage.files[(image.root, image.key)]
+    )
+    assert (await doctor(world)()).thumbnails == 2
+
+
+async def test_a_thumbnail_that_cannot_be_made_is_reported_with_the_reason() -> None:
+    world = World()
+    [only] = await make(world, 1)
+    image = world.repository.rows[only].image
+    del world.storage.files[(image.root, image.thumbnail.key)]
+    world.storage.files[(image.root, image.key)] = b"no longer an image"
+
+    report = await doctor(world)(repair=True)
+    [finding] = report.remaining
+    assert finding.problem is Problem.MISSING_THUMBNAIL
+    assert finding.note == "not made: Could not make the thumbnail: the image could not be decoded"
+    assert (image.root, image.thumbnail.key) not in world.storage.files
+
+
+async def test_a_thumbnail_whose_image_no_row_names_is_unreferenced_and_removed_by_a_repair() -> None:
+    world = World()
+    [kept] = await make(world, 1)
+    image = world.repository.rows[kept].image
+    orphan = StoredImage(key="day/" + "cd" * 16 + ".png", root=ROOT).thumbnail  # its image is gone
+    world.storage.plant(orphan, b"small")
+
+    checked = await doctor(world)()
+    assert [(f.problem, f.image) for f in checked.findings] == [(Problem.UNREFERENCED_FILE, orphan)]
+
+    repaired = await doctor(world)(repair=True)
+    assert repaired.consistent
+    assert set(world.storage.files) == {(ROOT, image.key), (ROOT, image.thumbnail.key)}
+
+
+async def test_an_unreferenced_image_goes_with_its_thumbnail() -> None:
+    world = World()
+    await make(world, 1)
+    orphan = StoredImage(key="day/" + "ef" * 16 + ".png", root=ROOT)
+    world.storage.plant(orphan, b"whole image")
+    world.storage.plant(orphan.thumbnail, b"small")
+
+    checked = await doctor(world)()
+    assert {(f.problem, f.image) for f in checked.findings} == {
+        (Problem.UNREFERENCED_FILE, orphan),
+        (Problem.UNREFERENCED_FILE, orphan.thumbnail),
+    }
+    await doctor(world)(repair=True)
+    assert (ROOT, orphan.key) not in world.storage.files
+    assert (ROOT, orphan.thumbnail.key) not in world.storage.files
+
+
+async def test_pruning_a_row_whose_image_is_gone_removes_its_thumbnail_too() -> None:
+    world = World()
+    [gone] = await make(world, 1)
+    image = world.repository.rows[gone].image
+    del world.storage.files[(image.root, image.key)]
+
+    checked = await doctor(world)()
+    assert [f.problem for f in checked.findings] == [Problem.MISSING_FILE]  # not also its thumbnail
+
+    report = await doctor(world)(repair=True, prune_missing=True)
+    assert report.consistent
+    assert world.storage.files == {}
+    assert world.repository.rows == {}

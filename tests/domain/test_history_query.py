@@ -138,3 +138,13 @@ def test_a_page_has_a_next_cursor_only_when_an_item_follows() -> None:
     assert page.next_cursor == HistoryCursor.after(items[1], HistorySort.NEWEST).encode()
     assert query.page(items[:2], total=2).next_cursor is None
     assert query.page([], total=0).next_cursor is None
+
+
+def test_the_word_limit_counts_words_as_written_as_the_documented_pattern_does() -> None:
+    # "İ" lower-cases to "i" and a combining dot, which splits the word in two: sixteen words as
+    # written are within the limit even though they make more search terms
+    text = " ".join(f"İx{index}" for index in range(16))
+    query = HistoryQuery(q=text)
+    assert len(query.terms) > 16
+    with pytest.raises(InvalidParameters):
+        HistoryQuery(q=text + " one-more")

@@ -17,6 +17,7 @@ from tests.fakes import (
     FakeImageAnnotator,
     FakeImageGenerator,
     FakeImageInspector,
+    FakeThumbnailMaker,
     InMemoryGenerationRepository,
     InMemoryIdempotencyStore,
     InMemoryImageStorage,
@@ -38,6 +39,7 @@ class World:
     settings: InMemorySettingsRepository = field(default_factory=InMemorySettingsRepository)
     events: RecordingEvents = field(default_factory=RecordingEvents)
     inspector: FakeImageInspector = field(default_factory=FakeImageInspector)
+    thumbnails: FakeThumbnailMaker = field(default_factory=FakeThumbnailMaker)
     annotator: FakeImageAnnotator = field(default_factory=FakeImageAnnotator)
     clock: SteppingClock = field(default_factory=SteppingClock)
     task_repository: InMemoryTaskRepository = field(default_factory=InMemoryTaskRepository)
@@ -55,6 +57,7 @@ class World:
             repository=self.repository,
             settings=self.settings,
             inspector=self.inspector,
+            thumbnails=self.thumbnails,
             annotator=self.annotator,
             task_repository=self.task_repository,
             idempotency=self.keys,

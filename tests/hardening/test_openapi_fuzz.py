@@ -23,7 +23,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from imagestudio.adapters.filesystem import FilesystemImageStorage
-from imagestudio.adapters.images import PillowImageInspector
+from imagestudio.adapters.images import PillowImageInspector, PillowThumbnailMaker
 from imagestudio.adapters.sql import (
     SqlDatabase,
     SqlGenerationRepository,
@@ -48,6 +48,7 @@ def _app(data_dir: Path, **config: Any) -> Litestar:
         repository=SqlGenerationRepository(db),
         settings=SqlSettingsRepository(db),
         inspector=PillowImageInspector(),
+        thumbnails=PillowThumbnailMaker(),
         task_repository=SqlTaskRepository(db),
         idempotency=SqlIdempotencyStore(db),
         max_running=2,

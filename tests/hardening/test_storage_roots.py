@@ -164,11 +164,17 @@ def test_a_database_whose_storage_path_lies_outside_the_roots_serves_its_images_
             for i in range(2)
         ]
     files = {p for p in old.rglob("*") if p.is_file()}
-    assert len(files) == 2
+    assert len(files) == 4  # two images and their thumbnails
+    no_thumbnail = old / made[0]["thumbnailPath"].removeprefix("/generated/")
+    no_thumbnail.unlink()  # as for a row from before thumbnails
+    files.remove(no_thumbnail)
 
     with serving(data_dir) as client:
         served = client.get(made[0]["filePath"])
         assert served.status_code == 200
+        thumbnail = client.get(made[0]["thumbnailPath"])  # made for the answer, not kept out there
+        assert (thumbnail.status_code, thumbnail.headers["content-type"]) == (200, "image/webp")
+        assert {p for p in old.rglob("*") if p.is_file()} == files
         body = assert_error(
             client.post(
                 "/api/generate/text-to-image",

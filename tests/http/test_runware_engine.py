@@ -89,7 +89,12 @@ def test_text_to_image_stores_runwares_image_and_reports_its_url_seed_and_cost(
     served = client.get(data["filePath"])
     assert served.status_code == 200
     assert Image.open(io.BytesIO(served.content)).size == (256, 192)
-    assert len(_files(data_dir)) == 1
+    name = data["filePath"].rsplit("/", 1)[-1]
+    assert sorted(p.name for p in _files(data_dir)) == [name, name + ".thumb.webp"]
+    assert data["thumbnailUrl"] == "http://127.0.0.1:8000" + data["thumbnailPath"]  # ours, not Runware's
+    thumbnail = client.get(data["thumbnailUrl"])
+    assert thumbnail.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(thumbnail.content)).size == (256, 192)  # already small: kept as it is
 
 
 def test_image_to_image_and_upscale_send_image_content_never_a_path(

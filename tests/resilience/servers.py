@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from imagestudio.domain.model import THUMBNAIL_SUFFIX
 from tests.servers import Server
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "log_problems",
     "private_mounts",
     "temporaries",
+    "thumbnail_files",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".webp")
@@ -59,7 +61,16 @@ def all_rows(client: httpx.Client) -> list[dict[str, Any]]:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and p.suffix in IMAGE_SUFFIXES]
+    """The image files under ``folder`` (their thumbnails not included: :func:`thumbnail_files`)."""
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix in IMAGE_SUFFIXES and not p.name.endswith(THUMBNAIL_SUFFIX)
+    ]
+
+
+def thumbnail_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(f"*{THUMBNAIL_SUFFIX}") if p.is_file()]
 
 
 def temporaries(folder: Path) -> list[Path]:

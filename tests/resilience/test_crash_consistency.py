@@ -1,9 +1,10 @@
 """Crash consistency: a real ``imagestudio serve`` killed with SIGKILL at random points while many
 clients generate, upscale and delete, twenty times over one data folder.
 
-After every restart: every history row has its file, the kept total matches the rows, no task is
-left queued or running, and whatever the kill left behind (temporary files of unfinished writes,
-images no row names) is exactly what ``imagestudio doctor --repair`` finds and removes.
+After every restart: every history row has its file and its thumbnail, the kept total matches the
+rows, no task is left queued or running, and whatever the kill left behind (temporary files of
+unfinished writes, images and thumbnails no row names) is exactly what ``imagestudio doctor
+--repair`` finds and removes.
 
 The seed of the random kill points is printed; ``CRASH_SEED=<seed>`` replays a run.
 """
@@ -23,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.resilience.servers import all_rows, image_files, temporaries
+from imagestudio.domain.model import THUMBNAIL_SUFFIX
+from tests.resilience.servers import all_rows, image_files, temporaries, thumbnail_files
 from tests.servers import Server, kill, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -56,12 +58,17 @@ def test_a_server_killed_at_random_points_never_leaves_a_row_without_its_file(tm
             keys = {row["filePath"].removeprefix("/generated/") for row in rows}
             on_disk = {str(p.relative_to(storage)) for p in image_files(storage)}
             assert keys <= on_disk, f"round {round_}: rows without their file: {sorted(keys - on_disk)}"
+            thumbnails = {str(p.relative_to(storage)) for p in thumbnail_files(storage)}
+            wanted = {key + THUMBNAIL_SUFFIX for key in keys}
+            assert wanted <= thumbnails, (
+                f"round {round_}: rows without their thumbnail: {wanted - thumbnails}"
+            )
             assert history["total"] == len(rows)
             assert [t for t in tasks if t["status"] in ("queued", "generating")] == []
 
-            unreferenced = on_disk - keys
+            unreferenced = (on_disk - keys) | (thumbnails - wanted)
             leftovers = temporaries(storage)
-            found["unreferenced images"] += len(unreferenced)
+            found["unreferenced images and thumbnails"] += len(unreferenced)
             found["temporary files"] += len(leftovers)
 
             repaired = _doctor(data_dir, "--repair")
@@ -71,6 +78,7 @@ def test_a_server_killed_at_random_points_never_leaves_a_row_without_its_file(tm
             for leftover in [*(storage / key for key in unreferenced), *leftovers]:
                 assert any(str(leftover) in line for line in removed), repaired.stdout
             assert {str(p.relative_to(storage)) for p in image_files(storage)} == keys
+            assert {str(p.relative_to(storage)) for p in thumbnail_files(storage)} == wanted
             assert temporaries(storage) == []
     finally:
         stop_server(server)

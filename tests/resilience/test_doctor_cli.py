@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from PIL import Image
 
 from imagestudio import Studio
 from imagestudio.bootstrap import consistency_check
@@ -196,3 +197,36 @@ def test_repair_never_deletes_in_a_folder_outside_the_storage_roots(data_dir: Pa
     assert f"{copy}" in widened.stdout
     assert not copy.exists()
     assert kept.exists()
+
+
+def test_a_missing_thumbnail_is_made_and_an_orphan_thumbnail_removed_by_a_repair(data_dir: Path) -> None:
+    first, second = make_history(data_dir, 2)
+    missing = first.with_name(first.name + ".thumb.webp")
+    kept = second.with_name(second.name + ".thumb.webp")
+    assert kept.exists()
+    missing.unlink()
+    orphan = aged(
+        first.with_name(f"{uuid.uuid4().hex}.jpg.thumb.webp"), kept.read_bytes()
+    )  # its image is gone
+
+    checked = doctor(data_dir)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "2 problem(s) remain." in checked.stdout
+    [row_line] = [line for line in checked.stdout.splitlines() if "row without its thumbnail" in line]
+    assert row_line.endswith(str(missing))
+    assert any("image no row names" in line and str(orphan) in line for line in checked.stdout.splitlines())
+    assert "--repair makes the missing thumbnails from their images." in checked.stdout
+
+    repaired = doctor(data_dir, "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert f"{missing}  [made]" in repaired.stdout
+    assert f"{orphan} ({len(kept.read_bytes())} bytes)  [removed]" in repaired.stdout
+    assert not orphan.exists()
+    with Image.open(missing) as thumbnail:
+        assert (thumbnail.format, thumbnail.size) == ("WEBP", (128, 128))
+    assert first.exists()
+    assert second.exists()
+
+    again = doctor(data_dir)
+    assert again.returncode == 0, again.stdout
+    assert "Checked 2 history rows and 2 image files" in again.stdout

@@ -5,10 +5,14 @@ generations never share a name, and a folder per day, so no directory grows with
 Writes are atomic: the bytes go to a hidden temporary file in the target folder, are flushed to
 disk, and are then renamed into place. Every call runs in a worker thread.
 
-``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images,
-``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>`` free-space probes), never
-following a symbolic link, so ``imagestudio doctor`` cannot mistake a user's own files in the
-storage folder for leftovers.
+Each image's thumbnail lies beside it as ``<YYYY-MM-DD>/<32 hex>.<ext>.thumb.webp`` (the domain's
+``StoredImage.thumbnail``), written atomically the same way; ``delete`` of an image removes its
+thumbnail first.
+
+``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, their
+``.thumb.webp`` thumbnails, ``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>``
+free-space probes), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a
+user's own files in the storage folder for leftovers.
 
 Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
 first). Nothing is created, written, scanned or deleted outside them, symbolic links followed:
@@ -48,7 +52,7 @@ from typing import BinaryIO
 import anyio.to_thread
 
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
-from imagestudio.domain.model import StoredImage
+from imagestudio.domain.model import THUMBNAIL_SUFFIX, StoredImage
 from imagestudio.domain.ports import StoredFile, StoredStream
 from imagestudio.log import get_logger
 
@@ -68,6 +72,7 @@ _ALLOWED_EXTENSIONS = frozenset({"jpg", "png", "webp"})
 _DAY_FOLDER = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)")
 _IMAGE_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{32}\.(?:jpg|png|webp)")
+_THUMBNAIL_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)" + re.escape(THUMBNAIL_SUFFIX))
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{32}")
 _PROBE_NAME = re.compile(re.escape(TEMP_PREFIX) + r"probe-[0-9a-f]{32}")
 _OUTSIDE_ROOTS = (
@@ -131,6 +136,11 @@ class FilesystemImageStorage:
         root = self.root_for(storage_path)
         return await anyio.to_thread.run_sync(self._save_sync, data, extension, root)
 
+    async def save_thumbnail(self, image: StoredImage, data: bytes) -> StoredImage:
+        if not self.owns(image.key):
+            raise StorageError("Refusing to store a thumbnail for a file this storage did not name")
+        return await anyio.to_thread.run_sync(self._save_thumbnail_sync, image, data)
+
     async def read(self, image: StoredImage) -> bytes:
         return await anyio.to_thread.run_sync(self._read_stored_sync, image)
 
@@ -170,6 +180,19 @@ class FilesystemImageStorage:
             raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         key = f"{day}/{uuid.uuid4().hex}.{extension}"
+        self._write_sync(root, key, data, "image")
+        return StoredImage(key=key, root=str(root))
+
+    def _save_thumbnail_sync(self, image: StoredImage, data: bytes) -> StoredImage:
+        root = Path(image.root)
+        if not self.is_confined(root):
+            raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
+        thumbnail = image.thumbnail
+        self._write_sync(root, thumbnail.key, data, "thumbnail")
+        return thumbnail
+
+    def _write_sync(self, root: Path, key: str, data: bytes, what: str) -> None:
+        """Write ``root / key`` atomically: a temporary in its folder, flushed, then renamed."""
         final = root / key
         temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
@@ -188,8 +211,7 @@ class FilesystemImageStorage:
                     temp.unlink()
                 raise
         except OSError as error:
-            raise StorageError(f"Could not write the image: {_describe(error)}") from error
-        return StoredImage(key=key, root=str(root))
+            raise StorageError(f"Could not write the {what}: {_describe(error)}") from error
 
     def _path_of(self, image: StoredImage) -> Path:
         root = Path(image.root)
@@ -254,13 +276,11 @@ class FilesystemImageStorage:
         try:
             if not _is_inside(path.parent.resolve(), root.resolve()):
                 return  # its day folder is now a link that leads out of storage: not ours to remove
-            path.unlink()
-        except FileNotFoundError:
-            return
         except RuntimeError:  # a symlink loop where the day folder was
             return
-        except OSError as error:
-            raise StorageError(f"Could not delete the image: {_describe(error)}") from error
+        if self.owns(image.key):  # an image: its thumbnail first, so none outlives it
+            _unlink(self._path_of(image.thumbnail))
+        _unlink(path)
 
     def _ensure_writable_sync(self, root: Path) -> None:
         if not self.is_confined(root):  # before anything is created
@@ -297,7 +317,7 @@ class FilesystemImageStorage:
                 elif _DAY_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
                     for item in _entries(Path(entry.path)):
                         key = f"{entry.name}/{item.name}"
-                        if _IMAGE_NAME.fullmatch(item.name):
+                        if _IMAGE_NAME.fullmatch(item.name) or _THUMBNAIL_NAME.fullmatch(item.name):
                             _add_file(found, root, item, key, temporary=False)
                         elif _TEMP_NAME.fullmatch(item.name):
                             _add_file(found, root, item, key, temporary=True)
@@ -307,6 +327,16 @@ class FilesystemImageStorage:
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _unlink(path: Path) -> None:
+    """Remove a file of storage; one that is already gone is not an error."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise StorageError(f"Could not delete the image: {_describe(error)}") from error
 
 
 def _free_bytes(folder: Path) -> int:

@@ -48,6 +48,9 @@ class Subscription:
         self._last_seq = max(self._last_seq, event.seq)
         self._queue.put_nowait(event)
 
+    async def ready(self) -> None:
+        """Nothing to wait for: the buffer is in memory, so ``truncated_before`` is already final."""
+
     async def next(self) -> TaskEvent:
         return await self._queue.get()
 

@@ -78,6 +78,7 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         Problem.UNREFERENCED_FILE: "image no row names",
         Problem.STALE_TEMPORARY: "stale temporary file",
         Problem.UNREADABLE_FILE: "row with unreadable file",
+        Problem.MISSING_THUMBNAIL: "row without its thumbnail",
     }
     folders = "folder" if len(report.roots) == 1 else "folders"
     lines = [
@@ -99,7 +100,8 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         path = Path(finding.image.root) / finding.image.key
         if finding.generation_id is not None:
             what = f"row {finding.generation_id}: {path}"
-            done = "row deleted" if finding.repaired else ""
+            made = "made" if finding.problem is Problem.MISSING_THUMBNAIL else "row deleted"
+            done = made if finding.repaired else ""
         else:
             what = f"{path} ({finding.size} bytes)"
             done = "removed" if finding.repaired else ""
@@ -128,6 +130,8 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
             "  --repair --prune-missing deletes the rows whose file is gone (put a moved file back instead"
             " to keep its row)."
         )
+    if Problem.MISSING_THUMBNAIL in kinds:
+        lines.append("  --repair makes the missing thumbnails from their images.")
     if Problem.UNREADABLE_FILE in kinds:
         lines.append("  an unreadable file is never repaired: check its permissions and the disk.")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,10 @@ The history and the files can disagree only in ways a crash or an outside hand l
   committing its row, or between deleting a row and deleting its file;
 - a row whose file is gone: someone removed or moved the file. The generation pipeline never leaves
   this itself, because an image is written before its row and removed only after it;
-- a row whose file is there but cannot be read (permissions, a disk error): reported, never repaired.
+- a row whose file is there but cannot be read (permissions, a disk error): reported, never repaired;
+- a row whose image is there without its thumbnail: a row from before thumbnails, or one removed
+  by hand (the pipeline writes the thumbnail before the row). A thumbnail whose image no row names
+  is an unreferenced file like an image.
 """
 
 from __future__ import annotations
@@ -18,8 +21,16 @@ from datetime import timedelta
 from enum import StrEnum
 
 from imagestudio.domain.errors import NotFound, StorageError
-from imagestudio.domain.model import HistoryCursor, HistoryQuery, HistorySort, StoredImage
-from imagestudio.domain.ports import Clock, GenerationRepository, ImageStorage, SettingsRepository, StoredFile
+from imagestudio.domain.model import HistoryCursor, HistoryQuery, HistorySort, StoredImage, thumbnail_owner
+from imagestudio.domain.ports import (
+    Clock,
+    GenerationRepository,
+    ImageStorage,
+    SettingsRepository,
+    StoredFile,
+    ThumbnailMaker,
+    read_stream,
+)
 
 __all__ = [
     "DEFAULT_MIN_AGE",
@@ -44,6 +55,8 @@ class Problem(StrEnum):
     """A temporary file of a write that never finished."""
     UNREADABLE_FILE = "unreadable-file"
     """A row whose file exists but cannot be read; only a person can tell what to do with it."""
+    MISSING_THUMBNAIL = "missing-thumbnail"
+    """A row whose image is there but its thumbnail is not; a repair makes it from the image."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,7 +66,8 @@ class Finding:
     problem: Problem
     image: StoredImage
     generation_id: int | None = None
-    """The row, for ``missing-file`` and ``unreadable-file``."""
+    """The row, for ``missing-file``, ``unreadable-file`` and ``missing-thumbnail`` (whose
+    ``image`` is the thumbnail's place)."""
     size: int | None = None
     """The file's size in bytes, for the file problems."""
     repaired: bool = False
@@ -70,7 +84,7 @@ class ConsistencyReport:
     rows: int
     """History rows checked."""
     files: int
-    """Finished image files found in the roots."""
+    """Finished image files found in the roots (thumbnails not counted)."""
     findings: tuple[Finding, ...]
     recent: tuple[StoredFile, ...]
     """Files without a row that are too young to judge; they are neither problems nor touched."""
@@ -79,6 +93,8 @@ class ConsistencyReport:
     outside: tuple[str, ...] = ()
     """Storage folders in use (the settings', or rows') that lie outside the storage roots: not
     scanned, and nothing in them is ever removed."""
+    thumbnails: int = 0
+    """Thumbnail files found in the roots."""
 
     @property
     def remaining(self) -> tuple[Finding, ...]:
@@ -113,9 +129,14 @@ class CheckConsistency:
     - just before an image is reported unreferenced it is looked up again (``get_by_key``), and
       a row just before it is reported missing, so work a running server did meanwhile is not
       mistaken for a problem;
-    - ``repair`` removes stale temporaries and unreferenced images;
+    - a thumbnail belongs to the row of its image (``thumbnail_owner``); one whose image no row
+      names is unreferenced like an image. A row whose image the scan found without its
+      thumbnail beside it is ``missing-thumbnail`` (checked again just before it is reported);
+    - ``repair`` removes stale temporaries and unreferenced images and thumbnails, and makes
+      each missing thumbnail from its image (``ThumbnailMaker``); one that cannot be made is
+      reported with the reason;
     - ``prune_missing`` deletes the rows whose file is gone, after checking once more that it
-      still is, and never a row whose file exists under another root;
+      still is, and never a row whose file exists under another root; their thumbnails go too;
     - a row whose file is there but unreadable is reported and never pruned.
     """
 
@@ -123,6 +144,7 @@ class CheckConsistency:
     storage: ImageStorage
     settings: SettingsRepository
     clock: Clock
+    thumbnails: ThumbnailMaker
     page_size: int = 500
 
     async def __call__(
@@ -136,7 +158,9 @@ class CheckConsistency:
         roots = tuple(root for root, inside in zip(in_use, confined, strict=True) if inside)
         outside = tuple(root for root, inside in zip(in_use, confined, strict=True) if not inside)
         files = [found for root in roots for found in await self.storage.scan(root)]
-        images = [f for f in files if not f.temporary]
+        finished = [f for f in files if not f.temporary]
+        images = [f for f in finished if thumbnail_owner(f.image.key) is None]
+        thumbnails = {(f.image.root, f.image.key) for f in finished if thumbnail_owner(f.image.key)}
 
         findings: list[Finding] = []
         present = {(f.image.root, f.image.key) for f in images}
@@ -144,14 +168,18 @@ class CheckConsistency:
         for generation_id, image in rows.items():
             if (image.root, image.key) not in present:
                 finding = await self._missing(generation_id, image, found_in.get(image.key), prune_missing)
-                if finding is not None:
-                    findings.append(finding)
+            elif (image.root, image.thumbnail.key) not in thumbnails:
+                finding = await self._missing_thumbnail(generation_id, image, repair)
+            else:
+                finding = None
+            if finding is not None:
+                findings.append(finding)
 
         named = {image.key for image in rows.values()}
         cutoff = self.clock.now() - min_age
         recent: list[StoredFile] = []
         for found in files:
-            if not found.temporary and found.image.key in named:
+            if not found.temporary and (thumbnail_owner(found.image.key) or found.image.key) in named:
                 continue
             if found.modified_at > cutoff:
                 recent.append(found)
@@ -168,6 +196,7 @@ class CheckConsistency:
             recent=tuple(recent),
             current=current,
             outside=outside,
+            thumbnails=len(thumbnails),
         )
 
     async def _rows(self) -> dict[int, StoredImage]:
@@ -218,13 +247,43 @@ class CheckConsistency:
         if again[0] is not Problem.MISSING_FILE:
             return finding
         await self.repository.delete(generation_id)
+        await self.storage.delete(image)  # its thumbnail, if it is still there
+        return replace(finding, repaired=True)
+
+    async def _missing_thumbnail(
+        self, generation_id: int, image: StoredImage, repair: bool
+    ) -> Finding | None:
+        try:
+            await (await self.storage.open(image.thumbnail)).chunks.aclose()
+            return None  # made meanwhile (a request for it makes a missing one)
+        except NotFound:
+            pass
+        except StorageError as error:
+            return Finding(
+                problem=Problem.UNREADABLE_FILE,
+                image=image.thumbnail,
+                generation_id=generation_id,
+                note=error.message,
+            )
+        if await self.repository.get(generation_id) is None:
+            return None  # deleted meanwhile
+        finding = Finding(
+            problem=Problem.MISSING_THUMBNAIL, image=image.thumbnail, generation_id=generation_id
+        )
+        if not repair:
+            return finding
+        try:
+            thumbnail = await self.thumbnails.thumbnail(await read_stream(await self.storage.open(image)))
+            await self.storage.save_thumbnail(image, thumbnail)
+        except (NotFound, StorageError) as error:
+            return replace(finding, note=f"not made: {error.message}")
         return replace(finding, repaired=True)
 
     async def _leftover(self, found: StoredFile, repair: bool) -> Finding | None:
         if found.temporary:
             problem = Problem.STALE_TEMPORARY
         else:
-            owner = await self.repository.get_by_key(found.image.key)
+            owner = await self.repository.get_by_key(thumbnail_owner(found.image.key) or found.image.key)
             if owner is not None:
                 return None  # recorded meanwhile
             problem = Problem.UNREFERENCED_FILE

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from imagestudio.domain.errors import NotFound
+from imagestudio.domain.errors import NotFound, StorageError
 from imagestudio.domain.model import (
     Generation,
     GenerationPatch,
@@ -12,8 +13,16 @@ from imagestudio.domain.model import (
     HistoryQuery,
     TagCount,
     TagQuery,
+    thumbnail_owner,
 )
-from imagestudio.domain.ports import ChangeWatch, GenerationRepository, ImageStorage, StoredStream
+from imagestudio.domain.ports import (
+    ChangeWatch,
+    GenerationRepository,
+    ImageStorage,
+    StoredStream,
+    ThumbnailMaker,
+    read_stream,
+)
 
 __all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "ListTags", "OpenImage", "UpdateGeneration"]
 
@@ -63,7 +72,7 @@ class GetGeneration:
 
 @dataclass(frozen=True, kw_only=True)
 class DeleteGeneration:
-    """Remove a generation's record and then its file.
+    """Remove a generation's record and then its files (the image and its thumbnail).
 
     Rules:
     - the record goes first: a crash in between leaves an unreferenced file (which
@@ -130,30 +139,65 @@ class ListTags:
 
 @dataclass(frozen=True, kw_only=True)
 class OpenImage:
-    """The bytes behind a ``/generated/<key>`` URL, opened as a stream the caller closes.
+    """The bytes behind a ``/generated/<key>`` URL (an image or its thumbnail), opened as a stream
+    the caller closes.
 
     Rules:
     - only images that belong to a generation are served, from the folder their row records
       (also one outside the storage roots, written there by an older version: it is the user's
-      history);
+      history), and only the thumbnails of those (``<key>.thumb.webp``);
     - a file swapped for a link that leaves its folder is not found;
-    - a missing or unreadable image is an error before anything is sent, never a broken answer.
+    - a missing or unreadable image is an error before anything is sent, never a broken answer;
+    - a generation's missing thumbnail (a row from before thumbnails, or one removed by hand) is
+      made from its image on first request and stored, so later requests read it; where it
+      cannot be stored (a folder outside the storage roots, a full disk) it is made and sent
+      without being kept.
     """
 
     repository: GenerationRepository
     storage: ImageStorage
+    thumbnails: ThumbnailMaker
 
     async def __call__(self, key: str) -> tuple[Generation, StoredStream]:
+        owner = thumbnail_owner(key)
+        if owner is not None:
+            generation = await self._generation(owner)
+            return generation, await self._thumbnail(generation)
         generation = await self._generation(key)
         return generation, await self.storage.open(generation.image)
 
     async def local_path(self, key: str) -> str | None:
         """The image's file on this machine, or ``None`` for a storage without local files (then
         open it); the same rules and errors as a call."""
+        owner = thumbnail_owner(key)
+        if owner is not None:
+            generation = await self._generation(owner)
+            await (await self._thumbnail(generation)).chunks.aclose()  # made if it was missing
+            return await self.storage.local_path(generation.image.thumbnail)
         return await self.storage.local_path((await self._generation(key)).image)
+
+    async def _thumbnail(self, generation: Generation) -> StoredStream:
+        try:
+            return await self.storage.open(generation.image.thumbnail)
+        except NotFound:
+            pass
+        data = await read_stream(await self.storage.open(generation.image))
+        thumbnail = await self.thumbnails.thumbnail(data)
+        try:
+            stored = await self.storage.save_thumbnail(generation.image, thumbnail)
+        except StorageError:
+            return StoredStream(size=len(thumbnail), media_type="image/webp", chunks=_once(thumbnail))
+        if await self.repository.get_by_key(generation.image.key) is None:
+            await self.storage.delete(stored)  # the generation was deleted meanwhile
+            raise NotFound("Image not found")
+        return await self.storage.open(stored)
 
     async def _generation(self, key: str) -> Generation:
         generation = await self.repository.get_by_key(key)
         if generation is None:
             raise NotFound("Image not found")
         return generation
+
+
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data

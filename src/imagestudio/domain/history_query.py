@@ -257,7 +257,9 @@ class HistoryQuery:
         terms = tuple(dict.fromkeys(search_terms(text)))
         if not terms:
             raise InvalidParameters("q must contain at least one letter or digit", field="q")
-        if len(terms) > MAX_SEARCH_TERMS:
+        # the limit counts the words as written (what the documented pattern counts): lower-casing
+        # can split one ("İx" becomes "i", "x"), and the limit must not refuse what the pattern allows
+        if len({word.lower() for word in _SEARCH_WORD.findall(text)}) > MAX_SEARCH_TERMS:
             raise InvalidParameters(f"q must have at most {MAX_SEARCH_TERMS} words", field="q")
         _set(self, "q", text)
         _set(self, "terms", terms)

@@ -33,6 +33,8 @@ from imagestudio.domain.values import (
     MIN_SIDE,
     SETTING_NAMES,
     SIDE_STEP,
+    THUMBNAIL_SIDE,
+    THUMBNAIL_SUFFIX,
     FoundMetadata,
     FoundParameters,
     GeneratedImage,
@@ -57,6 +59,7 @@ from imagestudio.domain.values import (
     TextToImage,
     Upscale,
     nearest_valid_side,
+    thumbnail_owner,
     validate_task_id,
 )
 
@@ -73,6 +76,8 @@ __all__ = [
     "MIN_SIDE",
     "SETTING_NAMES",
     "SIDE_STEP",
+    "THUMBNAIL_SIDE",
+    "THUMBNAIL_SUFFIX",
     "FoundMetadata",
     "FoundParameters",
     "GeneratedImage",
@@ -106,5 +111,6 @@ __all__ = [
     "nearest_valid_side",
     "parse_timestamp",
     "search_terms",
+    "thumbnail_owner",
     "validate_task_id",
 ]

@@ -2,7 +2,7 @@
 
 A job is a value (:class:`GenerationJob`: operation, inputs, parameters, storage folder) that one
 function, :func:`run_generation`, executes: engine, then the record of how the image was made
-written into its file, then storage, then the history row.
+written into its file, then storage (the image and its thumbnail), then the history row.
 
 Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
@@ -12,6 +12,8 @@ Rules:
   stored counts, so turning it off also covers images still queued;
 - the image is stored before its row is written; if the row cannot be written the file is
   removed again, so a failure leaves neither a file nor a row;
+- every image gets its thumbnail (``ThumbnailMaker``) when it is stored, before its row: an image
+  whose thumbnail cannot be made or written is removed again and the task fails;
 - a storage folder outside the storage roots (recorded by an older version) gets no image: the
   task fails with ``InvalidStoragePath`` before the engine runs, so no credit is spent;
 - the task lifecycle (queued, generating, one terminal event) is the ``TaskManager``'s.
@@ -50,6 +52,7 @@ from imagestudio.domain.ports import (
     ModelCatalogue,
     ProgressCallback,
     SettingsRepository,
+    ThumbnailMaker,
 )
 from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskManager
 
@@ -255,8 +258,8 @@ class GenerationJob:
 
 
 class GenerationPorts(Protocol):
-    """What :func:`run_generation` needs: the engine, the annotator, storage, the history and the
-    settings."""
+    """What :func:`run_generation` needs: the engine, the annotator, storage, the history, the
+    settings and the thumbnail maker."""
 
     @property
     def generator(self) -> ImageGenerator: ...
@@ -270,14 +273,16 @@ class GenerationPorts(Protocol):
     def settings(self) -> SettingsRepository: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def thumbnails(self) -> ThumbnailMaker: ...
 
 
 async def run_generation(job: GenerationJob, ports: GenerationPorts, control: TaskControl) -> Generation:
     """Make one generation: check the folder, run the engine, write how the image was made into
-    its file (unless the settings say not to), store the image, add the row.
+    its file (unless the settings say not to), store the image and its thumbnail, add the row.
 
-    A folder outside the storage roots fails before the engine runs; if the row cannot be
-    written, the stored image is removed again."""
+    A folder outside the storage roots fails before the engine runs; if the thumbnail or the row
+    cannot be written, the stored image (and its thumbnail) is removed again."""
     folder = await _folder(job, ports)
     if not await ports.storage.confined(await ports.storage.root_of(folder)):
         raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
@@ -285,10 +290,12 @@ async def run_generation(job: GenerationJob, ports: GenerationPorts, control: Ta
     provenance = _provenance(job, image, engine=ports.generator.name)
     settings = await ports.settings.get()
     data = await ports.annotator.annotate(image.data, provenance) if settings.embed_metadata else image.data
+    thumbnail = await ports.thumbnails.thumbnail(data)
     control.raise_if_cancelled()
     stored = await ports.storage.save(data, image.extension, await _folder(job, ports))
     try:
         await control.stored(stored)
+        await ports.storage.save_thumbnail(stored, thumbnail)
         return await ports.repository.add(_generation(provenance, image, stored, now=ports.clock.now()))
     except BaseException:
         await ports.storage.delete(stored)
@@ -416,6 +423,7 @@ class GenerationPipeline:
     new_task_id: Callable[[], str] = field(default=new_task_id)
     catalogue: ModelCatalogue | None = None
     """What the engine's models take (``domain/models.py``); ``None``: send every parameter."""
+    thumbnails: ThumbnailMaker
 
     def job(self, generation: GenerationJob) -> Job:
         """The task of one generation, run on this pipeline's ports."""

@@ -55,6 +55,8 @@ __all__ = [
     "TaskEvents",
     "TaskRepository",
     "TaskSubscription",
+    "ThumbnailMaker",
+    "read_stream",
 ]
 
 PreviewSource = Callable[[], bytes]
@@ -114,6 +116,15 @@ class ImageInspector(Protocol):
         ...
 
 
+class ThumbnailMaker(Protocol):
+    """Makes the small picture a gallery shows for an image."""
+
+    async def thumbnail(self, data: bytes) -> bytes:
+        """A WebP of the image ``data``, at most ``THUMBNAIL_SIDE`` pixels on its long side (upright,
+        aspect kept, never enlarged); ``StorageError`` if ``data`` cannot be decoded."""
+        ...
+
+
 class ImageAnnotator(Protocol):
     """Writes into an image file how it was made, and reads what image files say of themselves.
 
@@ -159,6 +170,14 @@ class StoredStream:
     etag: str | None = None
 
 
+async def read_stream(stream: StoredStream) -> bytes:
+    """Every byte of an opened stream, which is closed after (also on an error)."""
+    try:
+        return b"".join([chunk async for chunk in stream.chunks])
+    finally:
+        await stream.chunks.aclose()
+
+
 class ImageStorage(Protocol):
     """Where image files live: folders inside the storage roots the server was started with.
 
@@ -176,6 +195,12 @@ class ImageStorage(Protocol):
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
         """Write ``data`` atomically under the folder ``storage_path`` with a fresh, unique name;
         ``InvalidStoragePath`` if that folder lies outside the roots."""
+        ...
+
+    async def save_thumbnail(self, image: StoredImage, data: bytes) -> StoredImage:
+        """Write ``data`` atomically as the thumbnail of the stored ``image`` (``image.thumbnail``,
+        beside it), replacing one that is there, and return where it went; ``InvalidStoragePath``
+        if the folder lies outside the roots, ``StorageError`` if it cannot be written."""
         ...
 
     async def read(self, image: StoredImage) -> bytes:
@@ -198,8 +223,8 @@ class ImageStorage(Protocol):
         ...
 
     async def delete(self, image: StoredImage) -> None:
-        """Remove a stored image; a missing file is not an error, and a file outside the roots
-        is left in place."""
+        """Remove a stored image, and its thumbnail with it (a thumbnail passed alone goes alone);
+        a missing file is not an error, and a file outside the roots is left in place."""
         ...
 
     async def open(self, image: StoredImage) -> StoredStream:
@@ -230,7 +255,8 @@ class ImageStorage(Protocol):
         ...
 
     async def scan(self, root: str) -> list[StoredFile]:
-        """Every file this storage wrote under ``root``: finished images and leftover temporaries.
+        """Every file this storage wrote under ``root``: finished images, their thumbnails (keys
+        ``thumbnail_owner`` recognises) and leftover temporaries.
 
         Only names this storage gives are listed, so files a user keeps in the same folder are
         never reported (nor removed by a repair). A root that does not exist holds nothing; one
@@ -322,6 +348,12 @@ class TaskSubscription(Protocol):
         """Set when ``after`` asked for events older than the stream keeps: the oldest ``seq`` kept."""
         ...
 
+    async def ready(self) -> None:
+        """Wait until the subscription knows where its replay starts: ``truncated_before`` is then
+        final. A stream that keeps its events in memory knows at once; one that reads them from a
+        database asks it first (and waits for it while it is unavailable)."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[TaskEvent]: ...
 
     async def next(self) -> TaskEvent:
@@ -337,7 +369,9 @@ class TaskEventStream(TaskEvents, Protocol):
     """Task events numbered and fanned out: what the progress WebSocket and ``Studio`` read.
 
     Every delivered event carries ``seq``, increasing for the life of the stream; a subscriber
-    that comes back with ``after=<seq>`` first gets the recent events it missed.
+    that comes back with ``after=<seq>`` first gets the recent events it missed. The stream may
+    span several processes (every server on one PostgreSQL database): then ``seq`` is the
+    cluster's, and every subscriber sees every process's events, in ``seq`` order.
     """
 
     def bind(self) -> None:

@@ -86,6 +86,8 @@ __all__ = [
     "SETTING_NAMES",
     "SIDE_STEP",
     "TASK_ID_PATTERN",
+    "THUMBNAIL_SIDE",
+    "THUMBNAIL_SUFFIX",
     "UNCHANGED",
     "UPSCALE_FACTORS",
     "FoundMetadata",
@@ -119,6 +121,7 @@ __all__ = [
     "is_air_model_id",
     "nearest_valid_side",
     "normalize_tag",
+    "thumbnail_owner",
     "validate_task_id",
 ]
 
@@ -297,6 +300,26 @@ class StoredImage:
         """The URL path under which this server serves the image."""
         return f"/generated/{self.key}"
 
+    @property
+    def thumbnail(self) -> StoredImage:
+        """Where this image's thumbnail lives: beside it, named after it (:data:`THUMBNAIL_SUFFIX`)."""
+        return StoredImage(key=self.key + THUMBNAIL_SUFFIX, root=self.root)
+
+
+THUMBNAIL_SIDE: Final = 256
+"""The longest side of a thumbnail in pixels (a smaller image keeps its own size)."""
+THUMBNAIL_SUFFIX: Final = ".thumb.webp"
+"""What a thumbnail's key adds to its image's: ``2026-01-02/<32 hex>.png.thumb.webp``. The image's
+whole name stays in it, so the image (and its row) is found from the thumbnail's name alone."""
+
+
+def thumbnail_owner(key: str) -> str | None:
+    """The key of the image whose thumbnail ``key`` names, or ``None`` if it names no thumbnail."""
+    if not key.endswith(THUMBNAIL_SUFFIX):
+        return None
+    owner = key[: -len(THUMBNAIL_SUFFIX)]
+    return owner if owner and not owner.endswith("/") and thumbnail_owner(owner) is None else None
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoredFile:
@@ -358,6 +381,11 @@ class Generation:
     @property
     def file_path(self) -> str:
         return self.image.file_path
+
+    @property
+    def thumbnail_path(self) -> str:
+        """The URL path of its thumbnail (``/generated/<key>.thumb.webp``)."""
+        return self.image.thumbnail.file_path
 
     def with_id(self, new_id: int) -> Generation:
         return replace(self, id=new_id)

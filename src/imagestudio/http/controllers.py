@@ -298,7 +298,7 @@ class ImagesController(Controller):
 
     @get(
         "/{key:path}",
-        summary="The bytes of a generated image (its filePath)",
+        summary="The bytes of a generated image (its filePath) or of its thumbnail (its thumbnailPath)",
         media_type="image/*",
         operation_id=operation_id("getImage"),
         description=described_by(OpenImage),
@@ -307,8 +307,8 @@ class ImagesController(Controller):
         response_description="File Download",
     )
     async def image(self, services: ServicesDep, key: FromPath[str]) -> _StreamedFile:
-        generation, stored = await services.open_image(key.lstrip("/"))
-        filename = generation.image.key.rsplit("/", 1)[-1]
+        _, stored = await services.open_image(key.lstrip("/"))
+        filename = key.rsplit("/", 1)[-1]  # the image's or its thumbnail's name: only those open
         headers = {
             "Content-Length": str(stored.size),
             "Content-Disposition": f'inline; filename="{filename}"',

@@ -270,6 +270,8 @@ class GenerationOut(_Out):
     height: int
     file_path: str
     url: str
+    thumbnail_path: str
+    thumbnail_url: str
     task_id: str
     cost: float | None
     created_at_snake: str = msgspec.field(name="created_at")
@@ -388,7 +390,8 @@ def task_out(task: Task, generation: GenerationOut | None = None) -> TaskOut:
 
 
 def generation_out(generation: Generation, base_url: str) -> GenerationOut:
-    """The one Generation shape (CONTRACT.md section 3); ``base_url`` makes ``url`` absolute."""
+    """The one Generation shape (CONTRACT.md section 3); ``base_url`` makes ``url`` and
+    ``thumbnailUrl`` absolute (a thumbnail is always this server's, also for a Runware image)."""
     assert generation.id is not None
     p = generation.parameters
     created = _iso(generation)
@@ -416,6 +419,8 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
         height=generation.height,
         file_path=generation.file_path,
         url=generation.remote_url or base_url.rstrip("/") + generation.file_path,
+        thumbnail_path=generation.thumbnail_path,
+        thumbnail_url=base_url.rstrip("/") + generation.thumbnail_path,
         task_id=generation.task_id,
         cost=generation.cost,
         created_at_snake=created,

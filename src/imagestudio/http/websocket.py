@@ -2,8 +2,9 @@
 
 ``?taskId=X`` receives only task X (starting with its latest event, so a late subscriber learns how
 it ended); without it the socket receives every task's events. Every event carries ``seq``,
-increasing for the life of the server: a client that reconnects with ``?after=<seq>`` first receives
-what it missed from a bounded replay buffer. ``?previews=true`` adds the engine's ``preview`` image
+increasing for the life of the server (on PostgreSQL, of every server on the database, whose events
+every socket receives): a client that reconnects with ``?after=<seq>`` first receives what it
+missed from a bounded replay buffer. ``?previews=true`` adds the engine's ``preview`` image
 to live ``generating`` messages (replayed ones have none). Messages are JSON text frames, each one
 of the Structs below (their ``type`` tells them apart); the socket stays open after a task's
 terminal message, until the client closes it. ``http/asyncapi.py`` documents them from these same
@@ -63,7 +64,14 @@ class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="pro
     task_id: str
     status: TaskStatus
     progress: Annotated[int, msgspec.Meta(ge=0, le=100, description="0-99 while generating, 100 at the end")]
-    seq: Annotated[int, msgspec.Meta(ge=1, description="increasing for the life of the server; ?after=")]
+    seq: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="increasing for the life of the server (of every server on one PostgreSQL"
+            " database); ?after=",
+        ),
+    ]
     position: (
         Annotated[int, msgspec.Meta(ge=1, description="place in the queue (queued only)")] | UnsetType
     ) = UNSET
@@ -167,6 +175,7 @@ async def generation_socket(socket: WebSocket[Any, Any, Any]) -> None:
     events: TaskEventStream = socket.app.state.services.events
     subscription = events.subscribe(query.task_id, after=query.after, previews=query.previews)
     try:
+        await subscription.ready()
         if subscription.truncated_before is not None and query.after is not None:
             truncated = ReplayTruncated(after=query.after, oldest_seq=subscription.truncated_before)
             await socket.send_text(encode_message(truncated))

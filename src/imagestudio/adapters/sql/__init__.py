@@ -11,7 +11,9 @@ one way in:
 - ``history.py``: ``SqlGenerationRepository`` and its query plans;
 - ``settings.py``: ``SqlSettingsRepository``;
 - ``tasks.py``: ``SqlTaskRepository`` and ``SqlIdempotencyStore``, with their tables;
-- ``watch.py``: ``SqliteChangeWatch``, the SQLite token that moves with any commit.
+- ``watch.py``: ``SqliteChangeWatch``, the SQLite token that moves with any commit;
+- ``events.py``: ``PostgresTaskEvents``, the task event stream every server on one PostgreSQL
+  database shares (a table whose id is ``seq``, announced with ``LISTEN/NOTIFY``).
 
 Several processes can share one database: each module says what holds when they do.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from imagestudio.adapters.sql.batch import GroupCommit
 from imagestudio.adapters.sql.database import MIGRATION_LOCK, SqlDatabase, database_url
+from imagestudio.adapters.sql.events import TASK_EVENTS, PostgresTaskEvents
 from imagestudio.adapters.sql.history import SqlGenerationRepository
 from imagestudio.adapters.sql.settings import SqlSettingsRepository
 from imagestudio.adapters.sql.tables import (
@@ -44,10 +47,12 @@ __all__ = [
     "GENERATIONS",
     "MIGRATION_LOCK",
     "SETTINGS",
+    "TASK_EVENTS",
     "GenerationCountRow",
     "GenerationRow",
     "GroupCommit",
     "IdempotencyRow",
+    "PostgresTaskEvents",
     "SettingRow",
     "SqlDatabase",
     "SqlGenerationRepository",
