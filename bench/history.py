@@ -47,14 +47,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, database_url  # noqa: E402
-from imagestudio.domain.model import HistoryCursor, HistoryQuery, HistorySort, Operation  # noqa: E402
+from imagestudio.domain.model import (  # noqa: E402
+    HistoryCursor,
+    HistoryQuery,
+    HistorySort,
+    Operation,
+    TagQuery,
+)
 
 BEGIN = "<!-- bench/history.py: P3 begin -->"
 END = "<!-- bench/history.py: P3 end -->"
 START = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
 COLUMNS = (
     "type, operation, prompt, negative_prompt, parameters, seed, width, height, file_key, storage_root,"
-    " remote_url, task_id, engine, model, cost, created_at"
+    " remote_url, task_id, engine, model, cost, favorite, tags, created_at"
 )
 
 SUBJECTS = [
@@ -88,6 +94,15 @@ PLACES = [
 NEGATIVES = ["blurry", "low quality", "watermark", "text", "deformed", "extra fingers", "oversaturated"]
 MODELS = [f"runware:{n}@1" for n in (100, 101, 97, 5, 2)] + ["civitai:4384@128713", "civitai:133005@782002"]
 OPERATIONS = ["text-to-image"] * 40 + ["image-to-image"] * 7 + ["upscale"] * 3
+TAGS = [
+    *("portfolio", "wallpaper", "reference", "print", "client-a", "client-b", "draft", "keep"),
+    *("sunset", "portrait", "landscape", "night", "winter", "blue", "moody", "bright", "sketch"),
+    *("series-1", "series-2", "series-3", "to-upscale", "to-delete", "shared", "favourite-style"),
+    *("mood-board", "concept", "cover", "poster", "texture", "icon", "banner", "story", "study"),
+    *("experiment", "seed-hunt", "lora-test", "cfg-test", "steps-test", "colour", "monochrome"),
+]
+TAG_WEIGHTS = [1 / (rank + 1) for rank in range(len(TAGS))]
+"""Zipf-like: ``portfolio`` is the most used tag (on 11% of all generations), the last ones rare."""
 
 
 def rows(count: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
@@ -95,8 +110,12 @@ def rows(count: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
 
     Prompts: "a [adjective] adjective subject place, 1 to 4 styles"; 40% have a negative prompt;
     80% text-to-image, 14% image-to-image, 6% upscale; half local, half Runware; seven models.
+    3% are favourites; 30% carry 1 to 3 of 40 tags (Zipf-like: ``portfolio`` on 11% of all
+    generations, ``monochrome`` on 0.3%). Favourites and tags come from a random stream of their
+    own, so the other columns are the rows earlier runs measured.
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    kept = random.Random(seed + 1)  # noqa: S311 - as above
     pick = rng.choice
     step = dt.timedelta(days=3 * 365) / count
     for index in range(count):
@@ -137,16 +156,31 @@ def rows(count: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
             engine,
             model,
             0.0013 if engine == "runware" else None,
+            kept.random() < 0.03,
+            _tags(kept),
             created,
         )
+
+
+def _tags(rng: random.Random) -> str:
+    """The JSON list of a generation's tags: none for 70%, else 1 to 3 distinct ones."""
+    if rng.random() >= 0.3:
+        return "[]"
+    chosen: list[str] = []
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        tag = rng.choices(TAGS, weights=TAG_WEIGHTS)[0]
+        if tag not in chosen:
+            chosen.append(tag)
+    return json.dumps(chosen)
 
 
 # --- filling ------------------------------------------------------------------------------------
 
 
 def fill_sqlite(path: Path, data: list[tuple[Any, ...]]) -> float:
-    """Bulk load as an import would: secondary indexes and triggers off, rows in, then indexes, the
-    triggers, the FTS index (``rebuild``) and the counts made again from the rows."""
+    """Bulk load as an import would: secondary indexes and triggers off, rows in, the tag rows and
+    counts made from them, then indexes, the triggers, the FTS index (``rebuild``) and the counts
+    made again from the rows."""
     db = SqlDatabase(f"sqlite:///{path}")
     db.upgrade_schema()
     db.dispose()
@@ -155,10 +189,10 @@ def fill_sqlite(path: Path, data: list[tuple[Any, ...]]) -> float:
     connection.execute("PRAGMA synchronous=OFF")
     connection.execute("PRAGMA cache_size=-262144")
     schema = connection.execute(
-        "SELECT type, name, sql FROM sqlite_master"
-        " WHERE tbl_name = 'generations' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN ('generations', 'generation_tags')"
+        " AND type IN ('index', 'trigger') AND sql IS NOT NULL"
     ).fetchall()
-    marks = ", ".join("?" * 16)
+    marks = ", ".join("?" * 18)
     connection.execute("BEGIN")
     for kind, name, _ in schema:
         connection.execute(f"DROP {kind} {name}")
@@ -167,6 +201,8 @@ def fill_sqlite(path: Path, data: list[tuple[Any, ...]]) -> float:
             (*row[:-1], row[-1].strftime("%Y-%m-%d %H:%M:%S.%f")) for row in data[start : start + 50_000]
         ]
         connection.executemany(f"INSERT INTO generations ({COLUMNS}) VALUES ({marks})", batch)  # noqa: S608
+    for statement in _SQLITE_TAG_REBUILD:
+        connection.execute(statement)
     for _, _, ddl in schema:
         connection.execute(ddl)
     connection.execute("INSERT INTO generations_fts (generations_fts) VALUES ('rebuild')")
@@ -178,14 +214,29 @@ def fill_sqlite(path: Path, data: list[tuple[Any, ...]]) -> float:
     return time.perf_counter() - started
 
 
+# The tag rows and the tag and favourite counts, made from the rows as the triggers would have made
+# them (which, with the other triggers, are off while this runs).
+_SQLITE_TAG_REBUILD = [
+    "DELETE FROM generation_tags",
+    "INSERT INTO generation_tags (tag, created_at, generation_id)"
+    " SELECT DISTINCT j.value, g.created_at, g.id FROM generations AS g, json_each(g.tags) AS j"
+    " WHERE g.tags <> '[]' ORDER BY 1, 2, 3",
+    "DELETE FROM tag_counts",
+    "INSERT INTO tag_counts (tag, total) SELECT tag, count(*) FROM generation_tags GROUP BY tag",
+    "DELETE FROM favorite_counts",
+    "INSERT INTO favorite_counts (type, total)"
+    " SELECT type, count(*) FROM generations WHERE favorite GROUP BY type",
+]
+
+
 def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def fill_postgresql(url: str, data: list[tuple[Any, ...]]) -> float:
     """Bulk load as an import would: secondary indexes off, ``COPY`` (the statement triggers keep the
-    counts per type and per search word), indexes made again, then ``VACUUM ANALYZE`` as autovacuum
-    would."""
+    counts per type and per search word, and make the tag rows and their counts), indexes made
+    again, then ``VACUUM ANALYZE`` as autovacuum would."""
     db = SqlDatabase(url)
     db.upgrade_schema()
     db.dispose()
@@ -206,6 +257,8 @@ def fill_postgresql(url: str, data: list[tuple[Any, ...]]) -> float:
         connection.commit()
         connection.autocommit = True
         connection.execute("VACUUM ANALYZE generations")
+        connection.execute("VACUUM ANALYZE generation_tags")
+        connection.execute("VACUUM ANALYZE tag_counts")
         connection.execute("CHECKPOINT")  # write the load out now, not while measuring
     return time.perf_counter() - started
 
@@ -249,13 +302,15 @@ def _pg_filled(url: str) -> bool:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-Scenario = tuple[str, str, float | None, Callable[[], HistoryQuery], int]
+Scenario = tuple[str, str, float | None, Callable[[], HistoryQuery | TagQuery], int]
 
 
 def scenarios(db: SqlDatabase, count: int, repeat: int) -> list[Scenario]:
     """(key, what, target ms for p50, query, repetitions)."""
     deep = _cursor_at(db, int(count * 0.9))
     deep_filtered = _cursor_at(db, int(count * 0.45), engine="runware")
+    deep_favourite = _cursor_at(db, int(_total(db, favorite=True) * 0.9), favorite=True)
+    deep_tag = _cursor_at(db, int(_total(db, tags=("portfolio",)) * 0.9), tags=("portfolio",))
     middle = START + dt.timedelta(days=365)
     window = {"created_from": middle, "created_to": middle + dt.timedelta(days=180)}
     return [
@@ -318,6 +373,69 @@ def scenarios(db: SqlDatabase, count: int, repeat: int) -> list[Scenario]:
             max(10, repeat // 4),
         ),
         (
+            "fav_first",
+            "first page of 50, `favorite=true` (3% of rows), with its total",
+            5.0,
+            lambda: HistoryQuery(limit=50, favorite=True),
+            repeat,
+        ),
+        (
+            "fav_cursor",
+            "page of 50 by cursor, `favorite=true`, 90% deep",
+            5.0,
+            lambda: HistoryQuery(limit=50, favorite=True, cursor=deep_favourite),
+            repeat,
+        ),
+        (
+            "fav_false",
+            "first page of 50, `favorite=false` (total: every row less the favourites)",
+            None,
+            lambda: HistoryQuery(limit=50, favorite=False),
+            repeat,
+        ),
+        (
+            "tag_first",
+            "first page of 50, `tag=portfolio` (the most used tag, 11% of rows), with its total",
+            5.0,
+            lambda: HistoryQuery(limit=50, tags=("portfolio",)),
+            repeat,
+        ),
+        (
+            "tag_cursor",
+            "page of 50 by cursor, `tag=portfolio`, 90% deep",
+            5.0,
+            lambda: HistoryQuery(limit=50, tags=("portfolio",), cursor=deep_tag),
+            repeat,
+        ),
+        (
+            "tag_rare",
+            "first page of 50, `tag=monochrome` (the least used of 40 tags, 0.3%)",
+            5.0,
+            lambda: HistoryQuery(limit=50, tags=("monochrome",)),
+            repeat,
+        ),
+        (
+            "tag_two",
+            "`tag=portfolio&tag=wallpaper` (two tags; total counted)",
+            None,
+            lambda: HistoryQuery(limit=50, tags=("portfolio", "wallpaper")),
+            max(10, repeat // 4),
+        ),
+        (
+            "tag_filter",
+            "`tag=portfolio&favorite=true&engine=runware` (total counted)",
+            None,
+            lambda: HistoryQuery(limit=50, tags=("portfolio",), favorite=True, engine="runware"),
+            max(10, repeat // 4),
+        ),
+        (
+            "tag_list",
+            "the tag list (`GET /api/tags`): the 100 most used tags with their counts",
+            5.0,
+            lambda: TagQuery(limit=100),
+            repeat,
+        ),
+        (
             "offset",
             "page of 50 by `offset`, 90% deep (for contrast)",
             None,
@@ -325,6 +443,13 @@ def scenarios(db: SqlDatabase, count: int, repeat: int) -> list[Scenario]:
             5,
         ),
     ]
+
+
+def _total(db: SqlDatabase, **filters: Any) -> int:
+    async def count() -> int:
+        return (await SqlGenerationRepository(db).list(HistoryQuery(limit=1, **filters))).total
+
+    return anyio.run(count)
 
 
 def _cursor_at(db: SqlDatabase, position: int, **filters: Any) -> HistoryCursor:
@@ -343,11 +468,15 @@ def measure(db: SqlDatabase, count: int, repeat: int) -> dict[str, dict[str, Any
     async def run() -> None:
         for key, what, target, make, times in planned:
             query = make()
-            page = await repository.list(query)  # warm-up
+            call = repository.count_tags if isinstance(query, TagQuery) else repository.list
+            found = await call(query)  # type: ignore[arg-type] # warm-up
+            total, items = (
+                (len(found), len(found)) if isinstance(found, list) else (found.total, len(found.items))
+            )
             samples = []
             for _ in range(times):
                 started = time.perf_counter()
-                await repository.list(query)
+                await call(query)  # type: ignore[arg-type]
                 samples.append((time.perf_counter() - started) * 1000)
             samples.sort()
             results[key] = {
@@ -356,11 +485,11 @@ def measure(db: SqlDatabase, count: int, repeat: int) -> dict[str, dict[str, Any
                 "p50": statistics.median(samples),
                 "p99": samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))],
                 "runs": times,
-                "total": page.total,
-                "items": len(page.items),
+                "total": total,
+                "items": items,
             }
             result = results[key]
-            print(f"  {key:<13} p50 {result['p50']:8.2f} ms  p99 {result['p99']:8.2f} ms  total {page.total}")
+            print(f"  {key:<13} p50 {result['p50']:8.2f} ms  p99 {result['p99']:8.2f} ms  total {total}")
 
     anyio.run(run)
     return results

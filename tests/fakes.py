@@ -25,6 +25,7 @@ from imagestudio.domain.model import (
     FoundParameters,
     GeneratedImage,
     Generation,
+    GenerationPatch,
     HistoryPage,
     HistoryQuery,
     HistorySort,
@@ -35,6 +36,8 @@ from imagestudio.domain.model import (
     SettingsPatch,
     SourceImage,
     StoredImage,
+    TagCount,
+    TagQuery,
     TaskEvent,
 )
 from imagestudio.domain.ports import ProgressCallback, StoredFile, StoredStream
@@ -364,6 +367,24 @@ class InMemoryGenerationRepository:
 
     async def delete(self, generation_id: int) -> Generation | None:
         return self.rows.pop(generation_id, None)
+
+    async def update(self, generation_id: int, patch: GenerationPatch) -> Generation | None:
+        current = self.rows.get(generation_id)
+        if current is None:
+            return None
+        self.rows[generation_id] = patch.apply(current)
+        return self.rows[generation_id]
+
+    async def count_tags(self, query: TagQuery) -> list[TagCount]:
+        """The reference semantics of ``TagQuery``: count, keep the matching, most used first."""
+        counts: dict[str, int] = {}
+        for generation in self.rows.values():
+            for tag in generation.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        ordered = sorted(
+            (item for item in counts.items() if query.matches(item[0])), key=lambda t: (-t[1], t[0])
+        )
+        return [TagCount(tag=tag, count=count) for tag, count in ordered[: query.limit]]
 
 
 class InMemorySettingsRepository:

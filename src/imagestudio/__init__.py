@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         StorageError,
         StudioError,
     )
-    from imagestudio.domain.model import Generation, HistoryPage, Settings, TaskEvent, TaskStatus
+    from imagestudio.domain.model import Generation, HistoryPage, Settings, TagCount, TaskEvent, TaskStatus
     from imagestudio.domain.ports import TaskSubscription as Subscription  # noqa: F401 - see __getattr__
     from imagestudio.services import Services  # noqa: F401 - see __getattr__
     from imagestudio.studio import Studio
@@ -56,6 +56,7 @@ __all__ = [
     "StorageError",
     "Studio",
     "StudioError",
+    "TagCount",
     "TaskEvent",
     "TaskStatus",
     "__version__",
@@ -80,7 +81,8 @@ _WHERE = {
         "imagestudio.domain.errors",
     ),
     **dict.fromkeys(
-        ("Generation", "HistoryPage", "Settings", "TaskEvent", "TaskStatus"), "imagestudio.domain.model"
+        ("Generation", "HistoryPage", "Settings", "TagCount", "TaskEvent", "TaskStatus"),
+        "imagestudio.domain.model",
     ),
 }
 

@@ -33,7 +33,14 @@ from imagestudio.adapters.sql import (
 from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
-from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.history import (
+    DeleteGeneration,
+    GetGeneration,
+    ListHistory,
+    ListTags,
+    OpenImage,
+    UpdateGeneration,
+)
 from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.model import DEFAULT_MODEL
 from imagestudio.domain.models import ListModels, ModelPage, ModelQuery
@@ -161,6 +168,8 @@ def build_services(
         tasks=tasks,
         engine=generator.name,
         list_models=ListModels(catalogue=catalogue or _NoModels()),
+        update_generation=UpdateGeneration(repository=repository),
+        list_tags=ListTags(repository=repository),
         inspect_image=InspectImage(resolve=resolve, annotator=annotator, tasks=tasks),
     )
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from imagestudio._version import __version__
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
-from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
+from imagestudio.domain.history import (
+    DeleteGeneration,
+    GetGeneration,
+    ListHistory,
+    ListTags,
+    OpenImage,
+    UpdateGeneration,
+)
 from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.models import ListModels
 from imagestudio.domain.ports import TaskEventStream
@@ -43,5 +50,7 @@ class Services:
     tasks: TaskManager
     engine: str
     list_models: ListModels
+    update_generation: UpdateGeneration
+    list_tags: ListTags
     inspect_image: InspectImage
     version: str = __version__

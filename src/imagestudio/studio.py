@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from imagestudio.config import Config
 from imagestudio.domain.model import (
     Generation,
+    GenerationPatch,
     HistoryCursor,
     HistoryPage,
     HistoryQuery,
     ImageToImage,
     Settings,
     SettingsPatch,
+    TagCount,
+    TagQuery,
     Task,
     TaskEvent,
     TextToImage,
@@ -103,8 +106,8 @@ class Studio:
         **filters: Any,
     ) -> HistoryPage:
         """A page of the history; ``filters`` are the other :class:`HistoryQuery` fields (``q``,
-        ``operation``, ``engine``, ``model``, ``created_from``, ``created_to``, ``sort``, and
-        ``cursor``, which also takes the text of a page's ``next_cursor``)."""
+        ``operation``, ``engine``, ``model``, ``created_from``, ``created_to``, ``favorite``,
+        ``tags``, ``sort``, and ``cursor``, which also takes the text of a page's ``next_cursor``)."""
         cursor = filters.get("cursor")
         if isinstance(cursor, str):
             filters["cursor"] = HistoryCursor.decode(cursor) if cursor else None
@@ -116,6 +119,16 @@ class Studio:
 
     async def delete(self, generation_id: int) -> None:
         await self.services.delete_generation(generation_id)
+
+    async def update(self, generation_id: int, **changes: Any) -> Generation:
+        """Change what is kept about a generation, by name: any of ``favorite``, ``tags`` (all of
+        them; stored trimmed and case-folded) and ``notes`` (``None`` clears them); all or
+        nothing. Returns the generation as it now is."""
+        return await self.services.update_generation(generation_id, GenerationPatch(**changes))
+
+    async def tags(self, prefix: str | None = None, limit: int = 100) -> list[TagCount]:
+        """The tags in use, each with how many generations carry it, the most used first."""
+        return await self.services.list_tags(TagQuery(prefix=prefix, limit=limit))
 
     async def file_of(self, generation: Generation) -> str | None:
         """The absolute path of a generation's image file, or ``None`` when the storage keeps no

@@ -1,5 +1,6 @@
-"""A Hypothesis state machine drives the history (add, list with filters and cursors, delete)
-against a plain in-memory model, on the fake, a SQLite file and a PostgreSQL schema.
+"""A Hypothesis state machine drives the history (add, list with filters and cursors, delete,
+favourite, tag and untag, the tag list) against a plain in-memory model, on the fake, a SQLite
+file and a PostgreSQL schema.
 
 The model is a dict of the generations that should exist; what a query should answer is worked
 out from it with the rules ``HistoryQuery`` documents (``matches``, ``sort_key``,
@@ -30,11 +31,14 @@ from hypothesis.stateful import (
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository
 from imagestudio.domain.model import (
     Generation,
+    GenerationPatch,
     HistoryCursor,
     HistoryPage,
     HistoryQuery,
     HistorySort,
     Operation,
+    TagCount,
+    TagQuery,
 )
 from tests.adapters.test_repository_contract import T0, make_generation
 from tests.databases import PostgresServer
@@ -69,6 +73,10 @@ SEARCHES = [
     "zzz",
 ]
 MODELS = ["runware:100@1", "civitai:4384@128713", None]
+TAGS = ["sunset", "beach", "night", "strasse", "日本"]
+"""Tags in their stored form (``Straße`` is stored ``strasse``)."""
+TAG_FILTERS = [("SUNSET ",), ("beach",), ("Straße", "night"), ("nobody",), ("beach", "sunset"), ("日本",)]
+TAG_PREFIXES = [None, "s", "SU", "n", "zz", "日"]
 
 prompts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
 minutes = st.integers(min_value=0, max_value=6)
@@ -81,6 +89,8 @@ specs = st.fixed_dictionaries(
         "operation": st.sampled_from(Operation),
         "engine": st.sampled_from(["local", "runware"]),
         "model": st.sampled_from(MODELS),
+        "favorite": st.sampled_from([False, False, True]),
+        "tags": st.lists(st.sampled_from(TAGS), max_size=3, unique=True).map(tuple),
     }
 )
 
@@ -109,6 +119,8 @@ def queries(draw: st.DrawFn, *, cursor: bool = True) -> HistoryQuery:
         model=draw(rarely([m for m in MODELS if m])),
         created_from=None if start is None else T0 + dt.timedelta(minutes=start),
         created_to=None if start is None or span is None else T0 + dt.timedelta(minutes=start + span),
+        favorite=draw(rarely([True, False])),
+        tags=draw(rarely(TAG_FILTERS)) or (),
         sort=sort,
         cursor=after,
     )
@@ -167,6 +179,47 @@ class HistoryMachine(RuleBasedStateMachine):
         assert self.call(self.repository.delete, generation_id) == self.model.pop(generation_id)
         assert self.call(self.repository.delete, generation_id) is None
 
+    def _update(self, generation_id: int, patch: GenerationPatch) -> None:
+        updated = self.call(self.repository.update, generation_id, patch)
+        assert updated == patch.apply(self.model[generation_id])
+        self.model[generation_id] = updated
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), favorite=st.booleans(), notes=st.none() | st.sampled_from(["mine", "a\nb"]))
+    def favourite(self, data: st.DataObject, favorite: bool, notes: str | None) -> None:
+        generation_id = data.draw(st.sampled_from(sorted(self.model)))
+        self._update(generation_id, GenerationPatch(favorite=favorite, notes=notes))
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), tag=st.sampled_from([*TAGS, "Sunset", " NIGHT ", "Straße"]))
+    def tag(self, data: st.DataObject, tag: str) -> None:
+        generation_id = data.draw(st.sampled_from(sorted(self.model)))
+        self._update(generation_id, GenerationPatch(tags=[*self.model[generation_id].tags, tag]))
+
+    @precondition(lambda self: any(g.tags for g in self.model.values()))
+    @rule(data=st.data())
+    def untag(self, data: st.DataObject) -> None:
+        generation_id = data.draw(st.sampled_from(sorted(i for i, g in self.model.items() if g.tags)))
+        tags = list(self.model[generation_id].tags)
+        tags.remove(data.draw(st.sampled_from(tags)))
+        self._update(generation_id, GenerationPatch(tags=tags))
+
+    @rule(generation_id=st.integers(min_value=1, max_value=60))
+    def update_a_missing_one(self, generation_id: int) -> None:
+        if generation_id not in self.model:
+            assert self.call(self.repository.update, generation_id, GenerationPatch(favorite=True)) is None
+
+    @rule(prefix=st.sampled_from(TAG_PREFIXES), limit=st.integers(min_value=1, max_value=6))
+    def list_the_tags(self, prefix: str | None, limit: int) -> None:
+        query = TagQuery(prefix=prefix, limit=limit)
+        counts: dict[str, int] = {}
+        for generation in self.model.values():
+            for tag in generation.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        ordered = sorted((t for t in counts.items() if query.matches(t[0])), key=lambda t: (-t[1], t[0]))
+        expected = [TagCount(tag=tag, count=count) for tag, count in ordered[:limit]]
+        assert self.call(self.repository.count_tags, query) == expected
+
     @rule(generation_id=st.integers(min_value=1, max_value=60))
     def get(self, generation_id: int) -> None:
         assert self.call(self.repository.get, generation_id) == self.model.get(generation_id)
@@ -197,6 +250,27 @@ class HistoryMachine(RuleBasedStateMachine):
         everything = expected_page(self.model, _with(query, None, limit=500))
         assert seen == [g.id for g in everything.items]
 
+    @rule(
+        tags=st.sampled_from(TAG_FILTERS),
+        favorite=rarely([True, False]),
+        sort=st.sampled_from(HistorySort),
+        limit=st.integers(min_value=1, max_value=3),
+    )
+    def walk_a_tag(self, tags: tuple[str, ...], favorite: bool | None, sort: HistorySort, limit: int) -> None:
+        """Tags (and favourites) alone, every page by cursor: the plans that walk ``generation_tags``."""
+        query = HistoryQuery(tags=tags, favorite=favorite, sort=sort, limit=limit)
+        everything = expected_page(self.model, _with(query, None, limit=500))
+        seen: list[int] = []
+        cursor: HistoryCursor | None = None
+        for _ in range(len(self.model) + 2):
+            page = self.call(self.repository.list, _with(query, cursor))
+            assert page.total == everything.total
+            seen += [g.id for g in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = HistoryCursor.decode(page.next_cursor)
+        assert seen == [g.id for g in everything.items]
+
     @invariant()
     def totals_match(self) -> None:
         assert self.call(self.repository.list, HistoryQuery(limit=1)).total == len(self.model)
@@ -220,6 +294,8 @@ def _with(query: HistoryQuery, cursor: HistoryCursor | None, *, limit: int | Non
         model=query.model,
         created_from=query.created_from,
         created_to=query.created_to,
+        favorite=query.favorite,
+        tags=query.tags,
         sort=query.sort,
         cursor=cursor,
     )

@@ -14,15 +14,25 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, insert, inspect, select, text
 from sqlmodel import SQLModel
 
 import imagestudio.adapters.sql.tasks  # noqa: F401 - its tables belong to the compared metadata
 from imagestudio.adapters import migrations
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
+from imagestudio.adapters.sql.history import _to_values
+from imagestudio.adapters.sql.tables import GENERATIONS
 from imagestudio.cli import main
 from imagestudio.domain.errors import IncompatibleDatabase
-from imagestudio.domain.model import HistoryQuery, Operation, Settings, search_terms
+from imagestudio.domain.model import (
+    Generation,
+    GenerationPatch,
+    HistoryQuery,
+    Operation,
+    Settings,
+    TagQuery,
+    search_terms,
+)
 from tests.adapters.test_repository_contract import make_generation
 from tests.databases import PostgresServer
 
@@ -292,6 +302,22 @@ async def _assert_search_totals(
         assert [g.id for g in page.items] == expected, query
 
 
+def _add_as_0003(db: SqlDatabase, generation: Generation) -> int:
+    """Add ``generation`` to a database at revision 0003 (without the columns 0005 adds), as the
+    code of that time did, and return its id."""
+    values = {name: value for name, value in _to_values(generation).items() if name not in _SINCE_0005}
+    names = ", ".join(values)
+    marks = ", ".join(f":{name}" for name in values)
+    statement = text(f"INSERT INTO generations ({names}) VALUES ({marks}) RETURNING id").bindparams(  # noqa: S608 - our names
+        *(bindparam(name, type_=GENERATIONS.c[name].type) for name in values)
+    )
+    with db.engine.begin() as connection:
+        return int(connection.execute(statement, values).scalar_one())
+
+
+_SINCE_0005 = ("favorite", "tags", "notes")
+
+
 async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_inserts_and_deletes(
     database: SqlDatabase,
 ) -> None:
@@ -301,9 +327,10 @@ async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_insert
     repository = SqlGenerationRepository(database)
     kept: dict[int, tuple[str, str | None]] = {}
     for index, (prompt, negative) in enumerate(_SEARCH_PROMPTS[:4]):
-        added = await repository.add(make_generation(index, prompt=prompt, negative=negative))
-        assert added.id is not None
-        kept[added.id] = (prompt, negative)
+        kept[_add_as_0003(database, make_generation(index, prompt=prompt, negative=negative))] = (
+            prompt,
+            negative,
+        )
 
     assert database.upgrade_schema() == migrations.head_revision()  # 0004 counts the rows present
     postgresql = database.dialect == "postgresql"
@@ -333,10 +360,144 @@ async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_insert
         migrations.downgrade(connection, "0003")
     with database.engine.connect() as connection:
         assert "generation_words" not in inspect(connection).get_table_names()
-    added = await repository.add(make_generation(9, prompt="castle after the downgrade"))
-    assert added.id is not None
-    kept[added.id] = ("castle after the downgrade", make_generation(9).negative_prompt)
+    added_id = _add_as_0003(database, make_generation(9, prompt="castle after the downgrade"))
+    kept[added_id] = ("castle after the downgrade", make_generation(9).negative_prompt)
     assert database.upgrade_schema() == migrations.head_revision()
     if postgresql:
         assert _word_counts(database) == _lexemes(database)
     await _assert_search_totals(repository, kept)
+
+
+def _tag_tables(db: SqlDatabase) -> tuple[set[tuple[str, int]], dict[str, int], dict[str, int]]:
+    """``generation_tags`` (tag, generation id, with its ``created_at`` checked against the
+    generation's), ``tag_counts``, and the counts made from scratch from ``generations.tags``."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT t.tag, t.generation_id, t.created_at = g.created_at AS same_time"
+                " FROM generation_tags AS t LEFT JOIN generations AS g ON g.id = t.generation_id"
+            )
+        ).all()
+        assert all(row.same_time for row in rows), "a tag row outlived its generation or moved in time"
+        kept = {row.tag: row.total for row in connection.execute(text("SELECT tag, total FROM tag_counts"))}
+        generations = connection.execute(select(GENERATIONS.c.id, GENERATIONS.c.tags)).all()
+    made: dict[str, int] = {}
+    expected_rows = set()
+    for generation_id, tags in generations:
+        for tag in set(tags):
+            made[tag] = made.get(tag, 0) + 1
+            expected_rows.add((tag, generation_id))
+    assert {(row.tag, row.generation_id) for row in rows} == expected_rows
+    return expected_rows, kept, made
+
+
+def _favourites(db: SqlDatabase) -> tuple[dict[str, int], dict[str, int]]:
+    """``favorite_counts`` without its zeros, and the same made from scratch from the rows."""
+    with db.engine.connect() as connection:
+        kept = connection.execute(text("SELECT type, total FROM favorite_counts WHERE total <> 0")).all()
+        made = connection.execute(
+            text("SELECT type, count(*) FROM generations WHERE favorite GROUP BY type")
+        ).all()
+    return dict(kept), dict(made)
+
+
+async def test_tag_rows_and_counts_are_made_by_triggers_from_what_any_writer_puts_in_generations(
+    database: SqlDatabase,
+) -> None:
+    """The server's writes, and plain SQL as an import or a repair would send it (several rows in
+    one statement, an update of another column, a delete of many), all keep them right."""
+    database.upgrade_schema()
+    repository = SqlGenerationRepository(database)
+    first = await repository.add(make_generation(1, tags=("sunset", "beach")))
+    second = await repository.add(make_generation(2, tags=("sunset",), favorite=True))
+    await repository.update(second.id, GenerationPatch(tags=["night", "sunset"]))
+    _, kept, made = _tag_tables(database)
+    assert kept == made == {"sunset": 2, "beach": 1, "night": 1}
+    assert _favourites(database) == ({"image": 1}, {"image": 1})
+
+    rows = [
+        _to_values(make_generation(i, tags=("bulk", f"only-{i % 2}"), favorite=i % 3 == 0))
+        for i in range(10, 16)
+    ]
+    with database.engine.begin() as connection:
+        connection.execute(insert(GENERATIONS), rows)  # one statement, many rows
+        connection.execute(text("UPDATE generations SET type = 'video' WHERE id = :id"), {"id": first.id})
+        connection.execute(text("UPDATE generations SET type = 'video' WHERE id = :id"), {"id": second.id})
+        connection.execute(
+            text('UPDATE generations SET tags = \'["beach", "beach"]\' WHERE id = :id'), {"id": first.id}
+        )
+    _, kept, made = _tag_tables(database)
+    assert kept == made
+    assert kept["bulk"] == 6
+    assert kept["beach"] == 1
+    assert "sunset" in kept  # the second still has it
+    assert _favourites(database) == ({"image": 2, "video": 1}, {"image": 2, "video": 1})
+    page = await repository.list(HistoryQuery(type="video"))
+    assert [g.id for g in page.items] == [second.id, first.id]
+    assert page.total == 2
+    assert (await repository.list(HistoryQuery(type="image"))).total == 6
+    assert (await repository.list(HistoryQuery(type="video", favorite=True))).total == 1
+    assert (await repository.list(HistoryQuery(type="video", favorite=False))).total == 1
+    assert (await repository.list(HistoryQuery(favorite=False))).total == 5
+
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM generations WHERE task_id LIKE 'task-1_'"))
+        connection.execute(text("UPDATE generations SET favorite = NOT favorite"))
+    _, kept, made = _tag_tables(database)
+    assert kept == made == {"beach": 1, "night": 1, "sunset": 1}
+    assert _favourites(database) == ({"video": 1}, {"video": 1})
+    assert (await repository.list(HistoryQuery(tags=("bulk",)))).total == 0
+
+
+async def test_favourites_tags_and_notes_go_with_a_downgrade_and_come_back_empty(
+    database: SqlDatabase,
+) -> None:
+    database.upgrade_schema()
+    repository = SqlGenerationRepository(database)
+    kept = await repository.add(make_generation(1, favorite=True, tags=("sunset",), notes="mine"))
+    with database.migration_transaction() as connection:
+        migrations.downgrade(connection, "0004")
+    with database.engine.connect() as connection:
+        found = inspect(connection)
+        assert not {"generation_tags", "tag_counts", "favorite_counts"} & set(found.get_table_names())
+        assert not {"favorite", "tags", "notes"} & {c["name"] for c in found.get_columns("generations")}
+    assert database.upgrade_schema() == migrations.head_revision()
+    again = await repository.get(kept.id)
+    assert again == replace(kept, favorite=False, tags=(), notes=None)
+    assert await repository.count_tags(TagQuery()) == []
+    assert (await repository.list(HistoryQuery(favorite=True))).total == 0
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_favourite_or_tag_change_leaves_the_type_counts_unwritten(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Every update of ``generations`` runs the type-count trigger; since 0005 it writes nothing
+    when no type changes, so a change of favourite or tags never waits on the row of its type that
+    every new generation writes too (the row's ``xmin``, the transaction that last wrote it, stays)."""
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.schema() as url:
+        db = SqlDatabase(url)
+        try:
+            db.upgrade_schema()
+            repository = SqlGenerationRepository(db)
+            generation = await repository.add(make_generation(1))
+
+            def writer() -> str:
+                with db.engine.connect() as connection:
+                    return str(
+                        connection.execute(
+                            text("SELECT xmin::text FROM generation_counts WHERE type = 'image'")
+                        ).scalar_one()
+                    )
+
+            before = writer()
+            await repository.update(generation.id, GenerationPatch(favorite=True, tags=["sunset"]))
+            assert writer() == before
+            with db.engine.begin() as connection:
+                connection.execute(text("UPDATE generations SET type = 'video'"))
+            assert writer() != before
+            assert (await repository.list(HistoryQuery(type="video"))).total == 1
+            assert (await repository.list(HistoryQuery(type="image"))).total == 0
+        finally:
+            db.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from imagestudio.domain.errors import DatabaseUnavailable, InvalidParameters
 from imagestudio.domain.history_query import HISTORY_FILTERS, HistoryFilter
 from imagestudio.domain.model import (
     Generation,
+    GenerationPatch,
     HistoryCursor,
     HistoryQuery,
     HistorySort,
@@ -26,6 +28,7 @@ from imagestudio.domain.model import (
     Settings,
     SettingsPatch,
     StoredImage,
+    TagQuery,
 )
 from tests.databases import sql_database
 from tests.fakes import InMemoryGenerationRepository, InMemorySettingsRepository
@@ -46,6 +49,9 @@ def make_generation(
     operation: Operation = Operation.TEXT_TO_IMAGE,
     engine: str = "local",
     model: str | None = "runware:100@1",
+    favorite: bool = False,
+    tags: tuple[str, ...] = (),
+    notes: str | None = None,
 ) -> Generation:
     return Generation(
         id=None,
@@ -70,6 +76,9 @@ def make_generation(
         task_id=f"task-{index}",
         created_at=when or T0 + dt.timedelta(seconds=index),
         cost=0.0013 if index % 3 == 0 else None,
+        favorite=favorite,
+        tags=tags,
+        notes=notes,
     )
 
 
@@ -381,7 +390,7 @@ async def test_an_unreachable_postgresql_is_database_unavailable() -> None:
 
 # A request value for each declared history filter (by its parameter): a filter added to
 # HISTORY_FILTERS without a value here fails below, so no filter goes untested in any repository.
-FILTER_SAMPLES: dict[str, str] = {
+FILTER_SAMPLES: dict[str, str | list[str]] = {
     "type": "image",
     "q": "number",
     "operation": "upscale",
@@ -389,6 +398,8 @@ FILTER_SAMPLES: dict[str, str] = {
     "model": "runware:101@1",
     "from": "2026-01-02T10:00:03Z",
     "to": "2026-01-02T10:00:04Z",
+    "favorite": "true",
+    "tag": ["Sunset ", "BEACH"],
 }
 
 
@@ -407,6 +418,8 @@ async def test_every_declared_filter_pages_and_counts_as_its_reference_match_say
                     operation=Operation.UPSCALE if index in (1, 4) else Operation.TEXT_TO_IMAGE,
                     engine="runware" if index < 3 else "local",
                     model="runware:101@1" if index == 2 else "runware:100@1",
+                    favorite=index in (1, 2, 4),
+                    tags=("sunset", "beach") if index % 2 else ("beach",) if index == 2 else (),
                 )
             )
         )
@@ -419,3 +432,168 @@ async def test_every_declared_filter_pages_and_counts_as_its_reference_match_say
     page = await repository.list(query)
     assert page.total == len(expected)
     assert [g.id for g in page.items] == [g.id for g in expected[:2]]
+
+
+# --- favourites, tags and notes ---------------------------------------------------------------
+
+
+async def tag_list(repository: Any, **query: Any) -> list[tuple[str, int]]:
+    return [(t.tag, t.count) for t in await repository.count_tags(TagQuery(**query))]
+
+
+async def test_favourites_tags_and_notes_are_stored_with_a_generation_and_read_back(repository: Any) -> None:
+    plain = await repository.add(make_generation(1))
+    kept = await repository.add(
+        make_generation(2, favorite=True, tags=("sunset", "straße", "日本"), notes="line one\nline two")
+    )
+    assert (plain.favorite, plain.tags, plain.notes) == (False, (), None)
+    assert await repository.get(plain.id) == plain
+    assert await repository.get(kept.id) == kept
+    assert (await repository.get(kept.id)).tags == ("sunset", "straße", "日本")
+    assert await tag_list(repository) == [("straße", 1), ("sunset", 1), ("日本", 1)]
+
+
+async def test_an_update_changes_only_what_it_names_and_answers_the_generation_as_it_now_is(
+    repository: Any,
+) -> None:
+    generation = await repository.add(make_generation(1, tags=("old",), notes="first"))
+    other = await repository.add(make_generation(2, tags=("old",)))
+
+    starred = await repository.update(generation.id, GenerationPatch(favorite=True))
+    assert starred == replace(generation, favorite=True)
+    retagged = await repository.update(generation.id, GenerationPatch(tags=["Sunset", " beach ", "SUNSET"]))
+    assert retagged == replace(generation, favorite=True, tags=("sunset", "beach"))
+    cleared = await repository.update(generation.id, GenerationPatch(notes=None, favorite=False))
+    assert cleared == replace(generation, tags=("sunset", "beach"), notes=None)
+    everything = await repository.update(
+        generation.id, GenerationPatch(favorite=True, tags=[], notes="kept for the portfolio")
+    )
+    assert everything == replace(generation, favorite=True, tags=(), notes="kept for the portfolio")
+
+    assert await repository.get(generation.id) == everything
+    assert await repository.get(other.id) == other
+    assert await repository.update(999_999, GenerationPatch(favorite=True)) is None
+    assert await tag_list(repository) == [("old", 1)]
+
+
+async def test_tag_counts_follow_adds_updates_and_deletes_and_tags_no_one_carries_go(repository: Any) -> None:
+    a = await repository.add(make_generation(1, tags=("sunset", "beach")))
+    b = await repository.add(make_generation(2, tags=("sunset",)))
+    c = await repository.add(make_generation(3, tags=("city", "sunset")))
+    assert await tag_list(repository) == [("sunset", 3), ("beach", 1), ("city", 1)]
+
+    await repository.update(b.id, GenerationPatch(tags=["beach", "night"]))
+    assert await tag_list(repository) == [("beach", 2), ("sunset", 2), ("city", 1), ("night", 1)]
+    await repository.update(b.id, GenerationPatch(tags=["night", "beach"]))  # the same set: no change
+    assert await tag_list(repository) == [("beach", 2), ("sunset", 2), ("city", 1), ("night", 1)]
+    await repository.delete(c.id)
+    assert await tag_list(repository) == [("beach", 2), ("night", 1), ("sunset", 1)]
+    await repository.update(a.id, GenerationPatch(tags=[]))
+    assert await tag_list(repository) == [("beach", 1), ("night", 1)]
+    assert await ids(repository, tags=("sunset",)) == []
+    await repository.delete(b.id)
+    assert await tag_list(repository) == []
+
+
+async def test_the_tag_list_is_most_used_first_ties_by_name_with_a_prefix_and_a_limit(
+    repository: Any,
+) -> None:
+    spread = {"sunset": 4, "sun": 2, "beach": 2, "Zebra": 2, "ábside": 2, "city": 1, "sunrise": 1}
+    index = 0
+    for tag, count in spread.items():
+        for _ in range(count):
+            index += 1
+            await repository.add(make_generation(index, tags=(tag.casefold(),)))
+    assert await tag_list(repository) == [
+        ("sunset", 4),
+        ("beach", 2),
+        ("sun", 2),
+        ("zebra", 2),
+        ("ábside", 2),  # code point order: "á" after every ASCII letter
+        ("city", 1),
+        ("sunrise", 1),
+    ]
+    assert await tag_list(repository, limit=2) == [("sunset", 4), ("beach", 2)]
+    assert await tag_list(repository, prefix="SUN") == [("sunset", 4), ("sun", 2), ("sunrise", 1)]
+    assert await tag_list(repository, prefix="sunr") == [("sunrise", 1)]
+    assert await tag_list(repository, prefix="Á") == [("ábside", 2)]
+    assert await tag_list(repository, prefix="%") == []
+    assert await tag_list(repository, prefix="_un") == []
+
+
+async def _walk(repository: Any, **query: Any) -> tuple[list[int], set[int]]:
+    """Every page of ``query`` by cursor (pages of 2): the ids in order, and every total seen."""
+    seen: list[int] = []
+    totals: set[int] = set()
+    cursor: HistoryCursor | None = None
+    while True:
+        page = await repository.list(HistoryQuery(limit=2, cursor=cursor, **query))
+        seen += [g.id for g in page.items]
+        totals.add(page.total)
+        if page.next_cursor is None:
+            return seen, totals
+        cursor = HistoryCursor.decode(page.next_cursor)
+
+
+@pytest.mark.parametrize("sort", list(HistorySort))
+async def test_tag_and_favourite_filters_page_by_cursor_combine_and_count_exactly(
+    repository: Any, sort: HistorySort
+) -> None:
+    same_time = T0 + dt.timedelta(hours=1)
+    made = []
+    for i in range(12):
+        made.append(
+            await repository.add(
+                make_generation(
+                    i,
+                    when=same_time if i in (4, 5, 6) else None,
+                    prompt="a red fox" if i % 3 == 0 else "a quiet lake",
+                    engine="runware" if i % 2 else "local",
+                    favorite=i % 4 == 1,
+                    tags=tuple(
+                        t for t, every in (("sunset", 1), ("beach", 2), ("night", 3)) if i % every == 0
+                    ),
+                )
+            )
+        )
+    await repository.add(make_generation(20, tags=("other",)))
+    everything = [*made, await repository.get(made[-1].id + 1)]
+
+    cases: list[dict[str, Any]] = [
+        {"tags": ("sunset",)},
+        {"tags": ("beach",)},
+        {"tags": ("night", "beach")},
+        {"tags": ("beach", "night", "sunset")},
+        {"tags": ("beach",), "engine": "local"},
+        {"tags": ("sunset",), "favorite": True},
+        {"tags": ("night",), "q": "fox"},
+        {"tags": ("sunset",), "created_from": T0 + dt.timedelta(seconds=3), "created_to": same_time},
+        {"tags": ("beach",), "created_from": same_time},
+        {"tags": ("nobody",)},
+        {"tags": ("beach", "nobody")},
+        {"favorite": True},
+        {"favorite": False},
+        {"favorite": False, "engine": "runware"},
+        {"favorite": True, "q": "lake"},
+    ]
+    for case in cases:
+        query = HistoryQuery(sort=sort, **case)
+        expected = sorted(
+            (g.id for g in everything if query.matches(g)),
+            key=lambda i: next(query.sort_key(g) for g in everything if g.id == i),
+            reverse=sort is HistorySort.NEWEST,
+        )
+        seen, totals = await _walk(repository, sort=sort, **case)
+        assert seen == expected, case
+        assert totals == {len(expected)}, case
+        offset_page = await repository.list(HistoryQuery(sort=sort, offset=1, limit=3, **case))
+        assert [g.id for g in offset_page.items] == expected[1:4], case
+        assert offset_page.total == len(expected), case
+    assert await ids(repository, tags=("SUNSET ",)) == await ids(repository, tags=("sunset",))
+
+
+async def test_a_cursor_page_after_the_last_tagged_generation_is_empty_but_counts(repository: Any) -> None:
+    tagged = [await repository.add(make_generation(i, tags=("sunset",))) for i in range(3)]
+    after_last = HistoryCursor.after(tagged[0], HistorySort.NEWEST)
+    page = await repository.list(HistoryQuery(tags=("sunset",), cursor=after_last))
+    assert (page.items, page.total, page.next_cursor) == ([], 3, None)

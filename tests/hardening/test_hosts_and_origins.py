@@ -165,7 +165,7 @@ def test_a_websocket_with_a_foreign_host_is_refused_before_the_handshake(client:
     [
         ("https://evil.example", "POST", "content-type", "origin"),
         ("null", "GET", "", "origin"),
-        (LOCAL_ORIGIN, "PATCH", "", "method"),
+        (LOCAL_ORIGIN, "TRACE", "", "method"),
         (LOCAL_ORIGIN, "POST", "content-type, X-Evil", "X-Evil"),
     ],
 )

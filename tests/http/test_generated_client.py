@@ -129,6 +129,8 @@ def test_the_generator_reads_the_document_without_a_warning(generated: Generated
         "list_models",
         "inspect_image",
         "get_image",
+        "update_generation",
+        "list_tags",
     }
     models = {path.stem for path in (generated.root / "models").glob("*.py")}
     assert {
@@ -233,6 +235,33 @@ def test_history_lists_and_reads_generations_with_typed_filters(generated: Gener
     one = get_generation.sync(str(made.data.id), client=generated.client)
     assert isinstance(one, m.GenerationResponse)
     assert one.data.to_dict() == made.data.to_dict()
+
+
+def test_a_generation_is_starred_tagged_and_found_by_its_tags(generated: Generated) -> None:
+    m = generated.models
+    made = generated.module("generation.text_to_image").sync(
+        client=generated.client, body=m.TextToImageRequest(prompt="a lighthouse in the fog")
+    )
+    assert isinstance(made, m.GenerationResponse)
+    update = generated.module("history.update_generation")
+    changed = update.sync(
+        str(made.data.id),
+        client=generated.client,
+        body=m.GenerationPatchRequest(favorite=True, tags=["Lighthouse ", "fog"], notes="for the wall"),
+    )
+    assert isinstance(changed, m.GenerationResponse)
+    assert (changed.data.favorite, changed.data.tags, changed.data.notes) == (
+        True,
+        ["lighthouse", "fog"],
+        "for the wall",
+    )
+
+    page = generated.module("history.list_history").sync(client=generated.client, tag=["fog", "LIGHTHOUSE"])
+    assert isinstance(page, m.HistoryResponse)
+    assert [item.id for item in page.data] == [made.data.id]
+    listed = generated.module("history.list_tags").sync(client=generated.client, q="light")
+    assert isinstance(listed, m.TagsResponse)
+    assert [(t.tag, t.count) for t in listed.data.tags] == [("lighthouse", 1)]
 
 
 def test_errors_arrive_as_the_error_shape(generated: Generated) -> None:

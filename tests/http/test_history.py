@@ -195,6 +195,8 @@ def test_the_openapi_document_describes_every_history_parameter(client: Client) 
         "from",
         "to",
         "sort",
+        "favorite",
+        "tag",
     }
     assert set(parameters) == expected
     for name in expected:

@@ -38,6 +38,8 @@ OPERATION_IDS = {
     ("get", "/api/history"): "listHistory",
     ("get", "/api/history/{generation_id}"): "getGeneration",
     ("delete", "/api/history/{generation_id}"): "deleteGeneration",
+    ("patch", "/api/history/{generation_id}"): "updateGeneration",
+    ("get", "/api/tags"): "listTags",
     ("get", "/api/settings"): "getSettings",
     ("put", "/api/settings"): "updateSettings",
     ("get", "/api/tasks"): "listTasks",
@@ -202,6 +204,7 @@ def test_request_bodies_are_named_components(document: dict[str, Any]) -> None:
         ("post", "/api/generate/upscale"): "UpscaleRequest",
         ("put", "/api/settings"): "SettingsRequest",
         ("post", "/api/images/inspect"): "InspectRequest",
+        ("patch", "/api/history/{generation_id}"): "GenerationPatchRequest",
     }
     for method, path, operation in _operations(document):
         name = bodies.get((method, path))

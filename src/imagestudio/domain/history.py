@@ -6,7 +6,15 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from imagestudio.domain.errors import NotFound, StorageError
-from imagestudio.domain.model import Generation, HistoryPage, HistoryQuery, thumbnail_owner
+from imagestudio.domain.model import (
+    Generation,
+    GenerationPatch,
+    HistoryPage,
+    HistoryQuery,
+    TagCount,
+    TagQuery,
+    thumbnail_owner,
+)
 from imagestudio.domain.ports import (
     ChangeWatch,
     GenerationRepository,
@@ -16,7 +24,7 @@ from imagestudio.domain.ports import (
     read_stream,
 )
 
-__all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "OpenImage"]
+__all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "ListTags", "OpenImage", "UpdateGeneration"]
 
 GENERATION_NOT_FOUND = "Generation not found"
 _MAX_ID = 2**63 - 1
@@ -84,6 +92,49 @@ class DeleteGeneration:
             raise NotFound(GENERATION_NOT_FOUND)
         await self.storage.delete(generation.image)
         return generation
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateGeneration:
+    """Mark a generation as a favourite (or not), set its tags, write or clear its notes.
+
+    Rules:
+    - only the fields given change; ``tags`` replaces all the tags, ``notes: null`` clears them;
+    - tags are stored trimmed and case-folded (``Sunset`` and ``sunset `` are one tag), without
+      duplicates (the first kept), in the order given: at most 32 of them, 1 to 64 characters
+      each once trimmed, with no control characters or line breaks;
+    - notes are at most 10,000 characters, with no control characters but tabs and line breaks;
+    - all or nothing: a refused patch changes nothing, and one that is applied is applied whole;
+    - the answer is the generation as it now is; an unknown id is ``NotFound``.
+    """
+
+    repository: GenerationRepository
+
+    async def __call__(self, generation_id: int, patch: GenerationPatch) -> Generation:
+        _check_id(generation_id)
+        generation = await self.repository.update(generation_id, patch)
+        if generation is None:
+            raise NotFound(GENERATION_NOT_FOUND)
+        return generation
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListTags:
+    """The tags of the history, each with how many generations carry it.
+
+    Rules:
+    - the most used first, ties by name; only tags some generation carries;
+    - ``q``: only tags that start with it (trimmed and case-folded, as tags are stored); one that
+      no tag could start with finds none;
+    - at most ``limit`` (default 100, at most 1000).
+    """
+
+    repository: GenerationRepository
+
+    async def __call__(self, query: TagQuery) -> list[TagCount]:
+        if query.hopeless:
+            return []
+        return await self.repository.count_tags(query)
 
 
 @dataclass(frozen=True, kw_only=True)

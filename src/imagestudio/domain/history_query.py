@@ -17,7 +17,16 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from imagestudio.domain.errors import InvalidParameters
-from imagestudio.domain.rules import _check_int, _check_model
+from imagestudio.domain.rules import (
+    DEFAULT_TAG_LIST_LIMIT,
+    MAX_STORED_TAG_LENGTH,
+    MAX_TAG_LIST_LIMIT,
+    MAX_TAGS,
+    _check_int,
+    _check_model,
+    check_tags,
+    could_begin_a_tag,
+)
 from imagestudio.domain.values import Generation, Operation, _set
 
 __all__ = [
@@ -33,6 +42,8 @@ __all__ = [
     "HistoryPage",
     "HistoryQuery",
     "HistorySort",
+    "TagCount",
+    "TagQuery",
     "cursor_text",
     "parse_timestamp",
     "search_terms",
@@ -170,8 +181,10 @@ class HistoryQuery:
     Rules, which every ``GenerationRepository`` follows (the in-memory fake is the reference):
     - order: ``created_at`` and then ``id``, descending for ``sort=newest`` (the default),
       ascending for ``oldest``;
-    - filters combine with AND: ``type``, ``operation``, ``engine`` and ``model`` match exactly;
-      ``created_from`` is inclusive, ``created_to`` exclusive;
+    - filters combine with AND: ``type``, ``operation``, ``engine``, ``model`` and ``favorite``
+      match exactly; ``created_from`` is inclusive, ``created_to`` exclusive;
+    - ``tags``: the generation carries every one of them (given in any form, matched in the
+      stored one: trimmed and case-folded, see ``normalize_tag``);
     - ``q``: every word of it (see :func:`search_terms`) is a word of the prompt or of the
       negative prompt, in any order, ignoring case: ``"SKY red"`` finds "Sunset, red sky". Whole
       words: ``sun`` does not find "Sunset" (full-text search, without stemming);
@@ -189,6 +202,8 @@ class HistoryQuery:
     model: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    favorite: bool | None = None
+    tags: tuple[str, ...] = ()
     sort: HistorySort = HistorySort.NEWEST
     cursor: HistoryCursor | None = None
     terms: tuple[str, ...] = field(default=(), init=False)
@@ -213,6 +228,9 @@ class HistoryQuery:
             _set(self, "created_to", _utc("to", self.created_to))
         if self.created_from and self.created_to and self.created_from > self.created_to:
             raise InvalidParameters("to must not be earlier than from", field="to")
+        if self.favorite is not None and not isinstance(self.favorite, bool):
+            raise InvalidParameters("favorite must be true or false", field="favorite")
+        _set(self, "tags", check_tags(self.tags, "tag", longest=MAX_STORED_TAG_LENGTH))
         _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
         if self.cursor is not None:
             if not isinstance(self.cursor, HistoryCursor):
@@ -296,8 +314,9 @@ class HistoryQuery:
         return found
 
     @property
-    def filters_only_by_type(self) -> bool:
-        """True when no filter but ``type`` is set (so a kept count can answer ``total``)."""
+    def filters_only_kept(self) -> bool:
+        """True when every filter set is one with kept counts (``type``, ``favorite``), so the
+        kept counts can answer ``total``."""
         return all(_BY_NAME[name].kept_count for name in self.active)
 
     def matches(self, generation: Generation) -> bool:
@@ -344,7 +363,8 @@ class HistoryFilter:
     - ``read``: the value a set filter matches with (``None``: not set), by default the field;
     - ``matches``: whether a generation passes, given that value (the reference semantics, which
       the in-memory repository uses and the SQL adapter must agree with);
-    - ``kept_count``: whether a kept count per value can answer ``total`` (only ``type``);
+    - ``kept_count``: whether kept counts can answer ``total`` (``type`` and ``favorite``, alone
+      or together);
     - ``repeatable``: the parameter may be given several times, and ``parse`` gets the list of
       its texts (otherwise one text; twice is ``InvalidParameters``).
     """
@@ -370,6 +390,16 @@ def _words_of(generation: Generation) -> set[str]:
 
 def _text(raw: str) -> str:
     return raw
+
+
+def _boolean(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        text = raw.strip().lower()
+        if text not in ("true", "false"):
+            raise InvalidParameters(f"{name} must be true or false", field=name)
+        return text == "true"
+
+    return parse
 
 
 HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
@@ -435,8 +465,70 @@ HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
         parse=lambda raw: parse_timestamp("to", raw),
         matches=lambda g, value: g.created_at < value,
     ),
+    HistoryFilter(
+        name="favorite",
+        param="favorite",
+        field="favorite",
+        description="`true`: only favourites; `false`: only the others",
+        parse=_boolean("favorite"),
+        matches=lambda g, value: g.favorite is value,
+        kept_count=True,
+    ),
+    HistoryFilter(
+        name="tag",
+        param="tag",
+        field="tags",
+        description="Only generations with this tag, matched as tags are stored (trimmed and"
+        " case-folded: `Sunset ` finds `sunset`). Repeat it for several: every one must match"
+        f" (at most {MAX_TAGS})",
+        parse=lambda raws: raws,
+        read=lambda query: query.tags or None,
+        matches=lambda g, tags: set(tags) <= set(g.tags),
+        repeatable=True,
+    ),
 )
 """Every filter of the history, in the order the API documents them."""
 
 _BY_NAME: Final = {declared.name: declared for declared in HISTORY_FILTERS}
 _BY_PARAM: Final = {declared.param: declared for declared in HISTORY_FILTERS}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TagCount:
+    """A tag and how many generations carry it."""
+
+    tag: str
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TagQuery:
+    """Which tags the tag list shows.
+
+    Rules, which every ``GenerationRepository`` follows:
+    - only tags that some generation carries, each with how many do;
+    - the most used first, ties by the tag (in code point order);
+    - ``prefix``: only tags that start with it, taken in the stored form of tags (trimmed and
+      case-folded); blank is none, and one no tag could start with finds nothing (never an error:
+      it is what a person has typed so far);
+    - at most ``limit`` tags.
+    """
+
+    limit: int = DEFAULT_TAG_LIST_LIMIT
+    prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("limit", self.limit, 1, MAX_TAG_LIST_LIMIT)
+        if self.prefix is not None:
+            if not isinstance(self.prefix, str):
+                raise InvalidParameters("q must be a string", field="q")
+            text = self.prefix.strip().casefold()
+            _set(self, "prefix", text or None)
+
+    @property
+    def hopeless(self) -> bool:
+        """True when no tag can match (the prefix holds what no tag holds): nothing to look up."""
+        return self.prefix is not None and not could_begin_a_tag(self.prefix)
+
+    def matches(self, tag: str) -> bool:
+        return self.prefix is None or tag.startswith(self.prefix)

@@ -8,6 +8,7 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from imagestudio.domain.model import (
     FoundMetadata,
     GeneratedImage,
     Generation,
+    GenerationPatch,
     HistoryPage,
     HistoryQuery,
     IdempotencyRecord,
@@ -27,6 +29,8 @@ from imagestudio.domain.model import (
     SourceImage,
     StoredFile,
     StoredImage,
+    TagCount,
+    TagQuery,
     Task,
     TaskEvent,
 )
@@ -278,7 +282,17 @@ class GenerationRepository(Protocol):
     async def list(self, query: HistoryQuery) -> HistoryPage: ...
 
     async def delete(self, generation_id: int) -> Generation | None:
-        """Remove a generation's record and return it, or ``None`` if there was none."""
+        """Remove a generation's record and return it, or ``None`` if there was none; its tags
+        go with it (and out of :meth:`count_tags`)."""
+        ...
+
+    async def update(self, generation_id: int, patch: GenerationPatch) -> Generation | None:
+        """Apply ``patch`` to a generation atomically (all of it or none of it) and return the
+        generation as it now is, or ``None`` if there is none."""
+        ...
+
+    async def count_tags(self, query: TagQuery) -> builtins.list[TagCount]:
+        """The tags the generations carry, with how many carry each, as :class:`TagQuery` says."""
         ...
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Final, Literal, get_args
 
@@ -15,14 +16,20 @@ from imagestudio.domain.errors import InvalidParameters, InvalidPrompt
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRENGTH",
+    "DEFAULT_TAG_LIST_LIMIT",
     "MAX_CFG",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
+    "MAX_NOTES_LENGTH",
     "MAX_SEED",
     "MAX_SIDE",
     "MAX_STEPS",
     "MAX_STORAGE_PATH",
+    "MAX_STORED_TAG_LENGTH",
     "MAX_STRENGTH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
+    "MAX_TAG_LIST_LIMIT",
     "MAX_UPSCALE_SIDE",
     "MIN_CFG",
     "MIN_SEED",
@@ -30,15 +37,22 @@ __all__ = [
     "MIN_STEPS",
     "MIN_STRENGTH",
     "MODEL_ID_PATTERN",
+    "NOTES_PATTERN",
     "PROMPT_MAX",
     "PROMPT_MIN",
     "SIDE_STEP",
+    "TAG_FILTER_PATTERN",
+    "TAG_PATTERN",
     "TASK_ID_PATTERN",
     "UPSCALE_FACTORS",
     "UpscaleFactor",
     "check_model_id",
+    "check_notes",
+    "check_tags",
+    "could_begin_a_tag",
     "is_air_model_id",
     "nearest_valid_side",
+    "normalize_tag",
     "validate_task_id",
 ]
 
@@ -70,6 +84,42 @@ TASK_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
 """A client-chosen task id, whole (``fullmatch``)."""
 MODEL_ID_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}@[A-Za-z0-9_.-]{1,64}"
 """A model id (Runware's AIR, ``provider:model@version``), whole (``fullmatch``)."""
+MAX_TAG_LENGTH: Final = 64
+"""The longest tag, in characters, once trimmed (case-folding may lengthen the stored form,
+``ß`` to ``ss``: at most three times)."""
+MAX_TAGS: Final = 32
+"""The most tags one generation (or one history filter) carries."""
+MAX_NOTES_LENGTH: Final = 10_000
+"""The longest note on a generation, in characters."""
+MAX_TAG_LIST_LIMIT: Final = 1000
+"""The most tags one answer of the tag list holds."""
+DEFAULT_TAG_LIST_LIMIT: Final = 100
+
+# What no tag may contain (control characters, line and paragraph separators) and the spaces
+# trimming removes besides them (``str.strip``), as regular expression classes. Lone surrogates
+# are refused too, but no JSON decoder hands one out, and a pattern naming them is one that
+# schema tools cannot read: the patterns leave them out.
+_NOT_IN_TAGS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
+_SPACES = r" \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+MAX_STORED_TAG_LENGTH: Final = 3 * MAX_TAG_LENGTH
+"""The longest stored form of a tag (``str.casefold`` makes at most three characters of one)."""
+
+
+def _tag_pattern(longest: int) -> str:
+    return (
+        rf"^[{_SPACES}]*[^{_NOT_IN_TAGS}{_SPACES}]"
+        rf"(?:[^{_NOT_IN_TAGS}]{{0,{longest - 2}}}[^{_NOT_IN_TAGS}{_SPACES}])?[{_SPACES}]*$"
+    )
+
+
+TAG_PATTERN: Final = _tag_pattern(MAX_TAG_LENGTH)
+"""What :func:`normalize_tag` accepts as a new tag, as a regular expression (the OpenAPI
+document's)."""
+TAG_FILTER_PATTERN: Final = _tag_pattern(MAX_STORED_TAG_LENGTH)
+"""What it accepts as a tag to look for (``longest=MAX_STORED_TAG_LENGTH``: the stored form of
+any tag, as the tag list shows it, finds it)."""
+NOTES_PATTERN: Final = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+"""The characters :func:`check_notes` accepts (its length is :data:`MAX_NOTES_LENGTH`)."""
 
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _MODEL_ID = re.compile(MODEL_ID_PATTERN)
@@ -188,3 +238,62 @@ def nearest_valid_side(pixels: int) -> int:
     """The generation size (multiple of 64, 128..2048) nearest to ``pixels``."""
     snapped = round(pixels / SIDE_STEP) * SIDE_STEP
     return max(MIN_SIDE, min(MAX_SIDE, snapped))
+
+
+def _is_control(character: str) -> bool:
+    """Control characters (C0, DEL, C1) and lone surrogates (which no database stores)."""
+    return unicodedata.category(character) in ("Cc", "Cs")
+
+
+def _breaks_a_line(character: str) -> bool:
+    return _is_control(character) or unicodedata.category(character) in ("Zl", "Zp")
+
+
+def normalize_tag(value: object, field: str = "tags", *, longest: int = MAX_TAG_LENGTH) -> str:
+    """A tag as it is stored and matched: trimmed and case-folded (``str.casefold``, so
+    `` Straße`` is ``strasse``). Before that it is checked: no control characters or line breaks,
+    and 1 to ``longest`` characters once trimmed (:data:`TAG_PATTERN` says the same to clients),
+    else ``InvalidParameters`` naming ``field``."""
+    if not isinstance(value, str):
+        raise InvalidParameters(f"{field} must be strings", field=field)
+    if any(_breaks_a_line(character) for character in value):
+        raise InvalidParameters("A tag must not contain control characters or line breaks", field=field)
+    text = value.strip()
+    if not 0 < len(text) <= longest:
+        raise InvalidParameters(f"A tag must be 1 to {longest} characters once trimmed", field=field)
+    return text.casefold()
+
+
+def check_tags(values: object, field: str = "tags", *, longest: int = MAX_TAG_LENGTH) -> tuple[str, ...]:
+    """A list of at most :data:`MAX_TAGS` tags, each made the stored form (:func:`normalize_tag`),
+    duplicates dropped (the first kept, in the order given)."""
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise InvalidParameters(f"{field} must be a list of strings", field=field)
+    if len(values) > MAX_TAGS:
+        raise InvalidParameters(f"{field} must hold at most {MAX_TAGS} tags", field=field)
+    return tuple(dict.fromkeys(normalize_tag(value, field, longest=longest) for value in values))
+
+
+_NOTE_WHITESPACE: Final = frozenset("\t\n\r")
+
+
+def check_notes(value: object) -> str | None:
+    """A note: any text of at most :data:`MAX_NOTES_LENGTH` characters, without control
+    characters but tabs and line breaks; blank means none (``None``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameters("notes must be a string or null", field="notes")
+    if any(_is_control(character) and character not in _NOTE_WHITESPACE for character in value):
+        raise InvalidParameters(
+            "notes must not contain control characters (tabs and line breaks are fine)", field="notes"
+        )
+    if len(value) > MAX_NOTES_LENGTH:
+        raise InvalidParameters(f"notes must be at most {MAX_NOTES_LENGTH} characters", field="notes")
+    return value if value.strip() else None
+
+
+def could_begin_a_tag(prefix: str) -> bool:
+    """Whether some stored tag could start with ``prefix`` (a stored form): it holds no character
+    a tag cannot hold and is no longer than the longest stored tag."""
+    return len(prefix) <= MAX_STORED_TAG_LENGTH and not any(_breaks_a_line(c) for c in prefix)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, Final, Literal
 
 from imagestudio.domain.errors import InvalidParameters
@@ -21,11 +21,14 @@ from imagestudio.domain.rules import (
     MAX_CFG,
     MAX_INPUT_PIXELS,
     MAX_MODEL_ID_LENGTH,
+    MAX_NOTES_LENGTH,
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
     MAX_STORAGE_PATH,
     MAX_STRENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
     MAX_UPSCALE_SIDE,
     MIN_CFG,
     MIN_SEED,
@@ -49,8 +52,11 @@ from imagestudio.domain.rules import (
     _check_source,
     _is_int,
     check_model_id,
+    check_notes,
+    check_tags,
     is_air_model_id,
     nearest_valid_side,
+    normalize_tag,
     validate_task_id,
 )
 
@@ -60,11 +66,14 @@ __all__ = [
     "MAX_CFG",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
+    "MAX_NOTES_LENGTH",
     "MAX_SEED",
     "MAX_SIDE",
     "MAX_STEPS",
     "MAX_STORAGE_PATH",
     "MAX_STRENGTH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
     "MAX_UPSCALE_SIDE",
     "MIN_CFG",
     "MIN_SEED",
@@ -79,11 +88,13 @@ __all__ = [
     "TASK_ID_PATTERN",
     "THUMBNAIL_SIDE",
     "THUMBNAIL_SUFFIX",
+    "UNCHANGED",
     "UPSCALE_FACTORS",
     "FoundMetadata",
     "FoundParameters",
     "GeneratedImage",
     "Generation",
+    "GenerationPatch",
     "IdempotencyRecord",
     "ImageSpec",
     "ImageToImage",
@@ -101,11 +112,15 @@ __all__ = [
     "TaskEvent",
     "TaskStatus",
     "TextToImage",
+    "Unchanged",
     "Upscale",
     "UpscaleFactor",
     "check_model_id",
+    "check_notes",
+    "check_tags",
     "is_air_model_id",
     "nearest_valid_side",
+    "normalize_tag",
     "thumbnail_owner",
     "validate_task_id",
 ]
@@ -358,6 +373,10 @@ class Generation:
     created_at: datetime
     type: Literal["image", "video"] = "image"
     cost: float | None = None
+    favorite: bool = False
+    tags: tuple[str, ...] = ()
+    """In the stored form (``normalize_tag``), in the order they were given."""
+    notes: str | None = None
 
     @property
     def file_path(self) -> str:
@@ -370,6 +389,47 @@ class Generation:
 
     def with_id(self, new_id: int) -> Generation:
         return replace(self, id=new_id)
+
+
+class Unchanged(Enum):
+    """What a :class:`GenerationPatch` field holds when the patch leaves it as it is."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GenerationPatch:
+    """What a person keeps about a generation, changed: any of ``favorite``, ``tags`` (all of
+    them, replacing the old ones) and ``notes`` (``None`` clears them); the others stay.
+
+    At least one is set. Tags take their stored form (``normalize_tag``: trimmed, case-folded),
+    duplicates dropped, the first kept; notes that are blank are none.
+    """
+
+    favorite: bool | Unchanged = UNCHANGED
+    tags: tuple[str, ...] | Unchanged = UNCHANGED
+    notes: str | Unchanged | None = UNCHANGED
+
+    def __post_init__(self) -> None:
+        if self.favorite is UNCHANGED and self.tags is UNCHANGED and self.notes is UNCHANGED:
+            raise InvalidParameters("Nothing to change: give favorite, tags or notes", field="body")
+        if self.favorite is not UNCHANGED and not isinstance(self.favorite, bool):
+            raise InvalidParameters("favorite must be true or false", field="favorite")
+        if self.tags is not UNCHANGED:
+            _set(self, "tags", check_tags(self.tags))
+        if self.notes is not UNCHANGED:
+            _set(self, "notes", check_notes(self.notes))
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this patch sets, by attribute name."""
+        names = ("favorite", "tags", "notes")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not UNCHANGED}
+
+    def apply(self, generation: Generation) -> Generation:
+        return replace(generation, **self.changes())
 
 
 # --- what an image file tells about how it was made ---------------------------------------

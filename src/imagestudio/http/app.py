@@ -33,6 +33,7 @@ from imagestudio.http.controllers import (
 )
 from imagestudio.http.docs import DocsAssets, RedocPage, SwaggerPage, docs_router
 from imagestudio.http.errors import EXCEPTION_HANDLERS
+from imagestudio.http.gallery import GalleryController
 from imagestudio.http.metadata import InspectController
 from imagestudio.http.models import ModelsController
 from imagestudio.http.openapi import DocumentComponents
@@ -52,7 +53,7 @@ Progress of every generation streams over the WebSocket `/ws/generation` (`?task
 Every request must name this server in `Host`: `localhost`, `127.0.0.1`, `[::1]` (any port), the
 `--host` address or a name in `IMAGESTUDIO_ALLOWED_HOSTS` (else 400 `INVALID_HOST`). Browser pages
 must come from an allowed origin (`IMAGESTUDIO_CORS_ORIGINS`); a refused CORS preflight is 403
-`FORBIDDEN`. State-changing requests (POST, PUT, and DELETE with a body) must send
+`FORBIDDEN`. State-changing requests (POST, PUT, PATCH, and DELETE with a body) must send
 `Content-Type: application/json` (else 415 `UNSUPPORTED_MEDIA_TYPE`). With `IMAGESTUDIO_API_TOKEN`
 set, everything but `/health` and these docs needs `Authorization: Bearer <token>` or
 `X-API-Key: <token>` (else 401 `UNAUTHORIZED`); the WebSocket also takes `?token=`. With
@@ -78,7 +79,7 @@ def cors_config(origins: Sequence[str]) -> CORSConfig:
     return CORSConfig(
         allow_origin_regex="^(?:" + "|".join(patterns) + ")$" if patterns else None,
         allow_origins=[],
-        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization", "X-API-Key", "Idempotency-Key", "Prefer"],
         expose_headers=["Location", "Retry-After"],
         max_age=600,
@@ -116,6 +117,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
             ImagesController,
             TasksController,
             ModelsController,
+            GalleryController,
             InspectController,
             generation_socket,
         ],

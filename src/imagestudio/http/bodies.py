@@ -1,8 +1,9 @@
 """Request bodies from bytes to Structs: read whole, decoded strictly, off the event loop when big.
 
 Bodies are decoded strictly (``"512"`` is not an integer), see :func:`decode_body`; request bodies
-are flat objects of scalars (the decoder relies on it). Big bodies are decoded off the event loop
-(:func:`prepare_body`). The Structs they become are ``http/schemas.py``'s.
+are flat objects of scalars and lists of scalars (the decoder relies on it). Big bodies are
+decoded off the event loop (:func:`prepare_body`). The Structs they become are
+``http/schemas.py``'s (and ``http/gallery.py``'s).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 import anyio
 import msgspec
+import msgspec.inspect
 from anyio import CapacityLimiter
 from msgspec import UNSET, Struct, UnsetType
 
@@ -25,7 +27,7 @@ B = TypeVar("B", bound=Struct)
 
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `([^`]+)`")
-_NESTED = re.compile(r"got `(array|object)` - at `\$\.([^`.\[]+)`$")
+_NESTED = re.compile(r"got `(array|object)` - at `\$\.([^`.\[]+)(\[[0-9]+\])?`$")
 _EMPTY: dict[str, Any] = {"array": [], "object": {}}
 
 OFF_LOOP_BYTES = 256 * 1024
@@ -40,10 +42,11 @@ def decode_body(raw: bytes | bytearray, body_type: type[B]) -> B:
     Malformed JSON, a wrong type, an unknown field or an out-of-range value is
     ``InvalidParameters`` naming the field; a missing or null prompt is ``InvalidPrompt``.
 
-    Every body is one flat object of JSON scalars, so it is read in two steps that never build
-    more than that: first into a twin of ``body_type`` whose fields take any scalar (an unknown
-    field, an array or an object is refused where it starts, however big or deep it is: nothing
-    nested is ever decoded), then the scalars are converted into ``body_type`` with its limits.
+    Every body is one flat object of JSON scalars (and, for fields that take a list, arrays of
+    scalars), so it is read in two steps that never build more than that: first into a twin of
+    ``body_type`` whose fields take any scalar (an unknown field, an array or an object is
+    refused where it starts, however big or deep it is: nothing nested deeper is ever decoded),
+    then the values are converted into ``body_type`` with its limits.
     """
     if not raw or raw.isspace():
         raise InvalidParameters("Request body must be a JSON object")
@@ -68,16 +71,31 @@ def decode_body(raw: bytes | bytearray, body_type: type[B]) -> B:
 _Scalar = str | int | float | bool | None
 
 
+def _takes_a_list(field: msgspec.structs.FieldInfo) -> bool:
+    def lists(kind: msgspec.inspect.Type) -> bool:
+        if isinstance(kind, msgspec.inspect.Metadata):
+            return lists(kind.type)
+        if isinstance(kind, msgspec.inspect.UnionType):
+            return any(lists(member) for member in kind.types)
+        return isinstance(kind, msgspec.inspect.ListType)
+
+    return lists(msgspec.inspect.type_info(field.type))
+
+
 @functools.cache
 def _scalar_twin(body_type: type[Struct]) -> type[Struct]:
-    """A Struct with ``body_type``'s wire names whose every field takes any JSON scalar.
+    """A Struct with ``body_type``'s wire names whose every field takes any JSON scalar, and a
+    flat array of them where ``body_type`` takes a list.
 
     ``msgspec.structs.fields`` lists inherited fields too, so a body built by Struct inheritance
     (the two diffusion bodies) gets every field of its twin."""
     fields = msgspec.structs.fields(body_type)
     twin: type[Struct] = msgspec.defstruct(
         f"{body_type.__name__}Scalars",
-        [(field.name, _Scalar | UnsetType, UNSET) for field in fields],
+        [
+            (field.name, (_Scalar | list[_Scalar] if _takes_a_list(field) else _Scalar) | UnsetType, UNSET)
+            for field in fields
+        ],
         kw_only=True,
         forbid_unknown_fields=True,
         rename={field.name: field.encode_name for field in fields},
@@ -90,9 +108,9 @@ def _in_own_words(error: msgspec.ValidationError, body_type: type[Struct]) -> ms
     nested = _NESTED.search(str(error))
     if nested is None:
         return error
-    kind, name = nested.groups()
+    kind, name, in_a_list = nested.groups()
     try:
-        msgspec.convert({name: _EMPTY[kind]}, type=body_type, strict=True)
+        msgspec.convert({name: [_EMPTY[kind]] if in_a_list else _EMPTY[kind]}, type=body_type, strict=True)
     except msgspec.ValidationError as own:
         if _AT_PATH.search(str(own)):
             return own

@@ -1,5 +1,5 @@
-"""Encoded answers of ``GET /api/history`` and ``GET /health`` kept between requests, with
-``ETag`` and ``304 Not Modified``.
+"""Encoded answers of ``GET /api/history``, ``GET /api/tags`` and ``GET /health`` kept between
+requests, with ``ETag`` and ``304 Not Modified``.
 
 A gallery asks for the same pages of the history over and over while nothing changes; making
 each answer again means a database read and 50 items mapped and encoded, about 1.5 ms of a
@@ -7,9 +7,9 @@ one-worker server's time. A monitor polls ``/health``, whose answer never change
 server runs. This cache keeps the bytes of recent answers and serves them again for as long as
 their *version* stays the one they were made under:
 
-- a history page's version is ``ListHistory.version()`` (on SQLite the database's
-  ``data_version``: any commit by any process moves it). It is read *before* the page is made,
-  so a page is never kept under a newer version than the data it shows;
+- a history page's version (and the tag list's) is ``ListHistory.version()`` (on SQLite the
+  database's ``data_version``: any commit by any process moves it). It is read *before* the
+  page is made, so a page is never kept under a newer version than the data it shows;
 - ``/health`` has one version for the life of the server (its engine and version are fixed).
 
 Each kept answer carries an ``ETag`` (a hash of its bytes) and ``Cache-Control: no-cache``; a
@@ -60,6 +60,7 @@ def _health_version(_services: Any) -> object:
 _VERSIONS: dict[str, Callable[[Any], object | None]] = {
     "/api/history": _history_version,
     "/api/history/": _history_version,
+    "/api/tags": _history_version,
     "/health": _health_version,
     "/health/": _health_version,
 }

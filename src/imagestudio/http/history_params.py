@@ -28,6 +28,7 @@ from imagestudio.domain.history_query import (
     SEARCH_WORD_PATTERN,
     HistorySort,
 )
+from imagestudio.domain.rules import MAX_TAGS, TAG_FILTER_PATTERN
 from imagestudio.domain.values import MODEL_ID_PATTERN
 from imagestudio.http.openapi import int_query
 
@@ -66,8 +67,12 @@ _FILTER_SCHEMAS: Final[Mapping[str, Schema | Reference]] = {
     "model": Schema(type=OpenAPIType.STRING, pattern=f"^{MODEL_ID_PATTERN}$"),
     "from": _INSTANT,
     "to": _INSTANT,
+    "favorite": Schema(type=OpenAPIType.STRING, enum=["true", "false"]),
+    "tag": Schema(type=OpenAPIType.STRING, pattern=TAG_FILTER_PATTERN),
 }
 """The schema of each filter's parameter (one text; a repeatable filter's is an array of them)."""
+_MOST_GIVEN: Final[Mapping[str, int]] = {"tag": MAX_TAGS}
+"""How many times a repeatable filter may be given, where the domain bounds it."""
 if set(_FILTER_SCHEMAS) != {declared.param for declared in HISTORY_FILTERS}:  # pragma: no cover
     raise ImportError("every history filter needs its parameter's schema in http/history_params.py")
 
@@ -79,7 +84,9 @@ def _parameter(param: str, description: str, repeatable: bool) -> Parameter:
         param_in="query",
         required=False,
         description=description,
-        schema=Schema(type=OpenAPIType.ARRAY, items=schema) if repeatable else schema,
+        schema=Schema(type=OpenAPIType.ARRAY, items=schema, max_items=_MOST_GIVEN.get(param))
+        if repeatable
+        else schema,
         explode=True if repeatable else None,
     )
 

@@ -118,6 +118,8 @@ def request_components() -> dict[str, Schema | Reference]:
         schema = schema_from_json_schema(node)
         if body is not None and isinstance(schema, Schema):
             schema.additional_properties = False  # unknown fields are refused (CONTRACT.md section 2)
+            for key, value in getattr(body, "schema_extra", {}).items():  # what msgspec cannot say
+                setattr(schema, key, value)
         components[name] = schema
     return components
 

@@ -276,6 +276,10 @@ class GenerationOut(_Out):
     cost: float | None
     created_at_snake: str = msgspec.field(name="created_at")
     created_at: str
+    favorite: bool
+    tags: list[str]
+    """Trimmed and case-folded, in the order given (``PATCH /api/history/{id}``)."""
+    notes: str | None
 
 
 class GenerationResponse(_Out, kw_only=True):
@@ -421,6 +425,9 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
         cost=generation.cost,
         created_at_snake=created,
         created_at=created,
+        favorite=generation.favorite,
+        tags=list(generation.tags),
+        notes=generation.notes,
     )
 
 

@@ -7,10 +7,15 @@ How the history listing (``HistoryQuery``) is answered:
   comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
 - ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
   ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
+- ``tag`` drives the page from ``generation_tags``, whose key ``(tag, created_at, generation_id)``
+  is the listing order of one tag: the rarest of the filter's tags (``tag_counts`` tells) is the
+  range walked, every other tag a lookup of that key, the other filters tested on the row;
 - ``total`` reads ``generation_counts`` (kept by triggers) when ``type`` is the only filter; for a
   search alone, SQLite counts in its FTS5 index and PostgreSQL reads the count of a one-word
-  search from ``generation_words`` (kept by triggers, migration ``0004``); otherwise it counts the
-  matching rows.
+  search from ``generation_words`` (kept by triggers, migration ``0004``); one tag alone reads
+  ``tag_counts`` (migration ``0005``), and ``favorite`` (alone or with ``type``) reads
+  ``favorite_counts`` (and ``favorite=false`` is every row less the favourites); otherwise it
+  counts the matching rows.
 
 Ids come from the database (SQLite ``AUTOINCREMENT`` under its write lock, a PostgreSQL
 sequence), so several processes can add to one history; a delete reports the generation only to
@@ -20,6 +25,7 @@ values and back.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import functools
 import re
@@ -34,28 +40,35 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     column,
     delete,
+    exists,
     func,
     insert,
+    literal,
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from imagestudio.adapters.sql.database import SqlDatabase
-from imagestudio.adapters.sql.tables import COUNTS, GENERATIONS
+from imagestudio.adapters.sql.tables import COUNTS, FAVORITE_COUNTS, GENERATION_TAGS, GENERATIONS, TAG_COUNTS
 from imagestudio.domain.history_query import HISTORY_FILTERS
 from imagestudio.domain.model import (
     Generation,
+    GenerationPatch,
     HistoryPage,
     HistoryQuery,
     HistorySort,
     Operation,
     Parameters,
     StoredImage,
+    TagCount,
+    TagQuery,
 )
 
 __all__ = ["SqlGenerationRepository"]
@@ -96,6 +109,8 @@ class SqlGenerationRepository:
         return await self._db.read(work)
 
     async def list(self, query: HistoryQuery) -> HistoryPage:
+        if query.tags:
+            return await self._list_tagged(query)
         sqlite = self._db.is_sqlite
         filters = _parameters(query)
         only_search = set(query.active) == {"search"}
@@ -139,6 +154,59 @@ class SqlGenerationRepository:
 
         return await self._db.read(work)
 
+    async def _list_tagged(self, query: HistoryQuery) -> HistoryPage:
+        """A page of generations with every tag of ``query``, walked from its rarest tag."""
+        sqlite = self._db.is_sqlite
+        filters = _parameters(query)
+        alone = set(query.active) == {"tag"} and len(query.tags) == 1
+
+        def work(connection: Connection) -> HistoryPage:
+            counts = dict(connection.execute(_TAG_TOTALS, {"tags": list(query.tags)}).all())
+            if any(counts.get(tag, 0) <= 0 for tag in query.tags):
+                return query.page([], 0)
+            rarest_first = sorted(query.tags, key=lambda tag: (counts[tag], tag))
+            values = {**filters, **{f"tag_{i}": tag for i, tag in enumerate(rarest_first)}}
+            page_statement, total_statement = _tagged_statements(
+                (sqlite, frozenset(query.active), query.sort, query.cursor is not None, len(query.tags))
+            )
+            rows = connection.execute(
+                page_statement, {**values, "limit": query.limit + 1, "offset": query.offset}
+            ).all()
+            total = (
+                counts[query.tags[0]]
+                if alone
+                else int(connection.execute(total_statement, values).scalar_one())
+            )
+            return query.page([_from_record(row._mapping) for row in rows], total)
+
+        return await self._db.read(work)
+
+    async def update(self, generation_id: int, patch: GenerationPatch) -> Generation | None:
+        values = {name: list(value) if name == "tags" else value for name, value in patch.changes().items()}
+        statement = (
+            update(GENERATIONS)
+            .where(GENERATIONS.c.id == generation_id)
+            .values(**values)
+            .returning(GENERATIONS)
+        )
+
+        def work(session: Session) -> Generation | None:
+            # one statement: the row and, by the triggers, its tag rows and the counts, or nothing
+            row = session.connection().execute(statement).first()
+            return _from_record(row._mapping) if row else None
+
+        return await self._db.run(work)
+
+    async def count_tags(self, query: TagQuery) -> builtins.list[TagCount]:
+        statement = _tag_list(self._db.is_sqlite, query.prefix is not None)
+        values: dict[str, Any] = {"limit": query.limit, "prefix": query.prefix}
+
+        def work(connection: Connection) -> builtins.list[TagCount]:
+            rows = connection.execute(statement, values).all()
+            return [TagCount(tag=tag, count=int(total)) for tag, total in rows]
+
+        return await self._db.read(work)
+
     async def delete(self, generation_id: int) -> Generation | None:
         def work(session: Session) -> Generation | None:
             connection = session.connection()
@@ -176,7 +244,7 @@ _PLAIN_WORD = re.compile(r"[a-z0-9]+")
 
 def _shape(query: HistoryQuery, *, sqlite: bool, walk: bool = False, together: bool = False) -> _Shape:
     names = frozenset(query.active)
-    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_by_type, walk, together
+    return sqlite, names, query.sort, query.cursor is not None, query.filters_only_kept, walk, together
 
 
 def _parameters(query: HistoryQuery) -> dict[str, Any]:
@@ -185,6 +253,8 @@ def _parameters(query: HistoryQuery) -> dict[str, Any]:
         if name == "search":
             values["fts_query"] = " AND ".join(f'"{term}"' for term in value)
             values["ts_query"] = " & ".join(value)
+        elif name == "tag":
+            continue  # bound by the rarest first: see _list_tagged
         else:
             values[name] = value.value if isinstance(value, Enum) else value
     if query.cursor is not None:
@@ -240,7 +310,9 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
         )
         counting = select(func.count()).select_from(matches).scalar_subquery().label("matches_total")
         page = select(GENERATIONS, counting).where(g.id.in_(chosen)).order_by(*order)
-    if kept_count:
+    if kept_count and "favorite" in names:
+        total = _kept_favourites_total(by_type="type" in names)
+    elif kept_count:
         total = select(func.coalesce(func.sum(COUNTS.c.total), 0))
         if "type" in names:
             total = total.where(COUNTS.c.type == bindparam("type"))
@@ -257,12 +329,120 @@ _COMPARISONS: Final[Mapping[str, tuple[Column[Any], str]]] = MappingProxyType(
         "model": (GENERATIONS.c.model, "="),
         "created_from": (GENERATIONS.c.created_at, ">="),
         "created_to": (GENERATIONS.c.created_at, "<"),
+        "favorite": (GENERATIONS.c.favorite, "="),
     }
 )
-"""The clause of every history filter but ``search`` (:func:`_search`), by the filter's name."""
-_SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search"})
+"""The clause of every history filter but ``search`` (:func:`_search`) and ``tag``
+(:func:`_tagged_statements`), by the filter's name."""
+_SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search", "tag"})
 if {declared.name for declared in HISTORY_FILTERS} != _SQL_FILTERS:  # pragma: no cover - a build error
     raise ImportError(f"the SQL history covers {sorted(_SQL_FILTERS)}, not every declared history filter")
+
+
+def _kept_favourites_total(*, by_type: bool) -> Select[Any]:
+    """The total of ``favorite=`` (and ``type=``) from the kept counts: the favourites, or every
+    generation less them."""
+
+    def kept(table: Any) -> Any:
+        summed = select(func.coalesce(func.sum(table.c.total), 0))
+        return (summed.where(table.c.type == bindparam("type")) if by_type else summed).scalar_subquery()
+
+    favourites = kept(FAVORITE_COUNTS)
+    wanted = bindparam("favorite", type_=GENERATIONS.c.favorite.type)
+    return select(case((wanted, favourites), else_=kept(COUNTS) - favourites))
+
+
+# --- tags -----------------------------------------------------------------------------------
+
+_TAG_TOTALS = select(TAG_COUNTS.c.tag, TAG_COUNTS.c.total).where(
+    TAG_COUNTS.c.tag.in_(bindparam("tags", expanding=True))
+)
+_DATES: Final = {"created_from", "created_to"}
+
+_TaggedShape = tuple[bool, frozenset[str], HistorySort, bool, int]
+
+
+@functools.lru_cache(maxsize=256)
+def _tagged_statements(shape: _TaggedShape) -> tuple[Select[Any], Select[Any]]:
+    """The page query and the total query of a listing with ``tags`` tags (bound as ``tag_0``,
+    ``tag_1``, ..., the rarest first).
+
+    The page walks the key of ``generation_tags`` from ``(tag_0, cursor)`` in listing order: the
+    dates and the cursor are ranges of that key, every other tag a lookup of the same key, and
+    the other filters are tested on the generation the walk reaches. On SQLite every other filter
+    reads the row (a unary ``+`` or the search's ``+id IN``), so that the walk always drives; a
+    search's matches are a set each row is looked up in. The total counts the same rows, without
+    reading ``generations`` when only tags and dates are set.
+    """
+    sqlite, names, sort, has_cursor, tags = shape
+    t0 = GENERATION_TAGS.alias("t0")
+    where: list[ColumnElement[bool]] = [t0.c.tag == bindparam("tag_0")]
+    probes: list[ColumnElement[bool]] = []
+    for index in range(1, tags):
+        other = GENERATION_TAGS.alias(f"t{index}")
+        where.append(
+            exists().where(
+                other.c.tag == bindparam(f"tag_{index}"),
+                other.c.created_at == t0.c.created_at,
+                other.c.generation_id == t0.c.generation_id,
+            )
+        )
+        # PostgreSQL turns an EXISTS into a join it cannot estimate (two tags of one generation are
+        # not independent), then sorts every match for one page; an OFFSET keeps it a lookup per
+        # row of the walk, which stops at the page's end
+        probes.append(
+            select(literal(1))
+            .where(
+                other.c.tag == bindparam(f"tag_{index}"),
+                other.c.created_at == t0.c.created_at,
+                other.c.generation_id == t0.c.generation_id,
+            )
+            .offset(0)
+            .exists()
+        )
+    if "created_from" in names:
+        where.append(t0.c.created_at >= bindparam("created_from", type_=t0.c.created_at.type))
+    if "created_to" in names:
+        where.append(t0.c.created_at < bindparam("created_to", type_=t0.c.created_at.type))
+    on_rows = _plain_filters(names - _DATES, unindexed=sqlite)
+    if "search" in names:
+        on_rows.append(_search(sqlite=sqlite, walk=True))
+
+    key = tuple_(t0.c.created_at, t0.c.generation_id)
+    mark = tuple_(bindparam("cursor_at", type_=t0.c.created_at.type), bindparam("cursor_id", type_=Integer))
+    after = [key < mark if sort is HistorySort.NEWEST else key > mark] if has_cursor else []
+    newest = sort is HistorySort.NEWEST
+    order = (
+        (t0.c.created_at.desc(), t0.c.generation_id.desc())
+        if newest
+        else (t0.c.created_at, t0.c.generation_id)
+    )
+    joined = t0.join(GENERATIONS, GENERATIONS.c.id == t0.c.generation_id)
+    walked = where if sqlite else [where[0], *probes, *where[tags:]]
+    page = (
+        select(GENERATIONS)
+        .select_from(joined)
+        .where(*walked, *on_rows, *after)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    total = select(func.count()).select_from(joined if on_rows else t0).where(*where, *on_rows)
+    return page, total
+
+
+@functools.lru_cache(maxsize=8)
+def _tag_list(sqlite: bool, prefixed: bool) -> Select[Any]:
+    """The tag list: most used first, ties by the tag in code point order (PostgreSQL's ``"C"``
+    collation; SQLite compares text that way), only tags that start with ``prefix`` if
+    ``prefixed``. A few thousand tags are sorted in well under a millisecond: no index serves it."""
+    c = TAG_COUNTS.c
+    statement = select(c.tag, c.total).where(c.total > 0)
+    if prefixed:
+        prefix = bindparam("prefix", type_=c.tag.type)
+        statement = statement.where(func.substr(c.tag, 1, func.length(prefix)) == prefix)
+    name = c.tag if sqlite else c.tag.collate("C")
+    return statement.order_by(c.total.desc(), name).limit(bindparam("limit", type_=Integer))
 
 
 def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
@@ -348,6 +528,9 @@ def _to_values(generation: Generation) -> dict[str, Any]:
         "model": generation.parameters.model,
         "cost": generation.cost,
         "created_at": generation.created_at.astimezone(dt.UTC),
+        "favorite": generation.favorite,
+        "tags": list(generation.tags),
+        "notes": generation.notes,
     }
     if generation.id is not None:
         values["id"] = generation.id
@@ -372,4 +555,7 @@ def _from_record(record: Mapping[Any, Any]) -> Generation:
         task_id=record["task_id"],
         created_at=created.astimezone(dt.UTC),
         cost=record["cost"],
+        favorite=bool(record["favorite"]),
+        tags=tuple(record["tags"]),
+        notes=record["notes"],
     )

@@ -3,6 +3,10 @@
 The schema belongs to the Alembic migrations in ``imagestudio.adapters.migrations``, applied by
 :meth:`SqlDatabase.upgrade_schema`; the table models here must match what they build (a test
 compares them). The task and idempotency tables live beside their repositories (``tasks.py``).
+
+A generation's ``tags`` column (JSON, in the order given) is where its tags are written;
+``generation_tags`` and ``tag_counts`` are made from it by triggers (migration ``0005``) and
+only read here, as are the kept counts (``generation_counts``, ``favorite_counts``).
 """
 
 from __future__ import annotations
@@ -10,10 +14,23 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Table
+from sqlalchemy import JSON, BigInteger, Column, Index, Table, false, text
 from sqlmodel import Field, SQLModel
 
-__all__ = ["COUNTS", "GENERATIONS", "SETTINGS", "GenerationCountRow", "GenerationRow", "SettingRow"]
+__all__ = [
+    "COUNTS",
+    "FAVORITE_COUNTS",
+    "GENERATIONS",
+    "GENERATION_TAGS",
+    "SETTINGS",
+    "TAG_COUNTS",
+    "FavoriteCountRow",
+    "GenerationCountRow",
+    "GenerationRow",
+    "GenerationTagRow",
+    "SettingRow",
+    "TagCountRow",
+]
 
 
 class GenerationRow(SQLModel, table=True):
@@ -26,6 +43,7 @@ class GenerationRow(SQLModel, table=True):
         Index("ix_generations_operation_created", "operation", "created_at", "id"),
         Index("ix_generations_engine_created", "engine", "created_at", "id"),
         Index("ix_generations_model_created", "model", "created_at", "id"),
+        Index("ix_generations_favorite_created", "favorite", "created_at", "id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -46,6 +64,46 @@ class GenerationRow(SQLModel, table=True):
     model: str | None = Field(default=None, max_length=200)
     cost: float | None = None
     created_at: dt.datetime
+    favorite: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    tags: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default=text("'[]'"))
+    )
+    notes: str | None = None
+
+
+class GenerationTagRow(SQLModel, table=True):
+    """One tag of one generation, in the order a one-tag history page reads them: by tag, then
+    ``created_at`` (the generation's, which never changes) and id. Made by triggers from
+    ``generations.tags``, never written here."""
+
+    __tablename__ = "generation_tags"
+    __table_args__ = (
+        Index("ix_generation_tags_generation", "generation_id", "tag"),
+        {"sqlite_with_rowid": False},
+    )
+
+    tag: str = Field(primary_key=True)
+    created_at: dt.datetime = Field(primary_key=True)
+    generation_id: int = Field(primary_key=True)
+
+
+class TagCountRow(SQLModel, table=True):
+    """How many generations carry one tag (rows of tags no generation carries go); maintained
+    by triggers, never written here."""
+
+    __tablename__ = "tag_counts"
+
+    tag: str = Field(primary_key=True)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class FavoriteCountRow(SQLModel, table=True):
+    """How many favourites there are of one ``type``; maintained by triggers, never written here."""
+
+    __tablename__ = "favorite_counts"
+
+    type: str = Field(primary_key=True, max_length=16)
+    total: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class GenerationCountRow(SQLModel, table=True):
@@ -69,4 +127,7 @@ class SettingRow(SQLModel, table=True):
 
 GENERATIONS: Table = GenerationRow.__table__  # type: ignore[attr-defined]
 COUNTS: Table = GenerationCountRow.__table__  # type: ignore[attr-defined]
+GENERATION_TAGS: Table = GenerationTagRow.__table__  # type: ignore[attr-defined]
+FAVORITE_COUNTS: Table = FavoriteCountRow.__table__  # type: ignore[attr-defined]
+TAG_COUNTS: Table = TagCountRow.__table__  # type: ignore[attr-defined]
 SETTINGS: Table = SettingRow.__table__  # type: ignore[attr-defined]

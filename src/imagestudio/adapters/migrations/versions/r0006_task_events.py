@@ -6,7 +6,7 @@ newest kept events, a maximum age), so the table stays small. The table is creat
 where nothing writes it (the desktop stream stays in memory): one schema on both databases.
 
 Revision ID: 0006
-Revises: 0004 (until the tags revision ``0005`` is merged; then it revises ``0005``)
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
