@@ -28,20 +28,20 @@ async def test_each_transition_is_read_back_as_written(repository: SqlTaskReposi
     state = TaskState("t-1", Operation.TEXT_TO_IMAGE, NOW)
     await repository.create(state.task)
     state.start(NOW + dt.timedelta(seconds=1))
-    state.stored(StoredImage(key="2026-01-02/a.jpg", root="/data/generated"))
+    state.stored((StoredImage(key="2026-01-02/a.jpg", root="/data/generated"),))
     await repository.update(state.task)
 
     running = await repository.get("t-1")
     assert running == state.task
 
-    state.complete(7, NOW + dt.timedelta(seconds=2))
+    state.complete((7,), NOW + dt.timedelta(seconds=2))
     await repository.update(state.task)
 
     done = await repository.get("t-1")
     assert done == state.task
     assert done is not None
     assert done.status is TaskStatus.COMPLETED
-    assert done.image is None
+    assert done.images == ()
     assert await repository.recent(10) == [state.task]
 
 

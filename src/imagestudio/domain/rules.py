@@ -15,6 +15,7 @@ from imagestudio.domain.errors import InvalidParameters, InvalidPrompt
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRENGTH",
+    "MAX_BATCH",
     "MAX_CFG",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_STORAGE_PATH",
     "MAX_STRENGTH",
     "MAX_UPSCALE_SIDE",
+    "MIN_BATCH",
     "MIN_CFG",
     "MIN_SEED",
     "MIN_SIDE",
@@ -39,6 +41,7 @@ __all__ = [
     "check_model_id",
     "is_air_model_id",
     "nearest_valid_side",
+    "batch_seed",
     "validate_task_id",
 ]
 
@@ -57,6 +60,9 @@ PROMPT_MAX: Final = 3000
 """Prompt lengths after trimming; a negative prompt is empty or as long as a prompt."""
 MIN_STRENGTH: Final = 0
 MAX_STRENGTH: Final = 1
+MIN_BATCH: Final = 1
+MAX_BATCH: Final = 8
+"""How many images one text-to-image or image-to-image request may make (``count``)."""
 DEFAULT_MODEL: Final = "runware:100@1"
 DEFAULT_STRENGTH: Final = 0.7
 UpscaleFactor = Literal[2, 3, 4]
@@ -188,3 +194,9 @@ def nearest_valid_side(pixels: int) -> int:
     """The generation size (multiple of 64, 128..2048) nearest to ``pixels``."""
     snapped = round(pixels / SIDE_STEP) * SIDE_STEP
     return max(MIN_SIDE, min(MAX_SIDE, snapped))
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` (0 first) of a batch that starts at ``seed``: ``seed + index``,
+    wrapping from :data:`MAX_SEED` back to :data:`MIN_SEED`, so each image can be made again alone."""
+    return (seed - MIN_SEED + index) % (MAX_SEED - MIN_SEED + 1) + MIN_SEED

@@ -37,6 +37,7 @@ from imagestudio.http.intake import _holding_body, _prepared
 from imagestudio.http.openapi import header
 from imagestudio.http.routing import BODY, DATABASE, PARAMETERS, Cause, _base_url
 from imagestudio.http.schemas import (
+    BatchResponse,
     GenerationResponse,
     ImageToImageBody,
     TaskResponse,
@@ -95,13 +96,15 @@ IdempotencyHeader = Annotated[
         schema_extra={"pattern": "^[\\x21-\\x7e]{1,255}$"},
     ),
 ]
-GenerateResult = Response[GenerationResponse | TaskResponse]
+GenerateResult = Response[GenerationResponse | BatchResponse | TaskResponse]
 Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
 
 GENERATED = {
     200: ResponseSpec(
-        data_container=GenerationResponse,
-        description="The generation, once it is made and stored (without `Prefer: respond-async`)",
+        data_container=GenerationResponse | BatchResponse,  # type: ignore[arg-type]
+        description="The generation, once it is made and stored (without `Prefer: respond-async`):"
+        " `data` is the Generation; with `count` > 1 (text-to-image, image-to-image) `data` is the list"
+        " of every Generation of the batch, in seed order",
         generate_examples=False,
     ),
     202: ResponseSpec(
@@ -111,7 +114,8 @@ GENERATED = {
         generate_examples=False,
     ),
 }
-"""A generation route's answers: 200 is always the generation, 202 always the task."""
+"""A generation route's answers: 200 is the generation (or, for a batch, the list of them), 202
+always the task."""
 GENERATED_HEADERS = {
     202: {
         "Location": header("The task: `/api/tasks/{taskId}`", pattern="^/api/tasks/.+$"),
@@ -160,5 +164,8 @@ async def _generate(
                 status_code=202,
                 headers={"Location": f"/api/tasks/{task.id}", "Preference-Applied": "respond-async"},
             )
-        generation = await use_case(command, idempotency)
-    return Response(GenerationResponse(data=generation_out(generation, _base_url(request))), status_code=200)
+        generations = await use_case.batch(command, idempotency)
+    base = _base_url(request)
+    if getattr(command, "count", 1) > 1:
+        return Response(BatchResponse(data=[generation_out(g, base) for g in generations]), status_code=200)
+    return Response(GenerationResponse(data=generation_out(generations[0], base)), status_code=200)
