@@ -50,6 +50,7 @@ from imagestudio.services import Services
 
 __all__ = [
     "GENERATED",
+    "GENERATED_BATCH",
     "GENERATED_HEADERS",
     "GENERATION_ERRORS",
     "GenerateResult",
@@ -101,10 +102,8 @@ Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
 
 GENERATED = {
     200: ResponseSpec(
-        data_container=GenerationResponse | BatchResponse,  # type: ignore[arg-type]
-        description="The generation, once it is made and stored (without `Prefer: respond-async`):"
-        " `data` is the Generation; with `count` > 1 (text-to-image, image-to-image) `data` is the list"
-        " of every Generation of the batch, in seed order",
+        data_container=GenerationResponse,
+        description="The generation, once it is made and stored (without `Prefer: respond-async`)",
         generate_examples=False,
     ),
     202: ResponseSpec(
@@ -114,8 +113,17 @@ GENERATED = {
         generate_examples=False,
     ),
 }
-"""A generation route's answers: 200 is the generation (or, for a batch, the list of them), 202
-always the task."""
+"""A generation route's answers: 200 is always the generation, 202 always the task."""
+GENERATED_BATCH = GENERATED | {
+    200: ResponseSpec(
+        data_container=GenerationResponse | BatchResponse,  # type: ignore[arg-type]
+        description="Once made and stored (without `Prefer: respond-async`): with `count` 1 or absent,"
+        " `data` is the Generation; with `count` > 1, `data` is the list of every Generation of the"
+        " batch, in seed order",
+        generate_examples=False,
+    ),
+}
+"""The answers of a route that takes ``count`` (text-to-image, image-to-image)."""
 GENERATED_HEADERS = {
     202: {
         "Location": header("The task: `/api/tasks/{taskId}`", pattern="^/api/tasks/.+$"),
