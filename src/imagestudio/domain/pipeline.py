@@ -339,6 +339,8 @@ async def run_generation(
             await control.stored(tuple(stored))
             await ports.storage.save_thumbnail(saved, thumbnail)
             made.append(_generation(provenance, image, saved, now=ports.clock.now()))
+            if job.count > 1:  # the batch's progress moves on per image, whatever the engine reports
+                control.step(index + 1, job.count)
         return await ports.repository.add_many(made)
     except BaseException:
         for saved in stored:
