@@ -71,17 +71,21 @@ async def test_a_batch_task_keeps_every_image_and_every_generation_id(repository
     await repository.update(state.task)
 
     running = await repository.get("t-batch")
-    assert running is not None and running.images == images
+    assert running is not None
+    assert running.images == images
 
     state.complete((4, 5, 6), NOW + dt.timedelta(seconds=3))
     await repository.update(state.task)
     done = await repository.get("t-batch")
     assert done is not None
-    assert done.generation_ids == (4, 5, 6) and done.generation_id == 4
+    assert done.generation_ids == (4, 5, 6)
+    assert done.generation_id == 4
     assert done.images == ()
 
 
-async def test_orphaned_batch_tasks_report_all_their_images(repository: SqlTaskRepository, tmp_path: Path) -> None:
+async def test_orphaned_batch_tasks_report_all_their_images(
+    repository: SqlTaskRepository, tmp_path: Path
+) -> None:
     state = TaskState("t-orphan", Operation.IMAGE_TO_IMAGE, NOW)
     state.start(NOW)
     images = tuple(StoredImage(key=f"2026-01-02/{i}.png", root="/data/generated") for i in range(2))
@@ -93,4 +97,6 @@ async def test_orphaned_batch_tasks_report_all_their_images(repository: SqlTaskR
 
     assert [t.images for t in interrupted] == [images]
     after = await repository.get("t-orphan")
-    assert after is not None and after.images == () and after.error_code == "INTERRUPTED"
+    assert after is not None
+    assert after.images == ()
+    assert after.error_code == "INTERRUPTED"

@@ -59,10 +59,13 @@ async def test_a_batch_is_one_task_with_consecutive_seeds_and_every_generation_i
     assert task.images == ()
     assert await world.tasks.wait_all("b") == made
     completed = world.events.for_task("b")[-1]
-    assert completed.generation_ids == task.generation_ids and completed.generation_id == made[0].id
+    assert completed.generation_ids == task.generation_ids
+    assert completed.generation_id == made[0].id
     # progress covers the batch: monotone, through the images, never 100 before the end
     progress = [e.progress for e in world.events.for_task("b") if e.status is TaskStatus.GENERATING]
-    assert progress == sorted(progress) and max(progress) == 99 and any(25 <= p < 75 for p in progress)
+    assert progress == sorted(progress)
+    assert max(progress) == 99
+    assert any(25 <= p < 75 for p in progress)
 
 
 @pytest.mark.anyio
@@ -77,9 +80,7 @@ async def test_an_image_of_a_batch_is_made_again_alone_with_its_own_seed() -> No
 @pytest.mark.anyio
 async def test_image_to_image_takes_a_count_too() -> None:
     world = World()
-    made = await world.image_to_image().batch(
-        ImageToImage(prompt="a fox", source=PNG_URI, seed=5, count=2)
-    )
+    made = await world.image_to_image().batch(ImageToImage(prompt="a fox", source=PNG_URI, seed=5, count=2))
     assert [g.seed for g in made] == [5, 6]
     assert {g.operation for g in made} == {Operation.IMAGE_TO_IMAGE}
 
@@ -105,7 +106,9 @@ async def test_a_batch_failing_midway_stores_none_of_its_images() -> None:
     assert world.repository.rows == {}
     assert world.storage.files == {}  # the two images stored before, and their thumbnails, are gone
     task = await world.tasks.get("f")
-    assert task.status is TaskStatus.FAILED and task.generation_ids == () and task.images == ()
+    assert task.status is TaskStatus.FAILED
+    assert task.generation_ids == ()
+    assert task.images == ()
 
 
 @pytest.mark.anyio
@@ -131,8 +134,13 @@ async def test_a_batch_cancelled_midway_stores_nothing() -> None:
         if runs == 2:
             second_started.set()
             await release.wait()  # like a provider call: abandoned by the cancel
-        return GeneratedImage(data=tiny_png(spec.width, spec.height), extension="png",
-                              width=spec.width, height=spec.height, seed=spec.seed)
+        return GeneratedImage(
+            data=tiny_png(spec.width, spec.height),
+            extension="png",
+            width=spec.width,
+            height=spec.height,
+            seed=spec.seed,
+        )
 
     world.generator.text_to_image = slow_second  # type: ignore[method-assign]
     await world.text_to_image().submit(TextToImage(prompt="a fox", count=3, task_id="c"))

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 from litestar.testing import TestClient
+from PIL import Image
 
 from imagestudio.config import Config, Secret
 from imagestudio.http.app import create_app
@@ -55,7 +55,9 @@ def test_a_synchronous_batch_answers_the_list_of_generations_in_seed_order(
     # any image of the batch can be made again alone, with its own seed
     again = client.post(T2I, json={"prompt": "a red fox", "seed": data[1]["seed"], **SMALL}).json()["data"]
     assert again["seed"] == 11
-    assert _pixels(client, again["filePath"]) == _pixels(client, data[1]["filePath"])  # the file's metadata differs
+    assert _pixels(client, again["filePath"]) == _pixels(
+        client, data[1]["filePath"]
+    )  # the file's metadata differs
     assert _pixels(client, again["filePath"]) != _pixels(client, data[0]["filePath"])
 
 
@@ -73,7 +75,10 @@ def test_a_drawn_seed_starts_the_batch(client: Client) -> None:
 
 @pytest.mark.parametrize("count", [0, 9, "2", 2.5, None, True])
 def test_count_out_of_bounds_or_not_an_integer_is_400_naming_count(client: Client, count: Any) -> None:
-    for path, extra in ((T2I, {}), ("/api/generate/image-to-image", {"seedImage": "data:image/png;base64,AA"})):
+    for path, extra in (
+        (T2I, {}),
+        ("/api/generate/image-to-image", {"seedImage": "data:image/png;base64,AA"}),
+    ):
         response = client.post(path, json={"prompt": "a red fox", "count": count, **extra})
         assert response.status_code == 400, (path, count, response.text)
         body = response.json()
@@ -116,7 +121,8 @@ def test_an_async_batch_is_one_task_and_the_socket_completes_with_every_id(clien
     task = wait_for(client, "b-async", ("completed", "failed"))
     assert task["status"] == "completed"
     ids = task["generationIds"]
-    assert len(ids) == 3 and task["generationId"] == ids[0]
+    assert len(ids) == 3
+    assert task["generationId"] == ids[0]
     assert [client.get(f"/api/history/{i}").json()["data"]["taskId"] for i in ids] == ["b-async"] * 3
     completed = messages[-1]
     assert completed["status"] == "completed"
@@ -157,9 +163,11 @@ def slow_runware_client(tmp_path: Path) -> Iterator[tuple[Client, FakeRunware]]:
 def test_a_batch_cancelled_midway_leaves_no_row_and_no_file(
     slow_runware_client: tuple[Client, FakeRunware], tmp_path: Path
 ) -> None:
-    client, fake = slow_runware_client
+    client, _ = slow_runware_client
     response = client.post(
-        T2I, json={"prompt": "a red fox", "count": 3, "taskId": "b-cancel"}, headers={"Prefer": "respond-async"}
+        T2I,
+        json={"prompt": "a red fox", "count": 3, "taskId": "b-cancel"},
+        headers={"Prefer": "respond-async"},
     )
     assert response.status_code == 202
     data_dir = tmp_path / "data"
@@ -178,7 +186,9 @@ def test_a_batch_cancelled_midway_leaves_no_row_and_no_file(
     assert _images(data_dir) == []  # neither the stored image nor its thumbnail is left
 
 
-def test_a_synchronous_batch_waits_for_all_its_images(slow_runware_client: tuple[Client, FakeRunware]) -> None:
+def test_a_synchronous_batch_waits_for_all_its_images(
+    slow_runware_client: tuple[Client, FakeRunware],
+) -> None:
     client, _ = slow_runware_client
     results: list[Any] = []
     thread = threading.Thread(
@@ -186,5 +196,6 @@ def test_a_synchronous_batch_waits_for_all_its_images(slow_runware_client: tuple
     )
     thread.start()
     thread.join(30)
-    assert results and results[0].status_code == 200, results and results[0].text
+    assert results, "the request did not finish"
+    assert results[0].status_code == 200, results[0].text
     assert [g["seed"] for g in results[0].json()["data"]] == [3, 4]

@@ -44,7 +44,6 @@ from imagestudio.domain.model import (
     StoredImage,
 )
 from imagestudio.domain.models import SEED, STRENGTH
-from imagestudio.domain.rules import batch_seed
 from imagestudio.domain.ports import (
     Clock,
     GenerationRepository,
@@ -58,6 +57,7 @@ from imagestudio.domain.ports import (
     SettingsRepository,
     ThumbnailMaker,
 )
+from imagestudio.domain.rules import batch_seed
 from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskManager
 
 __all__ = [
@@ -331,7 +331,11 @@ async def run_generation(
             image = await control.produce(functools.partial(_engine, one, ports.generator, progress))
             provenance = _provenance(one, image, engine=ports.generator.name)
             settings = await ports.settings.get()
-            data = await ports.annotator.annotate(image.data, provenance) if settings.embed_metadata else image.data
+            data = (
+                await ports.annotator.annotate(image.data, provenance)
+                if settings.embed_metadata
+                else image.data
+            )
             thumbnail = await ports.thumbnails.thumbnail(data)
             control.raise_if_cancelled()
             saved = await ports.storage.save(data, image.extension, await _folder(job, ports))

@@ -8,7 +8,6 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 
 from __future__ import annotations
 
-
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta

@@ -38,10 +38,10 @@ __all__ = [
     "TASK_ID_PATTERN",
     "UPSCALE_FACTORS",
     "UpscaleFactor",
+    "batch_seed",
     "check_model_id",
     "is_air_model_id",
     "nearest_valid_side",
-    "batch_seed",
     "validate_task_id",
 ]
 

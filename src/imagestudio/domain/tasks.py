@@ -470,7 +470,8 @@ class TaskManager:
             await self._finish(entry, error)
         else:
             ids = tuple(generation.id for generation in generations if generation.id is not None)
-            assert generations and len(ids) == len(generations)
+            assert generations
+            assert len(ids) == len(generations)
             with self._lock:
                 entry.state.complete(ids, self._clock.now())
             await self._finish(entry, generations)

@@ -81,7 +81,9 @@ class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="pro
     generation_ids: (
         Annotated[
             list[int],
-            msgspec.Meta(description="every Generation made, in seed order (completed only; a batch has several)"),
+            msgspec.Meta(
+                description="every Generation made, in seed order (completed only; a batch has several)"
+            ),
         ]
         | UnsetType
     ) = UNSET
