@@ -17,6 +17,7 @@ from PIL import Image
 from imagestudio.config import Config, Secret
 from imagestudio.http.app import create_app
 from imagestudio.testing.fake_runware import FakeRunware
+from imagestudio.testing.fake_runware.oracle import violations
 from tests.http.test_tasks import KEY, wait_for
 
 Client = TestClient  # type: ignore[type-arg]
@@ -199,3 +200,20 @@ def test_a_synchronous_batch_waits_for_all_its_images(
     assert results, "the request did not finish"
     assert results[0].status_code == 200, results[0].text
     assert [g["seed"] for g in results[0].json()["data"]] == [3, 4]
+
+
+def test_the_runware_engine_sends_one_schema_valid_task_per_image_with_consecutive_seeds(
+    slow_runware_client: tuple[Client, FakeRunware],
+) -> None:
+    """The Runware path of a batch: one ``imageInference`` per image (``numberResults`` 1), each
+    valid against the SDK's schema (the fake's oracle), seeds ``seed``, ``seed+1``, ..."""
+    client, fake = slow_runware_client
+    fake.latency = 0.0
+    response = client.post(T2I, json={"prompt": "a red fox", "count": 3, "seed": 70})
+    assert response.status_code == 200, response.text
+    assert [g["seed"] for g in response.json()["data"]] == [70, 71, 72]
+    inference = [t for t in fake.tasks if t.get("taskType") == "imageInference"]
+    assert [t["seed"] for t in inference] == [70, 71, 72]
+    assert {t["numberResults"] for t in inference} == {1}
+    assert [violations(t) for t in inference] == [[], [], []]
+    assert len({t["taskUUID"] for t in inference}) == 3
