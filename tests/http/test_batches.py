@@ -144,6 +144,11 @@ def test_an_idempotency_key_covers_the_batch_and_its_count(client: Client) -> No
     other = client.post(T2I, json={**body, "count": 3}, headers={"Idempotency-Key": "batch-1"})
     assert other.status_code == 409
     assert client.get("/api/history").json()["total"] == 2
+    # count 1 and no count are one request (and the fingerprint of a request from before batches)
+    single = client.post(T2I, json={"prompt": "a cat", **SMALL}, headers={"Idempotency-Key": "one"})
+    same = client.post(T2I, json={"prompt": "a cat", "count": 1, **SMALL}, headers={"Idempotency-Key": "one"})
+    assert same.status_code == 200
+    assert same.json()["data"]["id"] == single.json()["data"]["id"]
 
 
 @pytest.fixture

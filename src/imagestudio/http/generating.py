@@ -70,14 +70,18 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _idempotency(key: str | None, route: str, body: Struct) -> IdempotencyKey | None:
-    """The key and a fingerprint of the request (route and canonical body) it came with."""
+    """The key and a fingerprint of the request (route and canonical body, ``count`` included
+    when it is more than 1) it came with."""
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidParameters(
             "Idempotency-Key must be 1 to 255 visible ASCII characters", field="Idempotency-Key"
         )
-    canonical = msgspec.json.encode(body, order="sorted")
+    fields = msgspec.to_builtins(body)
+    if fields.get("count") == 1:  # one image: the fingerprint of a request from before batches
+        del fields["count"]
+    canonical = msgspec.json.encode(fields, order="sorted")
     fingerprint = hashlib.sha256(route.encode() + b"\n" + canonical).hexdigest()
     return IdempotencyKey(key=key, fingerprint=fingerprint)
 
