@@ -14,7 +14,7 @@ import re
 import struct
 import uuid
 import zlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -352,6 +352,12 @@ class InMemoryGenerationRepository:
         self._next_id += 1
         return stored
 
+    async def add_many(self, generations: Sequence[Generation]) -> list[Generation]:
+        """All or nothing, like one transaction: a failure adds no row."""
+        if self.fail_adds is not None:
+            raise self.fail_adds
+        return [await self.add(generation) for generation in generations]
+
     async def get(self, generation_id: int) -> Generation | None:
         return self.rows.get(generation_id)
 
@@ -472,7 +478,7 @@ class InMemoryTaskRepository:
                     error_code="INTERRUPTED",
                     error_message="The server stopped before this task finished",
                     finished_at=now,
-                    image=None,
+                    images=(),
                 )
         return interrupted
 

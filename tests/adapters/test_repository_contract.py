@@ -6,6 +6,7 @@ so, where there is no PostgreSQL server; see ``tests/databases.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
@@ -597,3 +598,30 @@ async def test_a_cursor_page_after_the_last_tagged_generation_is_empty_but_count
     after_last = HistoryCursor.after(tagged[0], HistorySort.NEWEST)
     page = await repository.list(HistoryQuery(tags=("sunset",), cursor=after_last))
     assert (page.items, page.total, page.next_cursor) == ([], 3, None)
+
+
+async def test_add_many_writes_a_batch_in_order_and_returns_it_with_ids(repository: Any) -> None:
+    before = await repository.add(make_generation(1))
+    batch = await repository.add_many([make_generation(i) for i in (2, 3, 4)])
+    assert [g.prompt for g in batch] == ["prompt number 2", "prompt number 3", "prompt number 4"]
+    assert [g.id for g in batch] == sorted(g.id for g in batch)
+    assert batch[0].id > before.id
+    for generation in batch:
+        assert await repository.get(generation.id) == generation
+    assert (await repository.list(HistoryQuery())).total == 4
+
+
+async def test_add_many_is_all_or_nothing(repository: Any) -> None:
+    """A batch whose third row the database refuses leaves none of its rows (one transaction)."""
+    kept = await repository.add(make_generation(1))
+    if isinstance(repository, InMemoryGenerationRepository):
+        repository.fail_adds = DatabaseUnavailable("gone")
+        bad = make_generation(4)
+    else:
+        bad = dataclasses.replace(make_generation(4), width=None)  # NOT NULL: refused by the database
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the database's own error
+        await repository.add_many([make_generation(2), make_generation(3), bad])
+    page = await repository.list(HistoryQuery())
+    assert [g.id for g in page.items] == [kept.id]
+    assert page.total == 1
+    assert await repository.get_by_key(make_generation(2).image.key) is None

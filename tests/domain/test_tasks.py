@@ -56,7 +56,7 @@ class TaskLifecycle(RuleBasedStateMachine):
 
     @rule(generation_id=st.integers(min_value=1, max_value=10))
     def complete(self, generation_id: int) -> None:
-        self._try(self.state.complete, generation_id, T0)
+        self._try(self.state.complete, (generation_id, generation_id + 1), T0)
 
     @rule()
     def fail(self) -> None:
@@ -254,7 +254,7 @@ async def test_recovery_marks_unfinished_tasks_interrupted_and_removes_their_unr
         status=TaskStatus.GENERATING,
         progress=40,
         created_at=T0,
-        image=orphan,
+        images=(orphan,),
     )
     world.task_repository.rows["dead-but-recorded"] = Task(
         id="dead-but-recorded",
@@ -262,7 +262,7 @@ async def test_recovery_marks_unfinished_tasks_interrupted_and_removes_their_unr
         status=TaskStatus.GENERATING,
         progress=99,
         created_at=T0,
-        image=recorded.image,
+        images=(recorded.image,),
     )
 
     interrupted = await world.tasks.recover()

@@ -133,6 +133,7 @@ def test_a_socket_on_one_server_follows_a_task_running_on_another(
         "status": "completed",
         "progress": 100,
         "generationId": generation,
+        "generationIds": [generation],
         "seq": seen_b[-1]["seq"],
     }
     seqs = [m["seq"] for m in seen_b]

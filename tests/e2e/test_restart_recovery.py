@@ -67,3 +67,50 @@ def test_a_task_running_when_the_server_is_killed_is_interrupted_after_restart(t
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_a_batch_killed_midway_leaves_none_of_its_images_after_restart(tmp_path: Path) -> None:
+    """The first image of a batch of three is stored (file and thumbnail, recorded on the task) when
+    the server is killed: after a restart the task is INTERRUPTED and that image is gone too."""
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "imagestudio.testing.fake_runware", "--port", "0", "--latency", "1.5"],
+        env={**os.environ, "RUNWARE_API_KEY": KEY},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        url = fake.stdout.readline().strip().rsplit(" ", 1)[-1]
+        env = {"RUNWARE_API_KEY": KEY, "RUNWARE_API_URL": url}
+        data_dir = tmp_path / "data"
+        server = start_server(data_dir, env)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            accepted = client.post(
+                "/api/generate/text-to-image",
+                json={"prompt": "a batch cut short", "taskId": "batch", "count": 3},
+                headers={"Prefer": "respond-async"},
+            )
+            assert accepted.status_code == 202
+            deadline = time.monotonic() + 20
+            # a thumbnail is written after its image is recorded on the task: image 1 is stored
+            while not list(data_dir.rglob("*.thumb.webp")):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert client.get("/api/tasks/batch").json()["data"]["status"] == "generating"
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+
+        restarted = start_server(data_dir, env)
+        try:
+            with httpx.Client(base_url=restarted.url, timeout=10) as client:
+                task = client.get("/api/tasks/batch").json()["data"]
+                assert task["status"] == "failed"
+                assert task["error"]["code"] == "INTERRUPTED"
+                assert task["generationIds"] == []
+                assert client.get("/api/history").json()["total"] == 0
+        finally:
+            stop_server(restarted)
+        assert [p for p in data_dir.rglob("*") if p.suffix in (".jpg", ".png", ".webp")] == []
+    finally:
+        fake.kill()
+        fake.wait()

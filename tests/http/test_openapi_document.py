@@ -181,9 +181,13 @@ def test_operation_ids_are_short_unique_and_stable(document: dict[str, Any]) -> 
 def test_a_generation_answers_200_with_the_generation_and_202_with_the_task(document: dict[str, Any]) -> None:
     for path in GENERATE_PATHS:
         responses = document["paths"][path]["post"]["responses"]
-        assert responses["200"]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/GenerationResponse"
-        }
+        single = {"$ref": "#/components/schemas/GenerationResponse"}
+        batch = {"$ref": "#/components/schemas/BatchResponse"}
+        answer = responses["200"]["content"]["application/json"]["schema"]
+        if path.endswith("/upscale"):  # no count: always one Generation
+            assert answer == single
+        else:  # count > 1: the list of the batch's Generations
+            assert answer == {"oneOf": [single, batch]}
         accepted = responses["202"]
         assert accepted["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/TaskResponse"
@@ -195,6 +199,11 @@ def test_a_generation_answers_200_with_the_generation_and_202_with_the_task(docu
         "$ref": "#/components/schemas/GenerationOut"
     }
     assert schemas["TaskResponse"]["properties"]["data"] == {"$ref": "#/components/schemas/TaskOut"}
+    assert schemas["BatchResponse"]["properties"]["data"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/GenerationOut"},
+    }
+    assert "generationIds" in schemas["TaskOut"]["required"]
 
 
 def test_request_bodies_are_named_components(document: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ def test_a_task_subscriber_sees_monotone_progress_and_one_completed(client: Clie
         "progress": 100,
         "status": "completed",
         "generationId": generation["id"],
+        "generationIds": [generation["id"]],
     }
 
 

@@ -43,7 +43,12 @@ class _Generating(Generic[C]):
         raise NotImplementedError
 
     async def __call__(self, command: C, idempotency: IdempotencyKey | None = None) -> Generation:
+        """The (first) generation."""
         return await self.pipeline.tasks.run(await self.prepare(command), idempotency)
+
+    async def batch(self, command: C, idempotency: IdempotencyKey | None = None) -> list[Generation]:
+        """Every generation of the request (``count`` of them), in seed order."""
+        return await self.pipeline.tasks.run_all(await self.prepare(command), idempotency)
 
     async def submit(self, command: C, idempotency: IdempotencyKey | None = None) -> Task:
         return await self.pipeline.tasks.submit(await self.prepare(command), idempotency)
@@ -113,7 +118,8 @@ class GenerateTextToImage(_Generating[TextToImage]):
       model's recommendations, else the settings' defaults (``domain/models.py``);
     - a size the model cannot take is refused (400 naming its rule) before any engine call;
     - an unset seed is drawn at random, passed to the engine (if the model takes one), and recorded;
-    - the recorded seed is the one the engine reports, when it reports one.
+    - the recorded seed is the one the engine reports, when it reports one;
+    - ``count`` images (a batch) have seeds ``seed``, ``seed+1``, ... and are stored all or none.
     """
 
     pipeline: GenerationPipeline
@@ -132,7 +138,9 @@ class GenerateTextToImage(_Generating[TextToImage]):
         )
         task_id = command.task_id or self.pipeline.new_task_id()
         return self.pipeline.job(
-            GenerationJob.text_to_image(task_id=task_id, spec=spec, storage_path=settings.storage_path)
+            GenerationJob.text_to_image(
+                task_id=task_id, spec=spec, storage_path=settings.storage_path, count=command.count
+            )
         )
 
 
@@ -197,6 +205,7 @@ class GenerateImageToImage(_Generating[ImageToImage]):
             source=source,
             strength=command.strength,
             storage_path=settings.storage_path,
+            count=command.count,
         )
 
 

@@ -59,20 +59,23 @@ class TaskState:
         self._task = replace(self._task, progress=progress)
         return True
 
-    def stored(self, image: StoredImage | None) -> None:
+    def stored(self, images: tuple[StoredImage, ...]) -> None:
         self._require_active("store an image for")
-        self._task = replace(self._task, image=image)
+        self._task = replace(self._task, images=images)
 
-    def complete(self, generation_id: int, now: datetime) -> None:
+    def complete(self, generation_ids: tuple[int, ...], now: datetime) -> None:
+        if not generation_ids:
+            raise InvalidTransition("a completed task has at least one generation")
         if self._task.status is not TaskStatus.GENERATING:
             raise InvalidTransition(f"cannot complete a {self._task.status.value} task")
         self._task = replace(
             self._task,
             status=TaskStatus.COMPLETED,
             progress=100,
-            generation_id=generation_id,
+            generation_id=generation_ids[0],
+            generation_ids=generation_ids,
             finished_at=now,
-            image=None,
+            images=(),
         )
 
     def fail(self, code: str, message: str, now: datetime) -> None:
@@ -84,7 +87,7 @@ class TaskState:
             error_message=message,
             finished_at=now,
             position=None,
-            image=None,
+            images=(),
         )
 
     def cancel(self, now: datetime) -> None:
@@ -96,5 +99,5 @@ class TaskState:
             error_message="Task was cancelled",
             finished_at=now,
             position=None,
-            image=None,
+            images=(),
         )

@@ -2,7 +2,8 @@
 
 A job is a value (:class:`GenerationJob`: operation, inputs, parameters, storage folder) that one
 function, :func:`run_generation`, executes: engine, then the record of how the image was made
-written into its file, then storage (the image and its thumbnail), then the history row.
+written into its file, then storage (the image and its thumbnail), then the history row. A job may
+make a batch (``count``): each image in turn, seeds consecutive, then all rows in one transaction.
 
 Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
@@ -21,6 +22,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import secrets
 import uuid
@@ -50,10 +52,12 @@ from imagestudio.domain.ports import (
     ImageInspector,
     ImageStorage,
     ModelCatalogue,
+    PreviewSource,
     ProgressCallback,
     SettingsRepository,
     ThumbnailMaker,
 )
+from imagestudio.domain.rules import batch_seed
 from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskManager
 
 __all__ = [
@@ -208,9 +212,26 @@ class GenerationJob:
     source_id: int | None = None
     storage_path: str | None = None
     hold: Hold | None = None
+    count: int = 1
+    """How many images (a batch, text-to-image and image-to-image): image ``i`` has seed
+    ``seed + i`` (:func:`batch_seed`), so each can be made again alone with its own seed."""
+
+    def member(self, index: int) -> GenerationJob:
+        """The job of image ``index`` of the batch alone: its own seed, a count of 1."""
+        if self.count == 1 or self.spec is None:
+            return self
+        seed = batch_seed(self.spec.seed, index) if self.spec.seed is not None else None
+        return replace(
+            self,
+            spec=replace(self.spec, seed=seed) if seed is not None else self.spec,
+            seed=seed if self.seed is not None else None,
+            count=1,
+        )
 
     @classmethod
-    def text_to_image(cls, *, task_id: str, spec: ImageSpec, storage_path: str) -> GenerationJob:
+    def text_to_image(
+        cls, *, task_id: str, spec: ImageSpec, storage_path: str, count: int = 1
+    ) -> GenerationJob:
         return cls(
             operation=Operation.TEXT_TO_IMAGE,
             task_id=task_id,
@@ -220,11 +241,19 @@ class GenerationJob:
             seed=spec.seed if _sent(spec, SEED) else None,
             model=spec.model,
             storage_path=storage_path,
+            count=count,
         )
 
     @classmethod
     def image_to_image(
-        cls, *, task_id: str, spec: ImageSpec, source: SourceImage, strength: float, storage_path: str
+        cls,
+        *,
+        task_id: str,
+        spec: ImageSpec,
+        source: SourceImage,
+        strength: float,
+        storage_path: str,
+        count: int = 1,
     ) -> GenerationJob:
         return cls(
             operation=Operation.IMAGE_TO_IMAGE,
@@ -238,6 +267,7 @@ class GenerationJob:
             model=spec.model,
             source_id=source.generation.id if source.generation else None,
             storage_path=storage_path,
+            count=count,
         )
 
     @classmethod
@@ -277,29 +307,63 @@ class GenerationPorts(Protocol):
     def thumbnails(self) -> ThumbnailMaker: ...
 
 
-async def run_generation(job: GenerationJob, ports: GenerationPorts, control: TaskControl) -> Generation:
-    """Make one generation: check the folder, run the engine, write how the image was made into
-    its file (unless the settings say not to), store the image and its thumbnail, add the row.
+async def run_generation(
+    job: GenerationJob, ports: GenerationPorts, control: TaskControl
+) -> list[Generation]:
+    """Make the job's generations (one, or a batch of ``job.count`` with seeds ``seed``,
+    ``seed+1``, ...): check the folder, then per image run the engine, write how it was made into
+    its file (unless the settings say not to), store it and its thumbnail; then add every row in
+    one transaction.
 
-    A folder outside the storage roots fails before the engine runs; if the thumbnail or the row
-    cannot be written, the stored image (and its thumbnail) is removed again."""
+    All or nothing: a folder outside the storage roots fails before the engine runs; if any image
+    of the batch fails, the task is cancelled midway, or the rows cannot be written, every image
+    stored for it (and its thumbnail) is removed again and no row is written. The stored images are
+    recorded on the task as they are written, so a restart after a crash removes them."""
     folder = await _folder(job, ports)
     if not await ports.storage.confined(await ports.storage.root_of(folder)):
         raise InvalidStoragePath(STALE_STORAGE_FOLDER, details={"field": "storagePath"})
-    image = await control.produce(lambda: _engine(job, ports.generator, control.step))
-    provenance = _provenance(job, image, engine=ports.generator.name)
-    settings = await ports.settings.get()
-    data = await ports.annotator.annotate(image.data, provenance) if settings.embed_metadata else image.data
-    thumbnail = await ports.thumbnails.thumbnail(data)
-    control.raise_if_cancelled()
-    stored = await ports.storage.save(data, image.extension, await _folder(job, ports))
+    stored: list[StoredImage] = []
+    made: list[Generation] = []
     try:
-        await control.stored(stored)
-        await ports.storage.save_thumbnail(stored, thumbnail)
-        return await ports.repository.add(_generation(provenance, image, stored, now=ports.clock.now()))
+        for index in range(job.count):
+            one = job.member(index)
+            progress = _BatchProgress(control, index, job.count)
+            image = await control.produce(functools.partial(_engine, one, ports.generator, progress))
+            provenance = _provenance(one, image, engine=ports.generator.name)
+            settings = await ports.settings.get()
+            data = (
+                await ports.annotator.annotate(image.data, provenance)
+                if settings.embed_metadata
+                else image.data
+            )
+            thumbnail = await ports.thumbnails.thumbnail(data)
+            control.raise_if_cancelled()
+            saved = await ports.storage.save(data, image.extension, await _folder(job, ports))
+            stored.append(saved)
+            await control.stored(tuple(stored))
+            await ports.storage.save_thumbnail(saved, thumbnail)
+            made.append(_generation(provenance, image, saved, now=ports.clock.now()))
+            if job.count > 1:  # the batch's progress moves on per image, whatever the engine reports
+                control.step(index + 1, job.count)
+        return await ports.repository.add_many(made)
     except BaseException:
-        await ports.storage.delete(stored)
+        for saved in stored:
+            await ports.storage.delete(saved)
         raise
+
+
+class _BatchProgress:
+    """The engine's progress callback for image ``index`` of ``count``: the task's progress covers
+    the whole batch (image 2 of 4 runs from 25 to 50)."""
+
+    def __init__(self, control: TaskControl, index: int, count: int) -> None:
+        self._control, self._index, self._count = control, index, count
+
+    def __call__(self, done: int, total: int, preview: PreviewSource | None = None) -> None:
+        if total <= 0:
+            self._control.step(done, total, preview)
+            return
+        self._control.step(self._index * total + done, self._count * total, preview)
 
 
 async def _folder(job: GenerationJob, ports: GenerationPorts) -> str:
@@ -405,7 +469,7 @@ class PipelineJob:
     def model(self) -> str | None:
         return self.generation.model
 
-    async def execute(self, control: TaskControl) -> Generation:
+    async def execute(self, control: TaskControl) -> list[Generation]:
         return await run_generation(self.generation, self.ports, control)
 
 

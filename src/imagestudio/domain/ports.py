@@ -9,7 +9,7 @@ Adapters implement them (``<Technology><Port>``); tests implement them by hand
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -271,6 +271,11 @@ class GenerationRepository(Protocol):
 
     async def add(self, generation: Generation) -> Generation:
         """Store a new generation and return it with its id."""
+        ...
+
+    async def add_many(self, generations: Sequence[Generation]) -> list[Generation]:
+        """Store new generations (a batch) in one transaction, all or none, and return them with
+        their ids in the order given."""
         ...
 
     async def get(self, generation_id: int) -> Generation | None: ...

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRENGTH",
     "DEFAULT_TAG_LIST_LIMIT",
+    "MAX_BATCH",
     "MAX_CFG",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_TAG_LENGTH",
     "MAX_TAG_LIST_LIMIT",
     "MAX_UPSCALE_SIDE",
+    "MIN_BATCH",
     "MIN_CFG",
     "MIN_SEED",
     "MIN_SIDE",
@@ -46,6 +48,7 @@ __all__ = [
     "TASK_ID_PATTERN",
     "UPSCALE_FACTORS",
     "UpscaleFactor",
+    "batch_seed",
     "check_model_id",
     "check_notes",
     "check_tags",
@@ -71,6 +74,9 @@ PROMPT_MAX: Final = 3000
 """Prompt lengths after trimming; a negative prompt is empty or as long as a prompt."""
 MIN_STRENGTH: Final = 0
 MAX_STRENGTH: Final = 1
+MIN_BATCH: Final = 1
+MAX_BATCH: Final = 8
+"""How many images one text-to-image or image-to-image request may make (``count``)."""
 DEFAULT_MODEL: Final = "runware:100@1"
 DEFAULT_STRENGTH: Final = 0.7
 UpscaleFactor = Literal[2, 3, 4]
@@ -297,3 +303,9 @@ def could_begin_a_tag(prefix: str) -> bool:
     """Whether some stored tag could start with ``prefix`` (a stored form): it holds no character
     a tag cannot hold and is no longer than the longest stored tag."""
     return len(prefix) <= MAX_STORED_TAG_LENGTH and not any(_breaks_a_line(c) for c in prefix)
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` (0 first) of a batch that starts at ``seed``: ``seed + index``,
+    wrapping from :data:`MAX_SEED` back to :data:`MIN_SEED`, so each image can be made again alone."""
+    return (seed - MIN_SEED + index) % (MAX_SEED - MIN_SEED + 1) + MIN_SEED

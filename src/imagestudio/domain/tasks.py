@@ -11,8 +11,9 @@ running (a source image, a decoded data URI) is held against one :class:`ByteBud
 ``max_queued_bytes`` (``domain/budget.py``, re-exported here). A job carries its :class:`Hold`,
 which is given back when the task ends, whichever way it ends, or when the job is never admitted.
 When the last active task ends, ``on_idle`` runs (the composition root passes one that hands
-freed memory back to the system). When any task ends, ``on_finished`` receives its final snapshot,
-its job and its generation (``None`` unless completed): the composition root logs one line per
+freed memory back to the system). A job makes one generation or a batch of them (``count``); a
+task's result lists them all, in seed order. When any task ends, ``on_finished`` receives its final
+snapshot, its job and its first generation (``None`` unless completed): the composition root logs one line per
 generation with it, since the domain itself does not log. The :class:`Task` snapshot and
 :class:`InvalidTransition` are values (``domain/values.py``) and :class:`TaskState` is
 ``domain/lifecycle.py``, all re-exported here.
@@ -106,7 +107,9 @@ class Job(Protocol):
         """The model the job asks for, if it names one (for what is reported of a failed task)."""
         ...
 
-    async def execute(self, control: TaskControl) -> Generation: ...
+    async def execute(self, control: TaskControl) -> list[Generation]:
+        """The generations made, in seed order (one unless the job makes a batch)."""
+        ...
 
 
 class TaskControl:
@@ -158,9 +161,10 @@ class TaskControl:
         self.raise_if_cancelled()
         return image
 
-    async def stored(self, image: StoredImage | None) -> None:
-        """Record (or clear) the image written for this task before its history row exists."""
-        await self._manager._record_image(self._entry, image)
+    async def stored(self, images: tuple[StoredImage, ...]) -> None:
+        """Record (or clear, with ``()``) the images written for this task before their history rows
+        exist, so a restart after a crash removes them (:meth:`TaskManager.recover`)."""
+        await self._manager._record_images(self._entry, images)
 
 
 def _current_task_cancelling() -> bool:
@@ -182,7 +186,7 @@ class ShutdownReport:
 class _Entry:
     state: TaskState
     job: Job
-    done: asyncio.Future[Generation]
+    done: asyncio.Future[list[Generation]]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     runner: asyncio.Task[None] | None = None
@@ -316,21 +320,34 @@ class TaskManager:
             self._publish_positions()
 
     async def run(self, job: Job, idempotency: IdempotencyKey | None = None) -> Generation:
-        """Submit ``job`` and wait for its generation (the synchronous endpoints)."""
+        """Submit ``job`` and wait for its (first) generation."""
+        return (await self.run_all(job, idempotency))[0]
+
+    async def run_all(self, job: Job, idempotency: IdempotencyKey | None = None) -> list[Generation]:
+        """Submit ``job`` and wait for all its generations, in seed order (the synchronous endpoints)."""
         task = await self.submit(job, idempotency)
-        return await self.wait(task.id)
+        return await self.wait_all(task.id)
 
     async def wait(self, task_id: str) -> Generation:
-        """The generation of a task, waiting for it if it is still active; its error otherwise."""
+        """The (first) generation of a task, waiting for it if it is still active; its error otherwise."""
+        return (await self.wait_all(task_id))[0]
+
+    async def wait_all(self, task_id: str) -> list[Generation]:
+        """Every generation of a task in seed order, waiting for them if it is still active; its
+        error otherwise (``NotFound`` once any of them has been deleted)."""
         entry = self._active.get(task_id)
         if entry is not None:
-            return await asyncio.shield(entry.done)
+            return list(await asyncio.shield(entry.done))
         task = await self.get(task_id)
-        if task.status is TaskStatus.COMPLETED and task.generation_id is not None:
-            generation = await self._generations.get(task.generation_id)
-            if generation is None:
-                raise NotFound("The generation of this task has been deleted")
-            return generation
+        ids = task.generation_ids or ((task.generation_id,) if task.generation_id is not None else ())
+        if task.status is TaskStatus.COMPLETED and ids:
+            generations = []
+            for generation_id in ids:
+                generation = await self._generations.get(generation_id)
+                if generation is None:
+                    raise NotFound("A generation of this task has been deleted")
+                generations.append(generation)
+            return generations
         raise error_from_code(task.error_code or "INTERRUPTED", task.error_message or "Task did not complete")
 
     # --- questions ---------------------------------------------------------------------------
@@ -388,11 +405,13 @@ class TaskManager:
 
     async def recover(self) -> list[Task]:
         """At startup: tasks a dead process left queued or running become ``failed``
-        (``INTERRUPTED``), and images they wrote but never recorded are removed."""
+        (``INTERRUPTED``), and images they wrote but never recorded are removed (every image of
+        a batch: its rows are written together or not at all)."""
         interrupted = await self._tasks.interrupt_orphans(self._clock.now())
         for task in interrupted:
-            if task.image is not None and await self._generations.get_by_key(task.image.key) is None:
-                await self._storage.delete(task.image)
+            for image in task.images:
+                if await self._generations.get_by_key(image.key) is None:
+                    await self._storage.delete(image)
         return interrupted
 
     async def shutdown(self, grace: float = 10.0) -> ShutdownReport:
@@ -434,7 +453,7 @@ class TaskManager:
                 entry.state.start(self._clock.now())
             await self._persist(entry)
             self._publish(entry)
-            generation = await entry.job.execute(TaskControl(self, entry))
+            generations = await entry.job.execute(TaskControl(self, entry))
         except (GenerationCancelled, asyncio.CancelledError):
             with self._lock:
                 entry.state.cancel(self._clock.now())
@@ -450,14 +469,16 @@ class TaskManager:
                 )
             await self._finish(entry, error)
         else:
-            assert generation.id is not None
+            ids = tuple(generation.id for generation in generations if generation.id is not None)
+            assert generations
+            assert len(ids) == len(generations)
             with self._lock:
-                entry.state.complete(generation.id, self._clock.now())
-            await self._finish(entry, generation)
+                entry.state.complete(ids, self._clock.now())
+            await self._finish(entry, generations)
         finally:
             self._release(task_id)
 
-    async def _finish(self, entry: _Entry, outcome: Generation | BaseException) -> None:
+    async def _finish(self, entry: _Entry, outcome: list[Generation] | BaseException) -> None:
         try:
             await self._persist(entry)
         except StudioError:
@@ -475,7 +496,7 @@ class TaskManager:
                 else:
                     entry.done.set_result(outcome)
             if self._on_finished is not None:
-                generation = outcome if isinstance(outcome, Generation) else None
+                generation = outcome[0] if isinstance(outcome, list) else None
                 self._on_finished(entry.state.task, entry.job, generation)
 
     def _release(self, task_id: str) -> None:
@@ -503,9 +524,9 @@ class TaskManager:
     async def _persist(self, entry: _Entry) -> None:
         await self._tasks.update(entry.state.task)
 
-    async def _record_image(self, entry: _Entry, image: StoredImage | None) -> None:
+    async def _record_images(self, entry: _Entry, images: tuple[StoredImage, ...]) -> None:
         with self._lock:
-            entry.state.stored(image)
+            entry.state.stored(images)
         await self._persist(entry)
 
     def _preview_due(self, entry: _Entry) -> bool:
@@ -541,6 +562,7 @@ class TaskManager:
                 status=task.status,
                 progress=task.progress,
                 generation_id=task.generation_id,
+                generation_ids=task.generation_ids,
                 error=task.error_message,
                 code=task.error_code,
                 position=task.position,

@@ -18,6 +18,7 @@ from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.rules import (
     DEFAULT_MODEL,
     DEFAULT_STRENGTH,
+    MAX_BATCH,
     MAX_CFG,
     MAX_INPUT_PIXELS,
     MAX_MODEL_ID_LENGTH,
@@ -30,6 +31,7 @@ from imagestudio.domain.rules import (
     MAX_TAG_LENGTH,
     MAX_TAGS,
     MAX_UPSCALE_SIDE,
+    MIN_BATCH,
     MIN_CFG,
     MIN_SEED,
     MIN_SIDE,
@@ -63,6 +65,7 @@ from imagestudio.domain.rules import (
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STRENGTH",
+    "MAX_BATCH",
     "MAX_CFG",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
@@ -75,6 +78,7 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_UPSCALE_SIDE",
+    "MIN_BATCH",
     "MIN_CFG",
     "MIN_SEED",
     "MIN_SIDE",
@@ -171,6 +175,8 @@ class _Common:
     seed: int | None = None
     model: str | None = None
     task_id: str | None = None
+    count: int = 1
+    """How many images to make (a batch): seeds ``seed``, ``seed+1``, ..."""
 
     def _validate_common(self) -> None:
         _set(self, "prompt", _check_prompt(self.prompt))
@@ -189,6 +195,7 @@ class _Common:
             _check_model_text(self.model)
         if self.task_id is not None:
             validate_task_id(self.task_id)
+        _check_int("count", self.count, MIN_BATCH, MAX_BATCH)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -588,6 +595,8 @@ class TaskEvent:
     status: TaskStatus
     progress: int
     generation_id: int | None = None
+    generation_ids: tuple[int, ...] = ()
+    """Every generation of a completed task, in seed order (``generation_id`` is the first)."""
     error: str | None = None
     code: str | None = None
     position: int | None = None
@@ -616,10 +625,13 @@ class Task:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     generation_id: int | None = None
+    """The first generation of a completed task (the only one unless it made a batch)."""
+    generation_ids: tuple[int, ...] = ()
+    """Every generation of a completed task, in seed order."""
     error_code: str | None = None
     error_message: str | None = None
-    image: StoredImage | None = None
-    """An image written for this task but not yet recorded in the history (crash clean-up)."""
+    images: tuple[StoredImage, ...] = ()
+    """Images written for this task but not yet recorded in the history (crash clean-up)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -46,7 +46,10 @@ _EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "progress": [
         _example("queued", ProgressMessage("t1", TaskStatus.QUEUED, 0, seq=41, position=2)),
         _example("generating", ProgressMessage("t1", _GENERATING, 40, seq=45)),
-        _example("completed", ProgressMessage("t1", TaskStatus.COMPLETED, 100, seq=52, generation_id=7)),
+        _example(
+            "completed",
+            ProgressMessage("t1", TaskStatus.COMPLETED, 100, seq=52, generation_id=7, generation_ids=[7]),
+        ),
         _example(
             "failed",
             ProgressMessage(

@@ -30,6 +30,7 @@ from imagestudio.domain.task_queries import MAX_FINISHED_TASKS, CancelTask, GetT
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.generating import (
     GENERATED,
+    GENERATED_BATCH,
     GENERATED_HEADERS,
     GENERATION_ERRORS,
     GenerateResult,
@@ -124,7 +125,7 @@ class GenerateController(Controller):
         operation_id=operation_id("textToImage"),
         description=described_by(GenerateTextToImage),
         operation_class=documented(TextToImageBody, headers=GENERATED_HEADERS),
-        responses=_errors(*GENERATION_ERRORS) | GENERATED,
+        responses=_errors(*GENERATION_ERRORS) | GENERATED_BATCH,
     )
     async def text_to_image(
         self,
@@ -144,7 +145,7 @@ class GenerateController(Controller):
         operation_id=operation_id("imageToImage"),
         description=described_by(GenerateImageToImage),
         operation_class=documented(ImageToImageBody, headers=GENERATED_HEADERS),
-        responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED,
+        responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED_BATCH,
     )
     async def image_to_image(
         self,

@@ -37,6 +37,7 @@ from imagestudio.http.intake import _holding_body, _prepared
 from imagestudio.http.openapi import header
 from imagestudio.http.routing import BODY, DATABASE, PARAMETERS, Cause, _base_url
 from imagestudio.http.schemas import (
+    BatchResponse,
     GenerationResponse,
     ImageToImageBody,
     TaskResponse,
@@ -49,6 +50,7 @@ from imagestudio.services import Services
 
 __all__ = [
     "GENERATED",
+    "GENERATED_BATCH",
     "GENERATED_HEADERS",
     "GENERATION_ERRORS",
     "GenerateResult",
@@ -68,14 +70,18 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _idempotency(key: str | None, route: str, body: Struct) -> IdempotencyKey | None:
-    """The key and a fingerprint of the request (route and canonical body) it came with."""
+    """The key and a fingerprint of the request (route and canonical body, ``count`` included
+    when it is more than 1) it came with."""
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidParameters(
             "Idempotency-Key must be 1 to 255 visible ASCII characters", field="Idempotency-Key"
         )
-    canonical = msgspec.json.encode(body, order="sorted")
+    fields = msgspec.to_builtins(body)
+    if fields.get("count") == 1:  # one image: the fingerprint of a request from before batches
+        del fields["count"]
+    canonical = msgspec.json.encode(fields, order="sorted")
     fingerprint = hashlib.sha256(route.encode() + b"\n" + canonical).hexdigest()
     return IdempotencyKey(key=key, fingerprint=fingerprint)
 
@@ -95,7 +101,7 @@ IdempotencyHeader = Annotated[
         schema_extra={"pattern": "^[\\x21-\\x7e]{1,255}$"},
     ),
 ]
-GenerateResult = Response[GenerationResponse | TaskResponse]
+GenerateResult = Response[GenerationResponse | BatchResponse | TaskResponse]
 Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
 
 GENERATED = {
@@ -112,6 +118,16 @@ GENERATED = {
     ),
 }
 """A generation route's answers: 200 is always the generation, 202 always the task."""
+GENERATED_BATCH = GENERATED | {
+    200: ResponseSpec(
+        data_container=GenerationResponse | BatchResponse,  # type: ignore[arg-type]
+        description="Once made and stored (without `Prefer: respond-async`): with `count` 1 or absent,"
+        " `data` is the Generation; with `count` > 1, `data` is the list of every Generation of the"
+        " batch, in seed order",
+        generate_examples=False,
+    ),
+}
+"""The answers of a route that takes ``count`` (text-to-image, image-to-image)."""
 GENERATED_HEADERS = {
     202: {
         "Location": header("The task: `/api/tasks/{taskId}`", pattern="^/api/tasks/.+$"),
@@ -160,5 +176,8 @@ async def _generate(
                 status_code=202,
                 headers={"Location": f"/api/tasks/{task.id}", "Preference-Applied": "respond-async"},
             )
-        generation = await use_case(command, idempotency)
-    return Response(GenerationResponse(data=generation_out(generation, _base_url(request))), status_code=200)
+        generations = await use_case.batch(command, idempotency)
+    base = _base_url(request)
+    if getattr(command, "count", 1) > 1:
+        return Response(BatchResponse(data=[generation_out(g, base) for g in generations]), status_code=200)
+    return Response(GenerationResponse(data=generation_out(generations[0], base)), status_code=200)

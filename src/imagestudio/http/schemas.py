@@ -27,6 +27,7 @@ from imagestudio.domain.model import (
 )
 from imagestudio.domain.tasks import Task
 from imagestudio.domain.values import (
+    MAX_BATCH,
     MAX_CFG,
     MAX_MODEL_ID_LENGTH,
     MAX_SEED,
@@ -34,6 +35,7 @@ from imagestudio.domain.values import (
     MAX_STEPS,
     MAX_STORAGE_PATH,
     MAX_STRENGTH,
+    MIN_BATCH,
     MIN_CFG,
     MIN_SEED,
     MIN_SIDE,
@@ -52,6 +54,7 @@ from imagestudio.http.bodies import OFF_LOOP_BYTES, decode_body, prepare_body, r
 
 __all__ = [
     "OFF_LOOP_BYTES",
+    "BatchResponse",
     "DeletedResponse",
     "ErrorResponse",
     "GenerationOut",
@@ -91,6 +94,15 @@ CfgScale = Annotated[
     float, Meta(ge=MIN_CFG, le=MAX_CFG, description=f"Guidance scale, {MIN_CFG} to {MAX_CFG}")
 ]
 Seed = Annotated[int, Meta(ge=MIN_SEED, le=MAX_SEED, description="1 to 2^53-1; random when absent")]
+Count = Annotated[
+    int,
+    Meta(
+        ge=MIN_BATCH,
+        le=MAX_BATCH,
+        description=f"How many images ({MIN_BATCH} to {MAX_BATCH}): seeds `seed`, `seed+1`, ...;"
+        " more than one makes the synchronous answer's `data` a list",
+    ),
+]
 Strength = Annotated[
     float,
     Meta(
@@ -175,6 +187,7 @@ class _DiffusionBody(_Body, kw_only=True):
     seed: Seed | None = None
     model: ModelId | None = None
     task_id: TaskId | None = None
+    count: Count = 1
 
     def _common(self) -> dict[str, Any]:
         """The shared fields, by name, as the domain's diffusion commands take them."""
@@ -287,6 +300,13 @@ class GenerationResponse(_Out, kw_only=True):
     data: GenerationOut
 
 
+class BatchResponse(_Out, kw_only=True):
+    """The generations of a request with ``count`` > 1, in seed order."""
+
+    success: Literal[True] = True
+    data: list[GenerationOut]
+
+
 class HistoryResponse(_Out, kw_only=True):
     """A page of history; ``nextCursor`` continues after its last item (``null`` on the last page)."""
 
@@ -333,6 +353,7 @@ class TaskOut(_Out):
     started_at: str | None
     finished_at: str | None
     generation_id: int | None
+    generation_ids: list[int]
     error: TaskErrorOut | None
     generation: GenerationOut | UnsetType = UNSET
 
@@ -382,6 +403,7 @@ def task_out(task: Task, generation: GenerationOut | None = None) -> TaskOut:
         started_at=_iso_time(task.started_at) if task.started_at else None,
         finished_at=_iso_time(task.finished_at) if task.finished_at else None,
         generation_id=task.generation_id,
+        generation_ids=list(task.generation_ids),
         error=TaskErrorOut(code=task.error_code, message=task.error_message or "")
         if task.error_code
         else None,

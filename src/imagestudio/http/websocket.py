@@ -58,7 +58,7 @@ class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="pro
     """One task's state: sent when it is queued, moves in the queue, makes progress and ends.
 
     Every task's messages end with exactly one whose ``status`` is ``completed`` (with
-    ``generationId``), ``failed`` (with ``error`` and ``code``) or ``cancelled``.
+    ``generationId`` and ``generationIds``), ``failed`` (with ``error`` and ``code``) or ``cancelled``.
     """
 
     task_id: str
@@ -76,7 +76,16 @@ class ProgressMessage(msgspec.Struct, rename="camel", tag_field="type", tag="pro
         Annotated[int, msgspec.Meta(ge=1, description="place in the queue (queued only)")] | UnsetType
     ) = UNSET
     generation_id: (
-        Annotated[int, msgspec.Meta(description="the Generation made (completed only)")] | UnsetType
+        Annotated[int, msgspec.Meta(description="the (first) Generation made (completed only)")] | UnsetType
+    ) = UNSET
+    generation_ids: (
+        Annotated[
+            list[int],
+            msgspec.Meta(
+                description="every Generation made, in seed order (completed only; a batch has several)"
+            ),
+        ]
+        | UnsetType
     ) = UNSET
     error: Annotated[str, msgspec.Meta(description="readable reason (failed only)")] | UnsetType = UNSET
     code: (
@@ -117,6 +126,7 @@ def event_message(event: TaskEvent) -> ProgressMessage:
         seq=event.seq,
         position=_given(event.position),
         generation_id=_given(event.generation_id),
+        generation_ids=list(event.generation_ids) if event.generation_ids else UNSET,
         error=_given(event.error),
         code=_given(event.code) if event.error is not None else UNSET,
         preview=_data_uri(event.preview) if event.preview is not None else UNSET,

@@ -105,6 +105,7 @@ TASK_EVENTS: Final = Table(
     Column("progress", Integer(), nullable=False),
     Column("position", Integer(), nullable=True),
     Column("generation_id", BigInteger(), nullable=True),
+    Column("generation_ids", String(), nullable=True),
     Column("error", String(), nullable=True),
     Column("code", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -121,19 +122,21 @@ _COLUMNS = (
     TASK_EVENTS.c.progress,
     TASK_EVENTS.c.position,
     TASK_EVENTS.c.generation_id,
+    TASK_EVENTS.c.generation_ids,
     TASK_EVENTS.c.error,
     TASK_EVENTS.c.code,
 )
 
 
 def _event(row: Sequence[Any]) -> TaskEvent:
-    seq, task_id, status, progress, position, generation_id, error, code = row
+    seq, task_id, status, progress, position, generation_id, generation_ids, error, code = row
     return TaskEvent(
         task_id=task_id,
         status=TaskStatus(status),
         progress=progress,
         position=position,
         generation_id=generation_id,
+        generation_ids=tuple(int(i) for i in generation_ids.split(",")) if generation_ids else (),
         error=error,
         code=code,
         seq=seq,
@@ -521,6 +524,7 @@ class PostgresTaskEvents:
                 "progress": item.event.progress,
                 "position": item.event.position,
                 "generation_id": item.event.generation_id,
+                "generation_ids": ",".join(map(str, item.event.generation_ids)) or None,
                 "error": item.event.error,
                 "code": item.event.code,
                 "created_at": item.at,

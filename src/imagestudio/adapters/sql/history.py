@@ -29,7 +29,7 @@ import builtins
 import datetime as dt
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final
@@ -93,6 +93,16 @@ class SqlGenerationRepository:
 
         new_id = await self._db.write(work)
         return generation.with_id(new_id)
+
+    async def add_many(self, generations: Sequence[Generation]) -> list[Generation]:
+        """Every row of a batch in one transaction: all of them, or (on any error) none."""
+        rows = [_to_values(generation) for generation in generations]
+
+        def work(connection: Connection) -> list[int]:
+            return [int(connection.execute(_INSERT_GENERATION, values).scalar_one()) for values in rows]
+
+        new_ids = await self._db.write(work)
+        return [generation.with_id(new_id) for generation, new_id in zip(generations, new_ids, strict=True)]
 
     async def get(self, generation_id: int) -> Generation | None:
         def work(connection: Connection) -> Generation | None:

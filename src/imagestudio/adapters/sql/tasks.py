@@ -8,6 +8,7 @@ longer runs; elsewhere, a task untouched for an hour. Several servers can share 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import socket
 from datetime import timedelta
@@ -57,6 +58,11 @@ class TaskRow(SQLModel, table=True):
     image_key: str | None = Field(default=None, max_length=255)
     image_root: str | None = None
     owner: str = Field(max_length=300)
+    generation_ids: str | None = None
+    """Every generation of a completed batch, as a JSON list of ids (``None`` for one image)."""
+    images: str | None = None
+    """Images of a batch written but not yet recorded, as a JSON list of ``[root, key]`` pairs
+    (``image_key``/``image_root`` hold the first, as for a single image)."""
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -155,7 +161,7 @@ class SqlTaskRepository:
                 row.error_message = "The server stopped before this task finished"
                 row.finished_at = now
                 row.updated_at = now
-                row.image_key = row.image_root = None
+                row.image_key = row.image_root = row.images = None
                 session.add(row)
             return interrupted
 
@@ -251,10 +257,27 @@ def _values(task: Task, owner: str) -> dict[str, Any]:
         "generation_id": task.generation_id,
         "error_code": task.error_code,
         "error_message": task.error_message,
-        "image_key": task.image.key if task.image else None,
-        "image_root": task.image.root if task.image else None,
+        "image_key": task.images[0].key if task.images else None,
+        "image_root": task.images[0].root if task.images else None,
         "owner": owner,
+        "generation_ids": json.dumps(list(task.generation_ids)) if len(task.generation_ids) > 1 else None,
+        "images": json.dumps([[i.root, i.key] for i in task.images]) if len(task.images) > 1 else None,
     }
+
+
+def _images(row: TaskRow) -> tuple[StoredImage, ...]:
+    """The images a task row records: the JSON list of a batch, else the one image columns."""
+    if row.images:
+        return tuple(StoredImage(key=str(key), root=str(root)) for root, key in json.loads(row.images))
+    if row.image_key and row.image_root:
+        return (StoredImage(key=row.image_key, root=row.image_root),)
+    return ()
+
+
+def _generation_ids(row: TaskRow) -> tuple[int, ...]:
+    if row.generation_ids:
+        return tuple(int(i) for i in json.loads(row.generation_ids))
+    return (row.generation_id,) if row.generation_id is not None else ()
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -275,9 +298,8 @@ def _from_row(row: TaskRow) -> Task:
         started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
         generation_id=row.generation_id,
+        generation_ids=_generation_ids(row),
         error_code=row.error_code,
         error_message=row.error_message,
-        image=StoredImage(key=row.image_key, root=row.image_root)
-        if row.image_key and row.image_root
-        else None,
+        images=_images(row),
     )
