@@ -77,6 +77,8 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["CHANNEL", "TASK_EVENTS", "WRITE_LOCK", "PostgresSubscription", "PostgresTaskEvents"]
+STOP_TIMEOUT = 5.0
+"""Seconds :meth:`PostgresTaskEvents.aclose` waits for its tasks once cancelled."""
 
 log = get_logger(__name__)
 
@@ -391,9 +393,12 @@ class PostgresTaskEvents:
                 waiter.set_result(self._written_seq)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # bounded: a task stuck in a driver call that ignores cancellation (a connection the
+            # server cut) must not hold up a shutdown
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            if stuck:
+                log.warning("task event tasks did not stop", tasks=sorted(t.get_name() for t in stuck))
 
     async def _started(self) -> None:
         if self._initialized is None:
