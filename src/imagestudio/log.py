@@ -256,7 +256,8 @@ def task_outcome_logger(engine: str) -> Callable[[Task, Job, Generation | None],
     """The task manager's ``on_finished``: one line per generation, whichever way it ended.
 
     ``generation completed`` (info) with the model and size the engine made; ``generation failed``
-    (warning) with the error's code and message; ``generation cancelled`` (info). Each names the
+    (warning) with the error's code and message; ``generation cancelled`` (info). A batch is one
+    line, its first image as ``generation`` and all of them as ``generations``. Each names the
     task, operation and engine, and gives ``seconds`` (from start to end; 0 for a task cancelled
     in the queue) and ``waited`` (seconds queued).
     """
@@ -277,6 +278,8 @@ def task_outcome_logger(engine: str) -> Callable[[Task, Job, Generation | None],
         }
         if generation is not None:
             values["size"] = f"{generation.width}x{generation.height}"
+            if len(task.generation_ids) > 1:  # a batch: one line, naming every image
+                values["generations"] = list(task.generation_ids)
             log.info("generation completed", generation=generation.id, **values)
         elif task.status is TaskStatus.CANCELLED:
             log.info("generation cancelled", **values)

@@ -66,6 +66,19 @@ def test_a_completed_generation_is_one_line_with_what_was_made(server: Server) -
     assert 0 <= line["seconds"] < 60
     assert line["waited"] >= 0
     assert "services ready" in server.log_text()  # start-up says where the data is, once
+    assert "generations" not in line
+
+
+def test_a_batch_is_one_line_naming_every_image(server: Server) -> None:
+    with _client(server) as client:
+        made = client.post(
+            "/api/generate/text-to-image",
+            json={"prompt": "a batch", "width": 128, "height": 128, "steps": 2, "count": 3, "taskId": "b-1"},
+        ).json()["data"]
+    [line] = _events(server, "generation completed")
+    assert line["task"] == "b-1"
+    assert line["generations"] == [g["id"] for g in made]
+    assert line["generation"] == made[0]["id"]
 
 
 def test_a_failed_and_a_cancelled_generation_each_get_their_line(server: Server) -> None:
