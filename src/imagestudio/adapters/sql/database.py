@@ -14,6 +14,8 @@ connections is recovered from without a restart.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -261,12 +263,37 @@ def _seconds(raw: Any, default: float) -> float:
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _sqlite_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         # no busy_timeout pragma: the driver's ``timeout`` (see ``_connect_args``) already sets it
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+_WAL_SWITCH_WAIT = 15.0
+"""Seconds a new connection keeps trying to turn a fresh database to WAL while another holds it."""
+
+
+def _sqlite_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, once per file.
+
+    The switch takes an exclusive lock and SQLite answers "database is locked" at once, without the
+    busy handler, when another connection holds any lock: several servers opening one fresh file
+    together would fail at start. So the mode is read first (WAL sticks to the file, so every
+    later connection stops there) and the switch is retried for a bounded time.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_WAIT
+    while True:
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.02)
 
 
 _SQLITE_STICKY = frozenset({"SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB"})
