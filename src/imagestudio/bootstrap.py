@@ -9,6 +9,8 @@ wires use cases from any set of port implementations, which is how tests hand in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,6 +34,7 @@ from imagestudio.adapters.sql import (
 )
 from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
+from imagestudio.domain.errors import StudioError
 from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
 from imagestudio.domain.history import (
     DeleteGeneration,
@@ -42,7 +45,7 @@ from imagestudio.domain.history import (
     UpdateGeneration,
 )
 from imagestudio.domain.metadata import InspectImage
-from imagestudio.domain.model import DEFAULT_MODEL
+from imagestudio.domain.model import DEFAULT_MODEL, Task
 from imagestudio.domain.models import ListModels, ModelPage, ModelQuery
 from imagestudio.domain.pipeline import GenerationPipeline, SourceResolver
 from imagestudio.domain.ports import (
@@ -61,8 +64,9 @@ from imagestudio.domain.ports import (
     ThumbnailMaker,
 )
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.shared_queue import SharedQueue, SharedQueueTasks, WorkQueuedJob
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
-from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager
+from imagestudio.domain.tasks import DEFAULT_MAX_QUEUED_BYTES, TaskManager, TaskScheduler
 from imagestudio.log import get_logger, protect, task_outcome_logger
 from imagestudio.services import Services
 
@@ -78,6 +82,10 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+PROGRESS_RECORD_EVERY: Final = 1.0
+"""Seconds between two writes of a running task's progress to its row, in a team (where other
+servers read it from there)."""
 
 
 class SystemClock:
@@ -112,6 +120,7 @@ def build_services(
     on_idle: Callable[[], None] | None = None,
     annotator: ImageAnnotator | None = None,
     thumbnails: ThumbnailMaker | None = None,
+    shared_queue: SharedQueue | None = None,
 ) -> Services:
     """Wire the use cases from port implementations (real adapters or test fakes).
 
@@ -119,6 +128,10 @@ def build_services(
     the engine's models take (without one, every parameter is sent as asked). ``annotator``
     defaults to the real one (``PillowImageAnnotator``: no I/O, nothing to open or close), and
     so does ``thumbnails`` (``PillowThumbnailMaker``).
+
+    With a ``shared_queue`` (a team on PostgreSQL: ``events`` must then be the stream every process
+    shares), requests become queued jobs (``SharedQueueTasks``) and this process's task manager
+    runs only what the queue hands it (``Services.worker``), writing progress to the task rows.
     """
     events = events or InMemoryTaskEvents()
     annotator = annotator or PillowImageAnnotator()
@@ -126,7 +139,7 @@ def build_services(
     clock = clock or SystemClock()
     if max_running is None:
         max_running = generator.default_concurrency
-    tasks = TaskManager(
+    executor = TaskManager(
         tasks=task_repository,
         keys=idempotency,
         generations=repository,
@@ -138,7 +151,20 @@ def build_services(
         max_queued_bytes=max_queued_bytes,
         on_idle=on_idle,
         on_finished=task_outcome_logger(generator.name),
+        record_progress_every=None if shared_queue is None else PROGRESS_RECORD_EVERY,
     )
+    tasks: TaskScheduler = executor
+    if shared_queue is not None:
+        tasks = SharedQueueTasks(
+            queue=shared_queue,
+            tasks=task_repository,
+            generations=repository,
+            storage=storage,
+            events=events,
+            clock=clock,
+            max_queued=max_queued,
+            max_queued_bytes=max_queued_bytes,
+        )
     pipeline = GenerationPipeline(
         generator=generator,
         annotator=annotator,
@@ -171,6 +197,9 @@ def build_services(
         update_generation=UpdateGeneration(repository=repository),
         list_tags=ListTags(repository=repository),
         inspect_image=InspectImage(resolve=resolve, annotator=annotator, tasks=tasks),
+        worker=None
+        if shared_queue is None
+        else WorkQueuedJob(pipeline=pipeline, executor=executor, tasks=task_repository),
     )
 
 
@@ -228,6 +257,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         inspector = PillowImageInspector()
         generator, catalogue = await ENGINES[config.engine](config, stack, inspector)
         events = _event_stream(db, stack)
+        queue = await _shared_queue(config, db, stack)
         services = build_services(
             generator=generator,
             annotator=PillowImageAnnotator(),
@@ -245,15 +275,86 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             catalogue=catalogue,
             max_queued_bytes=config.max_queued_bytes,
             on_idle=release_freed_memory,
+            shared_queue=queue,
         )
-        interrupted = await services.tasks.recover()
-        if interrupted:
-            log.warning(
-                "interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted]
-            )
+        _report_interrupted(await services.tasks.recover())
+        if queue is not None:
+            _start_team_work(config, services, queue, generator, stack)
         stack.push_async_callback(_shut_down, services, config.shutdown_grace)
-        log.info("services ready", engine=generator.name, data_dir=str(config.data_dir), database=db.safe_url)
+        log.info(
+            "services ready",
+            engine=generator.name,
+            data_dir=str(config.data_dir),
+            database=db.safe_url,
+            role=config.role if queue is not None else None,
+        )
         yield services
+
+
+def _report_interrupted(interrupted: list[Task]) -> None:
+    if interrupted:
+        log.warning(
+            "interrupted tasks marked failed", count=len(interrupted), tasks=[t.id for t in interrupted]
+        )
+
+
+async def _shared_queue(config: Config, db: SqlDatabase, stack: AsyncExitStack) -> SharedQueue | None:
+    """A team's queue (PostgreSQL), closed after the work on it has stopped; ``None`` on SQLite."""
+    if not config.shared:
+        return None
+    from imagestudio.adapters.queue import open_queue
+
+    return await stack.enter_async_context(open_queue(db))
+
+
+def _start_team_work(
+    config: Config,
+    services: Services,
+    queue: SharedQueue,
+    generator: ImageGenerator,
+    stack: AsyncExitStack,
+) -> None:
+    """A team process's background work: the sweep for tasks of dead workers (every process, so
+    one left alive still marks them) and, unless it only takes requests, a worker on the queue.
+    Both stop before the queue closes: the worker lets running jobs finish for the grace period
+    and leaves queued ones to the other workers."""
+    from imagestudio.adapters.queue import SWEEP_EVERY, ProcrastinateQueue, run_worker
+
+    assert isinstance(queue, ProcrastinateQueue)
+    tasks = services.tasks
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                _report_interrupted(await tasks.recover())
+            except StudioError as error:
+                log.warning("stalled task sweep failed", error=error.message)
+
+    background = [asyncio.create_task(sweep(), name="imagestudio stalled sweep")]
+    worker = services.worker
+    if worker is not None and config.role in ("all", "worker"):
+        concurrency = config.max_running or generator.default_concurrency
+        background.append(
+            asyncio.create_task(
+                run_worker(
+                    queue, run=worker, stop=worker.stop, concurrency=concurrency, grace=config.shutdown_grace
+                ),
+                name="imagestudio worker",
+            )
+        )
+        log.info("worker started", concurrency=concurrency)
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if worker is not None:
+            await worker.executor.shutdown(config.shutdown_grace)
+
+    stack.push_async_callback(stop)
 
 
 def _event_stream(db: SqlDatabase, stack: AsyncExitStack) -> TaskEventStream:

@@ -43,6 +43,9 @@ DEFAULT_RUNWARE_URL = "https://api.runware.ai/v1"
 DEFAULT_UPSCALE_MODEL = "runware:504@1"
 UPSCALE_MODELS = ("runware:500@1", "runware:501@1", "runware:502@1", "runware:503@1", "runware:504@1")
 Engine = Literal["local", "runware"]
+Role = Literal["all", "api", "worker"]
+"""What a process of a team does: ``api`` takes requests, ``worker`` runs queued jobs, ``all`` both
+(the default, and the only role a SQLite database allows: one process does everything)."""
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "json", "console")
 MIN_TOKEN_LENGTH = 16
@@ -169,6 +172,8 @@ class Config:
     """Seconds a client has to send a request's headers (``IMAGESTUDIO_HEADER_TIMEOUT``)."""
     upscale_model: str = DEFAULT_UPSCALE_MODEL
     """The Runware upscaler (``IMAGESTUDIO_UPSCALE_MODEL``): one of ``runware:500@1`` to ``504@1``."""
+    role: Role = "all"
+    """``--role`` of ``serve`` (``api`` or ``all``); ``imagestudio worker`` is ``worker``."""
     min_body_rate: int = DEFAULT_MIN_BODY_RATE
     """Bytes per second a request body must average once ``header_timeout`` has passed, and no
     pause in it may last longer than ``header_timeout`` (``IMAGESTUDIO_MIN_BODY_RATE``)."""
@@ -245,6 +250,14 @@ class Config:
             raise ConfigError("IMAGESTUDIO_RATE_LIMIT must allow at least one request per positive period")
         if self.min_body_rate < 1:
             raise ConfigError("IMAGESTUDIO_MIN_BODY_RATE must be at least 1 (bytes per second)")
+        if self.role not in ("all", "api", "worker"):
+            raise ConfigError(f"--role must be 'all' or 'api', not {self.role!r}")
+        if self.role != "all" and not self.shared:
+            what = "imagestudio worker" if self.role == "worker" else f"--role {self.role}"
+            raise ConfigError(
+                f"{what} needs a PostgreSQL database (IMAGESTUDIO_DATABASE_URL=postgresql://...):"
+                " with SQLite one process takes the requests and runs them"
+            )
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -263,6 +276,12 @@ class Config:
             if resolved not in found:
                 found.append(resolved)
         return tuple(found)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the database is one several processes share as a team (PostgreSQL): then work
+        goes through the shared queue, and any server or worker may run it."""
+        return not self.database.startswith("sqlite")
 
     @property
     def database(self) -> str:

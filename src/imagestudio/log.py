@@ -168,6 +168,10 @@ def configure_logging(*, fmt: str = "auto", level: str = "info", secrets: Iterab
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    # procrastinate's job lines carry a job's arguments (a prompt, an input image as base64): our
+    # own "generation completed" line says what a user needs; its warnings and errors stay
+    logging.getLogger("procrastinate").setLevel(max(numeric, logging.WARNING))
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(numeric, logging.WARNING))
     migrations = logging.getLogger("alembic.runtime.migration")
     migrations.filters[:] = [_alembic_preamble]
 

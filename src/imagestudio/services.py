@@ -24,8 +24,9 @@ from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.models import ListModels
 from imagestudio.domain.ports import TaskEventStream
 from imagestudio.domain.settings import GetSettings, UpdateSettings
+from imagestudio.domain.shared_queue import WorkQueuedJob
 from imagestudio.domain.task_queries import CancelTask, GetTask, ListTasks
-from imagestudio.domain.tasks import TaskManager
+from imagestudio.domain.tasks import TaskScheduler
 
 __all__ = ["Services"]
 
@@ -47,10 +48,13 @@ class Services:
     list_tasks: ListTasks
     cancel_task: CancelTask
     events: TaskEventStream
-    tasks: TaskManager
+    tasks: TaskScheduler
     engine: str
     list_models: ListModels
     update_generation: UpdateGeneration
     list_tags: ListTags
     inspect_image: InspectImage
+    worker: WorkQueuedJob | None = None
+    """A team's worker part: runs the jobs the shared queue hands this process (``None`` on the
+    desktop, where ``tasks`` runs them itself)."""
     version: str = __version__

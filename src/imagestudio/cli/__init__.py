@@ -59,7 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data-dir", default=None, help="folder for the database and images (IMAGESTUDIO_DATA_DIR)"
     )
+    serve.add_argument(
+        "--role",
+        choices=("all", "api"),
+        default=None,
+        help="with PostgreSQL: 'api' only takes requests, leaving the jobs to workers (default all)",
+    )
     _storage_root_flag(serve)
+
+    work = commands.add_parser(
+        "worker", help="run the shared queue's jobs (a team on PostgreSQL; no HTTP), until SIGTERM"
+    )
+    work.add_argument("--concurrency", type=int, default=None, help="jobs at once (IMAGESTUDIO_MAX_RUNNING)")
+    work.add_argument(
+        "--data-dir", default=None, help="folder for the database and images (IMAGESTUDIO_DATA_DIR)"
+    )
+    _storage_root_flag(work)
 
     generate = commands.add_parser(
         "generate", help="make one image from a prompt, in-process, with a progress bar (Ctrl-C cancels)"
@@ -196,7 +211,7 @@ def _run(argv: Sequence[str] | None, interrupts: Interrupts) -> int:
             say(f"imagestudio: {error.code}: {error.message}")
             return 1
     except KeyboardInterrupt:  # a Ctrl-C in a phase that stops by unwinding
-        if command != "serve":  # a server stopped by Ctrl-C says so in its log
+        if command not in ("serve", "worker"):  # a server stopped by Ctrl-C says so in its log
             interrupts.say_cancelled()
         return EXIT_INTERRUPTED
 
@@ -206,6 +221,10 @@ def _command(args: argparse.Namespace) -> Command:
         from imagestudio.cli.serve import serve
 
         return serve
+    if args.command == "worker":
+        from imagestudio.cli.worker import worker
+
+        return worker
     if args.command == "db":
         from imagestudio.cli.database import db
 

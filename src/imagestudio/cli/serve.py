@@ -19,7 +19,7 @@ def serve(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from imagestudio.log import configure_logging
 
     interrupts.farewell = None  # a server stopped by Ctrl-C says so in its log
-    config = load_config(args, host=args.host, port=args.port)
+    config = load_config(args, host=args.host, port=args.port, role=args.role)
     trusted_proxies(config.trusted_proxies)  # a bad entry is one line, before anything starts
     check_data_dir(config, args, create=True)
     try:

@@ -28,6 +28,13 @@ class TaskState:
             id=task_id, operation=operation, status=TaskStatus.QUEUED, progress=0, created_at=now
         )
 
+    @classmethod
+    def resume(cls, task: Task) -> TaskState:
+        """The state machine of a task recorded elsewhere (a shared queue's row), from its snapshot."""
+        state = cls.__new__(cls)
+        state._task = task
+        return state
+
     @property
     def task(self) -> Task:
         return self._task

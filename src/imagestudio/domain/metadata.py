@@ -13,7 +13,7 @@ from imagestudio.domain.model import FoundMetadata
 from imagestudio.domain.pipeline import SourceResolver
 from imagestudio.domain.ports import ImageAnnotator
 from imagestudio.domain.rules import _check_source
-from imagestudio.domain.tasks import TaskManager
+from imagestudio.domain.tasks import TaskScheduler
 
 __all__ = ["INSPECT_FIELD", "InspectImage"]
 
@@ -41,7 +41,7 @@ class InspectImage:
 
     resolve: SourceResolver
     annotator: ImageAnnotator
-    tasks: TaskManager
+    tasks: TaskScheduler
 
     async def __call__(self, reference: str) -> list[FoundMetadata]:
         reference = _check_source(INSPECT_FIELD, reference)

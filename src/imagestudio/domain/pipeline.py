@@ -58,7 +58,7 @@ from imagestudio.domain.ports import (
     ThumbnailMaker,
 )
 from imagestudio.domain.rules import batch_seed
-from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskManager
+from imagestudio.domain.tasks import Hold, Job, TaskControl, TaskScheduler
 
 __all__ = [
     "GenerationJob",
@@ -482,7 +482,7 @@ class GenerationPipeline:
     storage: ImageStorage
     repository: GenerationRepository
     settings: SettingsRepository
-    tasks: TaskManager
+    tasks: TaskScheduler
     clock: Clock
     new_task_id: Callable[[], str] = field(default=new_task_id)
     catalogue: ModelCatalogue | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from imagestudio.domain.model import Generation, Task
 from imagestudio.domain.ports import GenerationRepository
-from imagestudio.domain.tasks import TaskManager
+from imagestudio.domain.tasks import TaskScheduler
 
 __all__ = ["MAX_FINISHED_TASKS", "CancelTask", "GetTask", "ListTasks", "TaskDetail"]
 
@@ -34,7 +34,7 @@ class GetTask:
       task alone: the task still completed).
     """
 
-    tasks: TaskManager
+    tasks: TaskScheduler
     repository: GenerationRepository
 
     async def __call__(self, task_id: str) -> TaskDetail:
@@ -54,7 +54,7 @@ class ListTasks:
     """Active tasks (running first, then queued in order), then up to ``limit`` recent finished ones
     (1 to :data:`MAX_FINISHED_TASKS`)."""
 
-    tasks: TaskManager
+    tasks: TaskScheduler
 
     async def __call__(self, limit: int = 50) -> list[Task]:
         return await self.tasks.list_tasks(limit)
@@ -71,7 +71,7 @@ class CancelTask:
       could be stopped, is ``Conflict``; an unknown id is ``NotFound``.
     """
 
-    tasks: TaskManager
+    tasks: TaskScheduler
 
     async def __call__(self, task_id: str) -> Task:
         return await self.tasks.cancel(task_id)

@@ -22,6 +22,7 @@ generation with it, since the domain itself does not log. The :class:`Task` snap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import OrderedDict, deque
@@ -72,6 +73,7 @@ __all__ = [
     "Task",
     "TaskControl",
     "TaskManager",
+    "TaskScheduler",
     "TaskState",
 ]
 
@@ -182,6 +184,27 @@ class ShutdownReport:
     stopped: int = 0
 
 
+class TaskScheduler(Protocol):
+    """What the use cases ask of the tasks that run jobs, wherever those run.
+
+    Two implement it: :class:`TaskManager` (this process runs its tasks: the desktop, SQLite) and
+    ``SharedQueueTasks`` (``domain/shared_queue.py``: a queue in a PostgreSQL database that every
+    server and worker of a team shares).
+    """
+
+    def hold(self, size: int) -> Hold: ...
+    async def submit(self, job: Job, idempotency: IdempotencyKey | None = None) -> Task: ...
+    async def run(self, job: Job, idempotency: IdempotencyKey | None = None) -> Generation: ...
+    async def run_all(self, job: Job, idempotency: IdempotencyKey | None = None) -> list[Generation]: ...
+    async def wait(self, task_id: str) -> Generation: ...
+    async def wait_all(self, task_id: str) -> list[Generation]: ...
+    async def get(self, task_id: str) -> Task: ...
+    async def list_tasks(self, limit: int = 50) -> list[Task]: ...
+    async def cancel(self, task_id: str, grace: float = 30.0) -> Task: ...
+    async def recover(self) -> list[Task]: ...
+    async def shutdown(self, grace: float = 10.0) -> ShutdownReport: ...
+
+
 @dataclass(eq=False)
 class _Entry:
     state: TaskState
@@ -192,6 +215,8 @@ class _Entry:
     runner: asyncio.Task[None] | None = None
     producing: asyncio.Future[GeneratedImage] | None = None
     previewed_at: float = -PREVIEW_INTERVAL
+    loop: asyncio.AbstractEventLoop | None = None
+    recorded_at: float = 0.0
 
 
 class TaskManager:
@@ -212,6 +237,7 @@ class TaskManager:
         on_idle: Callable[[], None] | None = None,
         on_finished: Callable[[Task, Job, Generation | None], None] | None = None,
         remember: int = 500,
+        record_progress_every: float | None = None,
     ) -> None:
         if max_running < 1 or max_queued < 0:
             raise ValueError("max_running must be at least 1 and max_queued at least 0")
@@ -233,6 +259,11 @@ class TaskManager:
         self._remember = remember
         self._lock = threading.Lock()
         self._accepting = True
+        self._record_every = record_progress_every
+        """Seconds between two writes of a running task's progress to its row (``None``: only
+        transitions are written). A worker of a shared queue sets it, so that every server's
+        ``GET /api/tasks/{id}`` shows progress."""
+        self._recording: set[asyncio.Task[None]] = set()
 
     def hold(self, size: int) -> Hold:
         """Hold ``size`` bytes of input data for work being prepared (``QueueFull`` over the budget);
@@ -292,7 +323,10 @@ class TaskManager:
             raise InvalidTransition("a job's hold was released before the job was submitted")
         loop = asyncio.get_running_loop()
         entry = _Entry(
-            state=TaskState(job.task_id, job.operation, self._clock.now()), job=job, done=loop.create_future()
+            state=TaskState(job.task_id, job.operation, self._clock.now()),
+            job=job,
+            done=loop.create_future(),
+            loop=loop,
         )
         self._active[job.task_id] = entry
         starts_now = len(self._running) < self.max_running and not self._waiting
@@ -309,6 +343,24 @@ class TaskManager:
         self._publish(entry)
         entry.runner = loop.create_task(self._run(entry, starts_now), name=f"task {job.task_id}")
         return entry.state.task
+
+    async def adopt(self, job: Job, task: Task) -> list[Generation]:
+        """Run a task that a shared queue handed to this worker and return its generations (or
+        raise its error). ``task`` is its recorded snapshot, still ``queued``: the queue admitted
+        it, so it starts at once (the queue's worker decides how many run here), and from then on
+        it is recorded, published, cancelled and reported like a task submitted here."""
+        if job.task_id in self._active:
+            raise Conflict(f"Task {job.task_id} already exists", details={"field": "taskId"})
+        if task.status is not TaskStatus.QUEUED:
+            raise InvalidTransition(f"cannot run a {task.status.value} task")
+        loop = asyncio.get_running_loop()
+        entry = _Entry(state=TaskState.resume(task), job=job, done=loop.create_future(), loop=loop)
+        with self._lock:
+            entry.state.queue_at(None)
+        self._active[job.task_id] = entry
+        self._running.add(job.task_id)
+        entry.runner = loop.create_task(self._run(entry, True), name=f"task {job.task_id}")
+        return list(await asyncio.shield(entry.done))
 
     def _forget_admission(self, task_id: str) -> None:
         entry = self._active.pop(task_id, None)
@@ -542,9 +594,26 @@ class TaskManager:
         with self._lock:
             if entry.state.status is not TaskStatus.GENERATING:
                 return
-            if not entry.state.advance(progress) and preview is None:
+            moved = entry.state.advance(progress)
+            if not moved and preview is None:
                 return
         self._publish(entry, preview)
+        if moved and self._record_every is not None and entry.loop is not None:
+            now = time.monotonic()
+            if now - entry.recorded_at >= self._record_every:
+                entry.recorded_at = now
+                entry.loop.call_soon_threadsafe(self._record_progress, entry)
+
+    def _record_progress(self, entry: _Entry) -> None:
+        """Write a running task's progress to its row (on the loop; a failed write waits for the next)."""
+
+        async def record() -> None:
+            with contextlib.suppress(StudioError):
+                await self._persist(entry)
+
+        writing = asyncio.ensure_future(record())
+        self._recording.add(writing)
+        writing.add_done_callback(self._recording.discard)
 
     def _publish_positions(self) -> None:
         for index, task_id in enumerate(self._waiting, start=1):
