@@ -199,7 +199,9 @@ def build_services(
         inspect_image=InspectImage(resolve=resolve, annotator=annotator, tasks=tasks),
         worker=None
         if shared_queue is None
-        else WorkQueuedJob(pipeline=pipeline, executor=executor, tasks=task_repository),
+        else WorkQueuedJob(
+            pipeline=pipeline, executor=executor, tasks=task_repository, events=events, clock=clock
+        ),
     )
 
 

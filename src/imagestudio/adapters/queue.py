@@ -9,8 +9,8 @@ worker heartbeats, aborts and graceful stops); imagestudio's own rows (``tasks``
   ``GenerationJob`` as JSON (its input image base64 inside: the request's process keeps nothing).
 - **Admission in one transaction** (:meth:`ProcrastinateQueue.enqueue`): an advisory lock
   (admissions of the cluster take turns, so the count below is exact), the idempotency key, the
-  count of queued tasks against the limit, the task's row and the job, committed together or not
-  at all.
+  count of queued tasks against the limit, the task's row, the job and the task's ``queued``
+  event on the shared stream, committed together or not at all.
 - **Abort**: procrastinate tells the job's worker at once (a notification; a poll every second
   if one is lost), which cancels the job's coroutine; the worker then stops the task as a local
   cancel does.
@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
 from imagestudio.adapters.sql import MIGRATION_LOCK, SqlDatabase, TaskRow, process_owner
+from imagestudio.adapters.sql.events import CHANNEL, WRITE_LOCK
 from imagestudio.adapters.sql.tasks import _from_row, _values
 from imagestudio.domain.errors import Conflict, DatabaseUnavailable, QueueFull
 from imagestudio.domain.lifecycle import TaskState
@@ -49,7 +50,17 @@ if TYPE_CHECKING:
     import procrastinate
     from procrastinate.job_context import JobContext
 
-__all__ = ["HEARTBEAT", "QUEUE", "STALLED_AFTER", "TASK_NAME", "ProcrastinateQueue", "open_queue"]
+__all__ = [
+    "HEARTBEAT",
+    "QUEUE",
+    "STALLED_AFTER",
+    "TASK_NAME",
+    "ProcrastinateQueue",
+    "decode_job",
+    "encode_job",
+    "open_queue",
+    "run_worker",
+]
 
 log = get_logger(__name__)
 
@@ -67,7 +78,7 @@ ADMISSION_LOCK: Final = 0x696D6773_0002
 SWEEP_LOCK: Final = 0x696D6773_0003
 
 
-def _encode(job: GenerationJob) -> str:
+def encode_job(job: GenerationJob) -> str:
     """The job as the queue carries it: no hold (this process's accounting), no source row."""
     source = job.source if job.source is None else replace(job.source, generation=None)
     return msgspec.json.encode(replace(job, hold=None, source=source)).decode()
@@ -119,8 +130,9 @@ class ProcrastinateQueue:
                 if await (await connection.execute(insert, values)).fetchone() is None:
                     raise Conflict(f"Task {task.id} already exists", details={"field": "taskId"})
                 await self.app.job_manager.defer_job_async(
-                    deferred.make_new_job(job=_encode(job)), connection=connection
+                    deferred.make_new_job(job=encode_job(job)), connection=connection
                 )
+                await _announce(connection, task, position=waiting + 1, now=now)
         except (QueueFull, Conflict):
             raise
         except Exception as error:
@@ -219,6 +231,20 @@ def _insert_task(columns: tuple[str, ...]) -> str:
     """The statement that records a new task row (the column names are the row's own, never input)."""
     names, values = ", ".join(columns), ", ".join(f"%({name})s" for name in columns)
     return f"INSERT INTO tasks ({names}) VALUES ({values}) ON CONFLICT (id) DO NOTHING RETURNING id"  # noqa: S608
+
+
+async def _announce(connection: Any, task: Task, *, position: int, now: datetime) -> None:
+    """Write the task's ``queued`` event to the shared stream inside the admission's transaction
+    (as ``PostgresTaskEvents`` writes, under its lock, then ``NOTIFY``): it is committed with the
+    job, so its ``seq`` is below anything a worker publishes about the task."""
+    await connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+    cursor = await connection.execute(
+        "INSERT INTO task_events (task_id, status, progress, position, created_at)"
+        " VALUES (%s, %s, 0, %s, %s) RETURNING id",
+        (task.id, TaskStatus.QUEUED.value, position, now),
+    )
+    row = await cursor.fetchone()
+    await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(row[0])))
 
 
 async def _claim(

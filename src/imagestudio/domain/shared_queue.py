@@ -67,7 +67,8 @@ class SharedQueue(Protocol):
         now: datetime,
     ) -> IdempotencyRecord | None:
         """In one transaction: claim ``idempotency`` (if given), check the queue limit, record
-        ``task`` (queued) and queue ``job``.
+        ``task`` (queued), queue ``job`` and publish the task's ``queued`` event on the shared
+        stream (so it comes before anything a worker publishes about the task).
 
         Returns ``None`` when the job was queued, or the live record of an earlier request with the
         same key (then nothing was written). ``QueueFull`` when ``max_queued`` tasks (at least one)
@@ -141,9 +142,7 @@ class SharedQueueTasks:
                         details={"field": "Idempotency-Key"},
                     )
                 return await self.get(existing.task_id)
-            task = await self.get(task.id)
-            self._publish(task)
-            return task
+            return await self.get(task.id)
         finally:
             if job.hold is not None:
                 job.hold.release()
@@ -255,18 +254,23 @@ class SharedQueueTasks:
         return ShutdownReport(queued=0, running=0)
 
     def _publish(self, task: Task) -> None:
-        self.events.publish(
-            TaskEvent(
-                task_id=task.id,
-                status=task.status,
-                progress=task.progress,
-                generation_id=task.generation_id,
-                generation_ids=task.generation_ids,
-                error=task.error_message,
-                code=task.error_code,
-                position=task.position,
-            )
+        _publish(self.events, task)
+
+
+def _publish(events: TaskEventStream, task: Task) -> None:
+    """Announce a task's state, as it now is, on the stream."""
+    events.publish(
+        TaskEvent(
+            task_id=task.id,
+            status=task.status,
+            progress=task.progress,
+            generation_id=task.generation_id,
+            generation_ids=task.generation_ids,
+            error=task.error_message,
+            code=task.error_code,
+            position=task.position,
         )
+    )
 
 
 @dataclass(kw_only=True)
@@ -276,6 +280,8 @@ class WorkQueuedJob:
     pipeline: GenerationPipeline
     executor: TaskManager
     tasks: TaskRepository
+    events: TaskEventStream
+    clock: Clock
 
     async def __call__(self, job: GenerationJob) -> None:
         """Run ``job`` as its task; the task's outcome (a failure too) is recorded on the task,
@@ -288,6 +294,17 @@ class WorkQueuedJob:
             await self.executor.adopt(self.pipeline.job(job), task)
 
     async def stop(self, task_id: str) -> None:
-        """Stop a task this worker runs (its job was aborted), as a local cancel does."""
-        with contextlib.suppress(StudioError):
+        """Stop a task this worker runs (its job was aborted), as a local cancel does; one aborted
+        before it even started here is marked cancelled (nobody else would)."""
+        try:
             await self.executor.cancel(task_id)
+            return
+        except Conflict:
+            pass  # not running here
+        task = await self.tasks.get(task_id)
+        if task is None or task.status is not TaskStatus.QUEUED:
+            return
+        state = TaskState.resume(task)
+        state.cancel(self.clock.now())
+        await self.tasks.update(state.task)
+        _publish(self.events, state.task)
