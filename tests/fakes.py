@@ -525,3 +525,85 @@ def fake_services(**overrides: Any) -> Services:
         "idempotency": InMemoryIdempotencyStore(),
     }
     return build_services(**(ports | overrides))
+
+
+class InMemorySharedQueue:
+    """``SharedQueue`` in memory: the jobs in a list, the rows in an :class:`InMemoryTaskRepository`.
+
+    A test plays the worker: :meth:`take` hands it the next job, which it runs with
+    ``services.worker(job)``; ``stalled_ids`` are what :meth:`stalled` reports (once).
+    """
+
+    def __init__(self, tasks: InMemoryTaskRepository, keys: InMemoryIdempotencyStore, events: Any) -> None:
+        self.tasks, self.keys, self.events = tasks, keys, events
+        self.todo: list[Any] = []
+        self.doing: set[str] = set()
+        self.aborted: list[str] = []
+        self.stalled_ids: list[str] = []
+
+    async def enqueue(
+        self, job: Any, task: Any, idempotency: Any, *, max_queued: int, now: dt.datetime
+    ) -> Any:
+        from imagestudio.domain.errors import Conflict, QueueFull
+        from imagestudio.domain.model import TaskEvent, TaskStatus
+        from imagestudio.domain.tasks import IDEMPOTENCY_TTL
+
+        if idempotency is not None:
+            existing = await self.keys.claim(
+                idempotency.key, idempotency.fingerprint, task.id, now, IDEMPOTENCY_TTL
+            )
+            if existing is not None:
+                return existing
+        waiting = sum(1 for t in self.tasks.rows.values() if t.status is TaskStatus.QUEUED)
+        refusal: Exception | None = None
+        if waiting >= max(max_queued, 1):
+            refusal = QueueFull(f"Too many generations are waiting ({waiting} queued)")
+        elif task.id in self.tasks.rows:
+            refusal = Conflict(f"Task {task.id} already exists", details={"field": "taskId"})
+        if refusal is not None:
+            if idempotency is not None:
+                await self.keys.release(idempotency.key)
+            raise refusal
+        await self.tasks.create(task)
+        self.todo.append(job)
+        self.events.publish(
+            TaskEvent(task_id=task.id, status=TaskStatus.QUEUED, progress=0, position=waiting + 1)
+        )
+        return None
+
+    def take(self) -> Any:
+        job = self.todo.pop(0)
+        self.doing.add(job.task_id)
+        return job
+
+    async def dequeue(self, task_id: str) -> bool:
+        for job in self.todo:
+            if job.task_id == task_id:
+                self.todo.remove(job)
+                return True
+        return False
+
+    async def abort(self, task_id: str) -> bool:
+        if task_id not in self.doing:
+            return False
+        self.aborted.append(task_id)
+        return True
+
+    async def active(self) -> list[Any]:
+        from imagestudio.domain.model import TaskStatus
+
+        running = [t for t in self.tasks.rows.values() if t.status is TaskStatus.GENERATING]
+        queued = [replace(t, position=n) for n, t in enumerate(
+            (t for t in self.tasks.rows.values() if t.status is TaskStatus.QUEUED), start=1
+        )]  # fmt: skip
+        return running + queued
+
+    async def position(self, task_id: str) -> int | None:
+        for task in await self.active():
+            if task.id == task_id:
+                return task.position  # type: ignore[no-any-return]
+        return None
+
+    async def stalled(self) -> list[str]:
+        found, self.stalled_ids = self.stalled_ids, []
+        return found

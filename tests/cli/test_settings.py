@@ -177,3 +177,20 @@ def test_config_built_directly_is_held_to_the_same_rules(tmp_path: Path) -> None
         Config(data_dir=tmp_path, log_format="xml")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="IMAGESTUDIO_SHUTDOWN_GRACE"):
         Config(data_dir=tmp_path, shutdown_grace=-1)
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        (("serve", "--port", "0", "--role", "api"), ["--role api", "PostgreSQL"]),
+        (("worker",), ["imagestudio worker", "PostgreSQL"]),
+    ],
+)
+def test_team_roles_refuse_a_sqlite_database_with_one_line(
+    tmp_path: Path, command: tuple[str, ...], names: list[str]
+) -> None:
+    done = run_cli(*command, "--data-dir", str(tmp_path / "data"), env={})
+
+    line = assert_one_line_exit_2(done.stderr, done.returncode, *names)
+    assert line.startswith("imagestudio: configuration error: ")
+    assert not (tmp_path / "data" / "imagestudio.db").exists()  # refused before anything was made
