@@ -73,6 +73,7 @@ class Studio:
         model: str | None = None,
         task_id: str | None = None,
     ) -> Generation:
+        """One image made from ``prompt``."""
         return await self.services.text_to_image(
             TextToImage(
                 prompt=prompt,
@@ -87,12 +88,59 @@ class Studio:
             )
         )
 
+    async def text_to_image_batch(
+        self,
+        prompt: str,
+        count: int,
+        *,
+        negative_prompt: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+        seed: int | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+    ) -> list[Generation]:
+        """A batch of ``count`` images (1 to 8) made from ``prompt`` as one task, in seed order:
+        image ``i`` has seed ``seed + i`` (the seed given or drawn), so each can be made again
+        alone; stored all or none. On Runware one task with ``numberResults``."""
+        return await self.services.text_to_image.batch(
+            TextToImage(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                width=width,
+                height=height,
+                steps=steps,
+                cfg_scale=cfg_scale,
+                seed=seed,
+                model=model,
+                task_id=task_id,
+                count=count,
+            )
+        )
+
     async def image_to_image(
         self, source: str, prompt: str, *, strength: float = 0.7, **options: Any
     ) -> Generation:
-        """``source``: a generation's ``file_path``, a path inside storage or a ``data:`` URI."""
+        """``source``: a generation's ``file_path``, a path inside storage or a ``data:`` URI;
+        ``options``: the other :class:`ImageToImage` fields (``seed=``, ``width=``, ...). One image:
+        a batch is :meth:`image_to_image_batch`."""
+        if options.get("count", 1) != 1:
+            raise TypeError(
+                "image_to_image makes one image; image_to_image_batch(source, prompt, count) a batch"
+            )
         return await self.services.image_to_image(
             ImageToImage(source=source, prompt=prompt, strength=strength, **options)
+        )
+
+    async def image_to_image_batch(
+        self, source: str, prompt: str, count: int, *, strength: float = 0.7, **options: Any
+    ) -> list[Generation]:
+        """A batch of ``count`` transformations of ``source`` (1 to 8) as one task, in seed order,
+        seeds consecutive as for :meth:`text_to_image_batch`; stored all or none."""
+        return await self.services.image_to_image.batch(
+            ImageToImage(source=source, prompt=prompt, strength=strength, count=count, **options)
         )
 
     async def upscale(self, source: str, scale: int = 2, *, task_id: str | None = None) -> Generation:

@@ -112,11 +112,80 @@ def test_the_same_prompt_and_seed_give_the_same_picture(fake: FakeRunware) -> No
 
 
 def test_number_results_gives_one_item_per_image_under_one_task_uuid(fake: FakeRunware) -> None:
-    task = inference(numberResults=3, seed=10)
+    task = inference(numberResults=3, seed=10, outputFormat="PNG")
     items = post(fake, [task]).json()["data"]
 
     assert [item["taskUUID"] for item in items] == [task["taskUUID"]] * 3
     assert len({item["imageUUID"] for item in items}) == 3
+    # Runware: "if seed is set, it will be incremented by 1 (+1) for each image generated"
+    assert [item["seed"] for item in items] == [10, 11, 12]
+    pictures = [httpx.get(item["imageURL"]).content for item in items]
+    assert len(set(pictures)) == 3
+    [alone] = post(fake, [inference(seed=11, outputFormat="PNG")]).json()["data"]
+    assert httpx.get(alone["imageURL"]).content == pictures[1]  # image 2 is the one of seed 11
+
+
+def test_number_results_without_a_seed_draws_one_and_counts_up_from_it(fake: FakeRunware) -> None:
+    items = post(fake, [inference(numberResults=4)]).json()["data"]
+
+    first = items[0]["seed"]
+    assert [item["seed"] for item in items] == [first, first + 1, first + 2, first + 3]
+
+
+def get_response(fake: FakeRunware, task_uuid: str) -> list[dict[str, Any]]:
+    """A ``getResponse`` once the task has run (the fake makes its results in the background)."""
+    deadline = time.monotonic() + 10
+    while True:
+        items: list[dict[str, Any]] = post(fake, [{"taskType": "getResponse", "taskUUID": task_uuid}]).json()[
+            "data"
+        ]
+        if any(item["status"] == "success" for item in items) or time.monotonic() > deadline:
+            return items
+        time.sleep(0.02)
+
+
+def delivered(items: list[dict[str, Any]]) -> list[tuple[str, int | None]]:
+    return [(item["status"], item.get("seed")) for item in items]
+
+
+def test_staggered_hands_out_one_more_result_per_poll_the_last_first_repeating_the_earlier(
+    fake: FakeRunware,
+) -> None:
+    fake.inject(Fault.STAGGERED, times=1)
+    task = inference(numberResults=3, seed=20, deliveryMethod="async")
+    post(fake, [task])
+
+    answers = [delivered(get_response(fake, task["taskUUID"])) for _ in range(4)]
+
+    assert answers == [
+        [("success", 22), ("processing", None)],
+        [("success", 22), ("success", 21), ("processing", None)],
+        [("success", 22), ("success", 21), ("success", 20)],
+        [("success", 22), ("success", 21), ("success", 20)],
+    ]
+    assert fake.billed == 1
+
+
+def test_staggered_once_hands_out_each_result_in_one_answer_only(fake: FakeRunware) -> None:
+    fake.inject(Fault.STAGGERED_ONCE, times=1)
+    task = inference(numberResults=2, seed=30, deliveryMethod="async")
+    post(fake, [task])
+
+    answers = [delivered(get_response(fake, task["taskUUID"])) for _ in range(2)]
+    after = post(fake, [{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()["data"]
+
+    assert answers == [[("success", 30), ("processing", None)], [("success", 31)]]
+    assert after == []
+
+
+def test_a_short_batch_never_hands_out_its_last_result(fake: FakeRunware) -> None:
+    fake.inject(Fault.SHORT_BATCH, times=1)
+    task = inference(numberResults=3, seed=40, deliveryMethod="async")
+    post(fake, [task])
+
+    answers = [delivered(get_response(fake, task["taskUUID"])) for _ in range(3)]
+
+    assert answers == [[("success", 40), ("success", 41), ("processing", None)]] * 3
 
 
 @pytest.mark.parametrize(

@@ -408,6 +408,7 @@ def _inject(fault: Fault) -> Scenario:
 SUCCEED_IN_THE_END = {
     Fault.FLAKY, Fault.PARTIAL, Fault.TASK_TRANSIENT,
     Fault.DROP_AFTER_BODY, Fault.ACCEPTED_502, Fault.ACCEPTED_504,
+    Fault.STAGGERED, Fault.STAGGERED_ONCE,
 }  # fmt: skip
 SCENARIOS: dict[str, Scenario] = {
     **{fault.value: _inject(fault) for fault in Fault if fault not in SUCCEED_IN_THE_END},

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from imagestudio import Generation, Studio
+from imagestudio.testing.fake_runware import FakeRunware
 from tests.cli.conftest import run_cli, stored
 
 
@@ -171,3 +172,69 @@ def test_out_replaces_an_earlier_file_whole(tmp_path: Path) -> None:
     with Image.open(io.BytesIO(out.read_bytes())) as written:
         assert written.size == (192, 128)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "picture.png"]  # no temporary left
+
+
+def test_count_makes_a_batch_and_prints_every_file_written(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "fox.png"
+    done = run_cli("generate", "a red fox in snow", "--count", "3", "--seed", "10", "--steps", "2",
+                   "--width", "128", "--height", "128", "--out", str(out),
+                   "--data-dir", str(data))  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    made = sorted(history(data), key=lambda g: g.seed or 0)
+    assert [g.seed for g in made] == [10, 11, 12]
+    assert len({g.task_id for g in made}) == 1  # one task
+    copies = [tmp_path / f"fox-{number}.png" for number in (1, 2, 3)]
+    assert done.stdout.splitlines() == [
+        line
+        for generation, copy in zip(made, copies, strict=True)
+        for line in (f"generation {generation.id}: 128x128, seed {generation.seed}, engine local", str(copy))
+    ]
+    for copy in copies:
+        with Image.open(copy) as written:
+            assert written.size == (128, 128)
+    assert not out.exists()
+    assert "completed  100%  step 6/6" in done.stderr  # the steps of all three images
+
+
+def test_image_to_image_takes_a_count_and_prints_each_stored_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    source = picture(tmp_path / "day.png", (128, 128))
+    done = run_cli("image-to-image", str(source), "the same view at night", "--count", "2", "--seed", "4",
+                   "--steps", "2", "--data-dir", str(data))  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    made = sorted(history(data), key=lambda g: g.seed or 0)
+    assert [(g.operation.value, g.seed) for g in made] == [("image-to-image", 4), ("image-to-image", 5)]
+    lines = done.stdout.splitlines()
+    assert lines[0::2] == [f"generation {g.id}: 128x128, seed {g.seed}, engine local" for g in made]
+    assert [Path(line).is_file() for line in lines[1::2]] == [True, True]
+    assert len(set(lines[1::2])) == 2
+
+
+@pytest.mark.parametrize("count", ["0", "9"])
+def test_a_count_outside_1_to_8_is_the_studios_refusal(tmp_path: Path, count: str) -> None:
+    done = run_cli("generate", "a quiet lake", "--count", count, "--data-dir", str(tmp_path / "data"))
+
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("imagestudio: INVALID_PARAMETERS: ")
+    assert "count" in line
+    assert stored(tmp_path / "data").rows == 0
+
+
+def test_a_batch_on_runware_is_one_task_of_number_results_n(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with FakeRunware.running(api_key="cli-batch-key") as fake:
+        env = {"RUNWARE_API_KEY": "cli-batch-key", "RUNWARE_API_URL": fake.url}
+        done = run_cli(
+            "generate", "a lighthouse", "--count", "4", "--seed", "30", "--data-dir", str(data), env=env
+        )
+        tasks = [task for task in fake.tasks if task.get("taskType") == "imageInference"]
+
+    assert done.returncode == 0, done.stderr
+    assert [(task["numberResults"], task["seed"]) for task in tasks] == [(4, 30)]
+    assert fake.billed == 1
+    lines = done.stdout.splitlines()
+    assert [line.split(", ")[1] for line in lines[0::2]] == ["seed 30", "seed 31", "seed 32", "seed 33"]
+    assert stored(data).rows == 4

@@ -48,7 +48,7 @@ async def test_ctrl_c_during_the_copy_to_out_leaves_no_partial_file(
     out.write_bytes(b"the picture that was here before")
 
     with Interrupts.installed() as interrupts:
-        status = await report(studio, made, out, interrupts)
+        status = await report(studio, [made], out, interrupts)
 
     assert status == 130
     assert out.read_bytes() == b"the picture that was here before"
@@ -69,7 +69,7 @@ async def test_without_ctrl_c_the_copy_is_written_whole(
     out = tmp_path / "poppies.png"
 
     with Interrupts.installed() as interrupts:
-        status = await report(studio, made, out, interrupts)
+        status = await report(studio, [made], out, interrupts)
 
     assert status == 0
     assert out.read_bytes() == storage.files[(made.image.root, made.image.key)]

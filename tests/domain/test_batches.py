@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 
@@ -15,15 +16,17 @@ from imagestudio.domain.model import (
     ImageSpec,
     ImageToImage,
     Operation,
+    Provenance,
+    SourceImage,
     StoredImage,
     TaskStatus,
     TextToImage,
 )
-from imagestudio.domain.ports import ProgressCallback
+from imagestudio.domain.ports import BatchImageGenerator, ProgressCallback
 from imagestudio.domain.rules import MAX_BATCH, batch_seed
 from imagestudio.domain.tasks import IdempotencyKey, Task
 from tests.domain.world import World
-from tests.fakes import tiny_png
+from tests.fakes import FakeImageGenerator, tiny_png
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PNG_URI = "data:image/png;base64," + base64.b64encode(tiny_png(128, 128)).decode()
@@ -188,3 +191,137 @@ async def test_recovery_removes_every_unrecorded_image_of_a_crashed_batch() -> N
     assert all((i.root, i.key) not in world.storage.files for i in written)
     assert (kept.image.root, kept.image.key) in world.storage.files
     assert (await world.tasks.get("crashed")).error_code == "INTERRUPTED"
+
+
+# --- an engine that makes a whole batch in one call (as Runware does with numberResults) ---------
+
+
+class BatchingGenerator(FakeImageGenerator):
+    """The domain's fake engine, plus :class:`BatchImageGenerator`: a batch in one call.
+
+    ``reported(seed, index)`` is the seed it reports for image ``index`` (default ``seed + index``,
+    as Runware counts up; ``None``: it reports none); ``made`` cuts the answer short."""
+
+    def __init__(
+        self, reported: Callable[[int | None, int], int | None] | None = None, made: int | None = None
+    ) -> None:
+        super().__init__()
+        self.reported = reported or (lambda seed, index: None if seed is None else seed + index)
+        self.made = made
+        self.batches: list[tuple[str, ImageSpec, int]] = []
+
+    def _images(self, spec: ImageSpec, count: int, progress: ProgressCallback) -> list[GeneratedImage]:
+        for done in range(1, count + 1):
+            progress(done, count)
+        return [
+            GeneratedImage(
+                data=tiny_png(spec.width, spec.height, (index * 20, 100, 50)),
+                extension="png",
+                width=spec.width,
+                height=spec.height,
+                seed=self.reported(spec.seed, index),
+            )
+            for index in range(count if self.made is None else self.made)
+        ]
+
+    async def text_to_image_batch(
+        self, spec: ImageSpec, count: int, progress: ProgressCallback
+    ) -> list[GeneratedImage]:
+        self.batches.append(("text-to-image", spec, count))
+        return self._images(spec, count, progress)
+
+    async def image_to_image_batch(
+        self, spec: ImageSpec, source: SourceImage, strength: float, count: int, progress: ProgressCallback
+    ) -> list[GeneratedImage]:
+        self.batches.append(("image-to-image", spec, count))
+        return self._images(spec, count, progress)
+
+
+@pytest.mark.anyio
+async def test_an_engine_that_makes_batches_is_called_once_for_the_whole_batch() -> None:
+    generator = BatchingGenerator()
+    assert isinstance(generator, BatchImageGenerator)
+    assert not isinstance(FakeImageGenerator(), BatchImageGenerator)  # one call per image
+    world = World(generator=generator)
+
+    made = await world.text_to_image().batch(TextToImage(prompt="a fox", seed=100, count=4, task_id="one"))
+
+    assert [(kind, spec.seed, count) for kind, spec, count in generator.batches] == [
+        ("text-to-image", 100, 4)
+    ]
+    assert generator.calls == []  # no call per image
+    assert [g.seed for g in made] == [100, 101, 102, 103]
+    assert [g.parameters.seed for g in made] == [100, 101, 102, 103]
+    assert len(world.storage.files) == 8  # four images and their thumbnails
+    task = await world.tasks.get("one")
+    assert task.generation_ids == tuple(g.id for g in made)
+    progress = [e.progress for e in world.events.for_task("one") if e.status is TaskStatus.GENERATING]
+    assert progress == sorted(progress)
+    assert any(25 <= p < 75 for p in progress)  # the engine's progress is the batch's
+
+
+@pytest.mark.anyio
+async def test_a_single_image_on_a_batching_engine_is_the_ordinary_call() -> None:
+    generator = BatchingGenerator()
+    world = World(generator=generator)
+    await world.text_to_image()(TextToImage(prompt="a fox", seed=3))
+    assert generator.batches == []
+    assert [kind for kind, _ in generator.calls] == ["text-to-image"]
+
+
+@pytest.mark.anyio
+async def test_each_image_records_the_seed_the_engine_reports_else_seed_plus_its_index() -> None:
+    reported = World(generator=BatchingGenerator(reported=lambda seed, index: 1000 + index))
+    made = await reported.text_to_image().batch(TextToImage(prompt="a fox", seed=7, count=3))
+    assert [g.seed for g in made] == [1000, 1001, 1002]
+
+    silent = World(generator=BatchingGenerator(reported=lambda seed, index: None))
+    made = await silent.text_to_image().batch(TextToImage(prompt="a fox", seed=MAX_SEED - 1, count=3))
+    assert [g.seed for g in made] == [MAX_SEED - 1, MAX_SEED, 1]
+
+
+@pytest.mark.anyio
+async def test_an_image_to_image_batch_is_one_call_too() -> None:
+    generator = BatchingGenerator()
+    world = World(generator=generator)
+    made = await world.image_to_image().batch(ImageToImage(prompt="a fox", source=PNG_URI, seed=5, count=2))
+    assert [(kind, count) for kind, _, count in generator.batches] == [("image-to-image", 2)]
+    assert [g.seed for g in made] == [5, 6]
+
+
+@pytest.mark.anyio
+async def test_an_engine_answering_fewer_images_than_the_batch_fails_it_and_stores_nothing() -> None:
+    world = World(generator=BatchingGenerator(made=2))
+    with pytest.raises(ProviderUnavailable, match="2 of the batch's 3 images"):
+        await world.text_to_image().batch(TextToImage(prompt="a fox", count=3, task_id="short"))
+    assert world.storage.files == {}
+    assert world.repository.rows == {}
+    assert (await world.tasks.get("short")).status is TaskStatus.FAILED
+
+
+@pytest.mark.anyio
+async def test_a_batch_made_in_one_call_and_cancelled_while_it_is_stored_stores_nothing() -> None:
+    world = World(generator=BatchingGenerator())
+    second = asyncio.Event()
+    release = asyncio.Event()
+    real = world.annotator.annotate
+
+    async def hold_the_second(data: bytes, provenance: Provenance) -> bytes:
+        if len(world.annotator.annotated) == 1:
+            second.set()
+            await release.wait()
+        return await real(data, provenance)
+
+    world.annotator.annotate = hold_the_second  # type: ignore[method-assign]
+    await world.text_to_image().submit(TextToImage(prompt="a fox", count=3, task_id="held"))
+    await asyncio.wait_for(second.wait(), 5)
+    assert len(world.storage.files) == 2  # the first image and its thumbnail
+
+    cancelling = asyncio.ensure_future(world.tasks.cancel("held"))
+    await asyncio.sleep(0)
+    release.set()
+    task = await asyncio.wait_for(cancelling, 5)
+
+    assert task.status is TaskStatus.CANCELLED
+    assert world.storage.files == {}
+    assert world.repository.rows == {}

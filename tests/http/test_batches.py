@@ -1,5 +1,6 @@
 """Batches over HTTP (``count``): the list answer, the task's generationIds, the WebSocket's
-completed message, consecutive seeds, bounds, idempotency, and a cancel midway leaving nothing."""
+completed message, consecutive seeds, bounds, idempotency, and a cancel midway leaving nothing;
+on the Runware engine (against the fake Runware server) one task with ``numberResults``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from PIL import Image
 
 from imagestudio.config import Config, Secret
 from imagestudio.http.app import create_app
-from imagestudio.testing.fake_runware import FakeRunware
+from imagestudio.testing.fake_runware import FakeRunware, Fault
 from imagestudio.testing.fake_runware.oracle import violations
 from tests.http.test_tasks import KEY, wait_for
 
@@ -153,43 +155,56 @@ def test_an_idempotency_key_covers_the_batch_and_its_count(client: Client) -> No
 
 @pytest.fixture
 def slow_runware_client(tmp_path: Path) -> Iterator[tuple[Client, FakeRunware]]:
-    """The Runware engine against the fake Runware server, one second per image."""
-    with FakeRunware.running(api_key=KEY, latency=1.0) as fake:
+    """The Runware engine against the fake Runware server, one second per task."""
+    with runware_app(tmp_path, latency=1.0, timeout=30) as running:
+        yield running
+
+
+@contextmanager
+def runware_app(tmp_path: Path, *, latency: float, timeout: float) -> Iterator[tuple[Client, FakeRunware]]:
+    with FakeRunware.running(api_key=KEY, latency=latency) as fake:
         config = Config(
             data_dir=tmp_path / "data",
             engine="runware",
             runware_api_key=Secret(KEY),
             runware_api_url=fake.url,
-            runware_timeout=30,
+            runware_timeout=timeout,
         )
         with TestClient(create_app(config), base_url="http://127.0.0.1:8000") as client:
             yield client, fake
 
 
-def test_a_batch_cancelled_midway_leaves_no_row_and_no_file(
-    slow_runware_client: tuple[Client, FakeRunware], tmp_path: Path
+def _inference(fake: FakeRunware) -> list[dict[str, Any]]:
+    return [t for t in fake.tasks if t.get("taskType") == "imageInference"]
+
+
+def test_a_batch_cancelled_while_runware_makes_it_leaves_no_row_and_no_file(
+    tmp_path: Path,
 ) -> None:
-    client, _ = slow_runware_client
-    response = client.post(
-        T2I,
-        json={"prompt": "a red fox", "count": 3, "taskId": "b-cancel"},
-        headers={"Prefer": "respond-async"},
-    )
-    assert response.status_code == 202
-    data_dir = tmp_path / "data"
-    deadline = time.monotonic() + 20
-    while not _images(data_dir) and time.monotonic() < deadline:  # the first image is stored
-        time.sleep(0.05)
-    assert _images(data_dir), "the first image of the batch was never stored"
-    assert wait_for(client, "b-cancel", ("generating",))["progress"] >= 33
+    with runware_app(tmp_path, latency=3.0, timeout=30) as (client, fake):
+        response = client.post(
+            T2I,
+            json={"prompt": "a red fox", "count": 3, "taskId": "b-cancel"},
+            headers={"Prefer": "respond-async"},
+        )
+        assert response.status_code == 202
+        deadline = time.monotonic() + 20
+        while fake.polls < 1 and time.monotonic() < deadline:  # Runware took the task and is polled
+            time.sleep(0.05)
+        assert fake.polls >= 1, "the batch's task was never polled"
+        assert wait_for(client, "b-cancel", ("generating",))["status"] == "generating"
 
-    cancelled = client.delete("/api/tasks/b-cancel")
+        cancelled = client.delete("/api/tasks/b-cancel")
 
-    assert cancelled.status_code == 200, cancelled.text
-    assert cancelled.json()["data"]["status"] == "cancelled"
-    assert cancelled.json()["data"]["generationIds"] == []
-    assert client.get("/api/history").json()["total"] == 0
-    assert _images(data_dir) == []  # neither the stored image nor its thumbnail is left
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["data"]["status"] == "cancelled"
+        assert cancelled.json()["data"]["generationIds"] == []
+        time.sleep(3.5)  # past the moment Runware's results are ready: they are not fetched or kept
+        assert client.get("/api/history").json()["total"] == 0
+        assert _images(tmp_path / "data") == []
+        assert len(_inference(fake)) == 1  # one task, never sent again
+        assert fake.billed == 1
+        assert fake.image_downloads == 0
 
 
 def test_a_synchronous_batch_waits_for_all_its_images(
@@ -207,18 +222,46 @@ def test_a_synchronous_batch_waits_for_all_its_images(
     assert [g["seed"] for g in results[0].json()["data"]] == [3, 4]
 
 
-def test_the_runware_engine_sends_one_schema_valid_task_per_image_with_consecutive_seeds(
-    slow_runware_client: tuple[Client, FakeRunware],
+def test_the_runware_engine_makes_a_batch_with_one_schema_valid_task_of_number_results_n(
+    slow_runware_client: tuple[Client, FakeRunware], tmp_path: Path
 ) -> None:
-    """The Runware path of a batch: one ``imageInference`` per image (``numberResults`` 1), each
-    valid against the SDK's schema (the fake's oracle), seeds ``seed``, ``seed+1``, ..."""
+    """The Runware path of a batch: one ``imageInference`` task with ``numberResults`` N and the
+    seed of the first image, valid against the SDK's schema (the fake's oracle); N generations
+    stored with seeds ``seed``, ``seed+1``, ..., each of them the image its seed makes alone."""
     client, fake = slow_runware_client
     fake.latency = 0.0
-    response = client.post(T2I, json={"prompt": "a red fox", "count": 3, "seed": 70})
+    response = client.post(T2I, json={"prompt": "a red fox", "count": 3, "seed": 70, "taskId": "rw-b"})
     assert response.status_code == 200, response.text
-    assert [g["seed"] for g in response.json()["data"]] == [70, 71, 72]
-    inference = [t for t in fake.tasks if t.get("taskType") == "imageInference"]
-    assert [t["seed"] for t in inference] == [70, 71, 72]
-    assert {t["numberResults"] for t in inference} == {1}
-    assert [violations(t) for t in inference] == [[], [], []]
-    assert len({t["taskUUID"] for t in inference}) == 3
+    data = response.json()["data"]
+    assert [g["seed"] for g in data] == [70, 71, 72]
+    assert [g["parameters"]["seed"] for g in data] == [70, 71, 72]
+    [task] = _inference(fake)
+    assert (task["numberResults"], task["seed"]) == (3, 70)
+    assert violations(task) == []
+    assert fake.billed == 1
+    assert client.get("/api/history").json()["total"] == 3
+    assert len(_images(tmp_path / "data")) == 6  # three images and their thumbnails
+    assert client.get("/api/tasks/rw-b").json()["data"]["generationIds"] == [g["id"] for g in data]
+    assert len({_pixels(client, g["filePath"]) for g in data}) == 3
+
+    alone = client.post(T2I, json={"prompt": "a red fox", "seed": 71}).json()["data"]
+    assert _pixels(client, alone["filePath"]) == _pixels(client, data[1]["filePath"])
+    assert _inference(fake)[-1]["numberResults"] == 1
+
+
+def test_a_runware_batch_missing_a_result_fails_whole_and_stores_nothing(tmp_path: Path) -> None:
+    with runware_app(tmp_path, latency=0.0, timeout=2.0) as (client, fake):
+        fake.inject(Fault.SHORT_BATCH, times=1)  # the third image never comes
+
+        response = client.post(T2I, json={"prompt": "a red fox", "count": 3, "taskId": "b-short"})
+
+        assert response.status_code == 500, response.text
+        body = response.json()
+        assert body["code"] == "API_TIMEOUT"
+        assert "2 of the 3 images" in body["error"]
+        task = client.get("/api/tasks/b-short").json()["data"]
+        assert (task["status"], task["generationIds"]) == ("failed", [])
+        assert client.get("/api/history").json()["total"] == 0
+        assert _images(tmp_path / "data") == []
+        assert len(_inference(fake)) == 1
+        assert fake.billed == 1

@@ -77,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     _storage_root_flag(work)
 
     generate = commands.add_parser(
-        "generate", help="make one image from a prompt, in-process, with a progress bar (Ctrl-C cancels)"
+        "generate",
+        help="make an image (or --count of them) from a prompt, in-process, with a progress bar"
+        " (Ctrl-C cancels)",
     )
     generate.add_argument("prompt")
     _diffusion_flags(generate)
@@ -150,6 +152,13 @@ def _diffusion_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--cfg-scale", type=float, default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        help="how many images, 1 to 8 (default 1): a batch with seeds seed, seed+1, ...;"
+        " --out NAME.EXT then writes NAME-1.EXT, NAME-2.EXT, ...",
+    )
 
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:

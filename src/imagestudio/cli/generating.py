@@ -1,5 +1,5 @@
-"""``imagestudio generate``, ``image-to-image`` and ``upscale``: one image in-process, with a progress
-bar, and Ctrl-C that cancels for real.
+"""``imagestudio generate``, ``image-to-image`` and ``upscale``: one image (or, with ``--count N``, a
+batch of N) in-process, with a progress bar, and Ctrl-C that cancels for real.
 
 Rules:
 - the task runs under an id the command chooses, so a Ctrl-C can cancel it through the studio's
@@ -13,7 +13,9 @@ Rules:
   request body limit) and hands it to the studio as a ``data:`` URI, the only form of outside
   image the use cases take;
 - ``--out`` is checked before anything is generated: on Runware a bad path would otherwise cost
-  an image.
+  an image. A batch writes one file per image, ``--out NAME.EXT`` as ``NAME-1.EXT``,
+  ``NAME-2.EXT``, ... in seed order;
+- every image made is printed: its id, size, seed and engine, then the file it is in.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import mimetypes
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +47,16 @@ if TYPE_CHECKING:
 
 __all__ = ["generate", "image_to_image", "upscale"]
 
-Start = Callable[["Studio", str], Awaitable[Generation]]
+Start = Callable[["Studio", str], Awaitable[list[Generation]]]
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Work:
-    """What one generating command asks of the studio: ``start(studio, task_id)`` makes the image."""
+    """What one generating command asks of the studio: ``start(studio, task_id)`` makes the images."""
 
     start: Start
+    count: int = 1
+    """How many images (a batch)."""
     steps: int | None = None
     """The steps asked for (``None``: the settings' default)."""
     samples: bool = True
@@ -63,10 +67,10 @@ class _Work:
 
 def generate(args: argparse.Namespace, interrupts: Interrupts) -> int:
     def plan(config: Config) -> _Work:
-        def start(studio: Studio, task_id: str) -> Awaitable[Generation]:
-            return studio.text_to_image(args.prompt, task_id=task_id, **_diffusion(args))
+        def start(studio: Studio, task_id: str) -> Awaitable[list[Generation]]:
+            return studio.text_to_image_batch(args.prompt, args.count, task_id=task_id, **_diffusion(args))
 
-        return _Work(start=start, steps=args.steps)
+        return _Work(start=start, count=args.count, steps=args.steps)
 
     return _run(args, interrupts, plan)
 
@@ -76,12 +80,12 @@ def image_to_image(args: argparse.Namespace, interrupts: Interrupts) -> int:
         source = read_image(args.image, config.max_body_size)
         strength = DEFAULT_STRENGTH if args.strength is None else args.strength
 
-        def start(studio: Studio, task_id: str) -> Awaitable[Generation]:
-            return studio.image_to_image(
-                source, args.prompt, strength=strength, task_id=task_id, **_diffusion(args)
+        def start(studio: Studio, task_id: str) -> Awaitable[list[Generation]]:
+            return studio.image_to_image_batch(
+                source, args.prompt, args.count, strength=strength, task_id=task_id, **_diffusion(args)
             )
 
-        return _Work(start=start, steps=args.steps, image=args.image)
+        return _Work(start=start, count=args.count, steps=args.steps, image=args.image)
 
     return _run(args, interrupts, plan)
 
@@ -90,8 +94,8 @@ def upscale(args: argparse.Namespace, interrupts: Interrupts) -> int:
     def plan(config: Config) -> _Work:
         source = read_image(args.image, config.max_body_size)
 
-        def start(studio: Studio, task_id: str) -> Awaitable[Generation]:
-            return studio.upscale(source, args.scale, task_id=task_id)
+        async def start(studio: Studio, task_id: str) -> list[Generation]:
+            return [await studio.upscale(source, args.scale, task_id=task_id)]
 
         return _Work(start=start, samples=False, image=args.image)
 
@@ -146,6 +150,14 @@ def check_out(out: str | None) -> Path | None:
     return path
 
 
+def out_paths(out: Path | None, count: int) -> list[Path | None]:
+    """The file ``--out`` names for each image: ``out`` itself for one, ``NAME-1.EXT``,
+    ``NAME-2.EXT``, ... beside it for a batch (none without ``--out``)."""
+    if out is None or count == 1:
+        return [out] * count
+    return [out.with_name(f"{out.stem}-{number}{out.suffix}") for number in range(1, count + 1)]
+
+
 def _run(args: argparse.Namespace, interrupts: Interrupts, plan: Callable[[Config], _Work]) -> int:
     from imagestudio.log import configure_logging
 
@@ -171,30 +183,32 @@ async def _make(config: Config, work: _Work, out: Path | None, interrupts: Inter
             task_id = f"cli-{uuid.uuid4().hex}"
             bar.start(task_id, await _steps(studio, work))
             try:
-                generation = await _attempt(studio, work, task_id, bar, interrupts)
+                generations = await _attempt(studio, work, task_id, bar, interrupts)
             except StudioError as error:
                 say(f"imagestudio: {error.code}: {_for_the_command_line(error, work)}")
                 return 1
-            if generation is None:
+            if generations is None:
                 say("cancelled")
                 return EXIT_INTERRUPTED
-            return await report(studio, generation, out, interrupts)
+            return await report(studio, generations, out, interrupts)
     say("cancelled")  # while the studio opened: nothing was asked of it yet
     return EXIT_INTERRUPTED
 
 
 async def _steps(studio: Studio, work: _Work) -> int | None:
-    """How many steps the progress counts: the local engine reports each sampler step; a provider
-    reports a percentage, and an upscale has no steps."""
+    """How many steps the progress counts: the local engine reports each sampler step (of every
+    image of a batch, one after the other); a provider reports a percentage, and an upscale has
+    no steps."""
     if not work.samples or studio.engine != "local":
         return None
-    return work.steps if work.steps is not None else (await studio.settings()).default_steps
+    steps = work.steps if work.steps is not None else (await studio.settings()).default_steps
+    return steps * work.count
 
 
 async def _attempt(
     studio: Studio, work: _Work, task_id: str, bar: ProgressBar, interrupts: Interrupts
-) -> Generation | None:
-    """The generation, or ``None`` when a Ctrl-C cancelled the task (then nothing is stored)."""
+) -> list[Generation] | None:
+    """The generations, or ``None`` when a Ctrl-C cancelled the task (then nothing is stored)."""
     stop_listening = studio.on_event(bar)
     try:
         with _ticking(bar), anyio.CancelScope() as waiting, interrupts.calling(soon(waiting.cancel)):
@@ -205,10 +219,10 @@ async def _attempt(
         bar.close()
 
 
-async def _cancel(studio: Studio, task_id: str) -> Generation | None:
+async def _cancel(studio: Studio, task_id: str) -> list[Generation] | None:
     """Stop the task after a Ctrl-C and wait until it has stopped (shielded: a second Ctrl-C ends the
-    process instead). ``None`` once it is cancelled or was never queued; its generation if it had
-    been made and stored before it could be stopped."""
+    process instead). ``None`` once it is cancelled or was never queued; its generations if they
+    had been made and stored before it could be stopped."""
     with anyio.CancelScope(shield=True):
         try:
             await studio.cancel_task(task_id)
@@ -216,14 +230,22 @@ async def _cancel(studio: Studio, task_id: str) -> Generation | None:
         except NotFound:
             return None  # the Ctrl-C came while the request was being prepared
         except Conflict:
-            detail = await studio.services.get_task(task_id)
-    task = detail.task
-    if task.status is TaskStatus.COMPLETED and detail.generation is not None:
+            task = (await studio.services.get_task(task_id)).task
+            made = [g for g in [await _kept(studio, i) for i in task.generation_ids] if g is not None]
+    if task.status is TaskStatus.COMPLETED and made:
         say("imagestudio: too late to cancel: the image had been made and stored")
-        return detail.generation
+        return made
     if task.status is TaskStatus.FAILED:
         raise error_from_code(task.error_code or "INTERNAL_ERROR", task.error_message or "Generation failed")
     return None
+
+
+async def _kept(studio: Studio, generation_id: int) -> Generation | None:
+    """The generation, or ``None`` once it has been deleted."""
+    try:
+        return await studio.get(generation_id)
+    except NotFound:
+        return None
 
 
 @contextmanager
@@ -246,24 +268,34 @@ def _ticking(bar: ProgressBar, every: float = 0.5) -> Iterator[None]:
             handle.cancel()
 
 
-async def report(studio: Studio, generation: Generation, out: Path | None, interrupts: Interrupts) -> int:
-    """Copy the image to ``out`` (if asked) and print what was made and where it is."""
+async def report(
+    studio: Studio, generations: Sequence[Generation], out: Path | None, interrupts: Interrupts
+) -> int:
+    """Copy each image to its ``--out`` file (if asked, :func:`out_paths`) and print what was made
+    and where it is: per image, ``generation ID: WxH, seed S, engine E`` and the file."""
     with anyio.CancelScope() as copying, interrupts.calling(soon(copying.cancel)):
-        try:
-            path = await _deliver(studio, generation, out)
-        except OSError as error:
-            say(f"imagestudio: --out {out}: cannot write it: {error.strerror or error}")
-            say(f"imagestudio: generation {generation.id} is in the history: {generation.file_path}")
-            return 1
-        facts = [f"{generation.width}x{generation.height}"]
-        if generation.seed is not None:
-            facts.append(f"seed {generation.seed}")
-        facts.append(f"engine {studio.engine}")
-        print(f"generation {generation.id}: {', '.join(facts)}\n{path}", flush=True)
+        for generation, target in zip(generations, out_paths(out, len(generations)), strict=True):
+            try:
+                path = await _deliver(studio, generation, target)
+            except OSError as error:
+                say(f"imagestudio: --out {target}: cannot write it: {error.strerror or error}")
+                say(f"imagestudio: {_in_history(generations)}: {generation.file_path}")
+                return 1
+            facts = [f"{generation.width}x{generation.height}"]
+            if generation.seed is not None:
+                facts.append(f"seed {generation.seed}")
+            facts.append(f"engine {studio.engine}")
+            print(f"generation {generation.id}: {', '.join(facts)}\n{path}", flush=True)
         return 0
     say("cancelled")
-    say(f"imagestudio: --out was not written; generation {generation.id} is in the history")
+    say(f"imagestudio: --out was not written; {_in_history(generations)}")
     return EXIT_INTERRUPTED
+
+
+def _in_history(generations: Sequence[Generation]) -> str:
+    if len(generations) == 1:
+        return f"generation {generations[0].id} is in the history"
+    return f"generations {', '.join(str(g.id) for g in generations)} are in the history"
 
 
 async def _deliver(studio: Studio, generation: Generation, out: Path | None) -> str:

@@ -3,7 +3,9 @@
 A job is a value (:class:`GenerationJob`: operation, inputs, parameters, storage folder) that one
 function, :func:`run_generation`, executes: engine, then the record of how the image was made
 written into its file, then storage (the image and its thumbnail), then the history row. A job may
-make a batch (``count``): each image in turn, seeds consecutive, then all rows in one transaction.
+make a batch (``count``), seeds consecutive, then all rows in one transaction: in one engine call
+when the engine makes batches (``BatchImageGenerator``, e.g. Runware's ``numberResults``), else
+one engine call per image in turn.
 
 Rules:
 - the input image of image-to-image and upscale is resolved here (CONTRACT.md section 5);
@@ -26,12 +28,13 @@ import functools
 import posixpath
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
-from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath
+from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, ProviderUnavailable
 from imagestudio.domain.model import (
     MAX_SEED,
     GeneratedImage,
@@ -45,6 +48,7 @@ from imagestudio.domain.model import (
 )
 from imagestudio.domain.models import SEED, STRENGTH
 from imagestudio.domain.ports import (
+    BatchImageGenerator,
     Clock,
     GenerationRepository,
     ImageAnnotator,
@@ -311,9 +315,9 @@ async def run_generation(
     job: GenerationJob, ports: GenerationPorts, control: TaskControl
 ) -> list[Generation]:
     """Make the job's generations (one, or a batch of ``job.count`` with seeds ``seed``,
-    ``seed+1``, ...): check the folder, then per image run the engine, write how it was made into
-    its file (unless the settings say not to), store it and its thumbnail; then add every row in
-    one transaction.
+    ``seed+1``, ...): check the folder, then for each image the engine made (:func:`_made`) write
+    how it was made into its file (unless the settings say not to), store it and its thumbnail;
+    then add every row in one transaction.
 
     All or nothing: a folder outside the storage roots fails before the engine runs; if any image
     of the batch fails, the task is cancelled midway, or the rows cannot be written, every image
@@ -325,31 +329,52 @@ async def run_generation(
     stored: list[StoredImage] = []
     made: list[Generation] = []
     try:
-        for index in range(job.count):
-            one = job.member(index)
-            progress = _BatchProgress(control, index, job.count)
-            image = await control.produce(functools.partial(_engine, one, ports.generator, progress))
-            provenance = _provenance(one, image, engine=ports.generator.name)
-            settings = await ports.settings.get()
-            data = (
-                await ports.annotator.annotate(image.data, provenance)
-                if settings.embed_metadata
-                else image.data
-            )
-            thumbnail = await ports.thumbnails.thumbnail(data)
-            control.raise_if_cancelled()
-            saved = await ports.storage.save(data, image.extension, await _folder(job, ports))
-            stored.append(saved)
-            await control.stored(tuple(stored))
-            await ports.storage.save_thumbnail(saved, thumbnail)
-            made.append(_generation(provenance, image, saved, now=ports.clock.now()))
-            if job.count > 1:  # the batch's progress moves on per image, whatever the engine reports
-                control.step(index + 1, job.count)
+        async with aclosing(_made(job, ports.generator, control)) as images:
+            async for one, image in images:
+                provenance = _provenance(one, image, engine=ports.generator.name)
+                settings = await ports.settings.get()
+                data = (
+                    await ports.annotator.annotate(image.data, provenance)
+                    if settings.embed_metadata
+                    else image.data
+                )
+                thumbnail = await ports.thumbnails.thumbnail(data)
+                control.raise_if_cancelled()
+                saved = await ports.storage.save(data, image.extension, await _folder(job, ports))
+                stored.append(saved)
+                await control.stored(tuple(stored))
+                await ports.storage.save_thumbnail(saved, thumbnail)
+                made.append(_generation(provenance, image, saved, now=ports.clock.now()))
+                if job.count > 1:  # the batch's progress moves on per image, whatever the engine reports
+                    control.step(len(made), job.count)
         return await ports.repository.add_many(made)
     except BaseException:
         for saved in stored:
             await ports.storage.delete(saved)
         raise
+
+
+async def _made(
+    job: GenerationJob, generator: ImageGenerator, control: TaskControl
+) -> AsyncGenerator[tuple[GenerationJob, GeneratedImage], None]:
+    """The job's images in seed order, each with the job of that image alone (``job.member``).
+
+    A batch on an engine that makes batches (``BatchImageGenerator``) is one engine call for all of
+    its images, whose progress is the task's; any other job runs the engine once per image, each
+    when the one before is stored, and the progress of image ``i`` of ``n`` covers its share."""
+    if job.count > 1 and isinstance(generator, BatchImageGenerator):
+        images = await control.produce(functools.partial(_batch_engine, job, generator, control.step))
+        if len(images) != job.count:
+            raise ProviderUnavailable(
+                f"Generation failed: the engine made {len(images)} of the batch's {job.count} images"
+            )
+        for index, image in enumerate(images):
+            yield job.member(index), image
+        return
+    for index in range(job.count):
+        one = job.member(index)
+        progress = _BatchProgress(control, index, job.count)
+        yield one, await control.produce(functools.partial(_engine, one, generator, progress))
 
 
 class _BatchProgress:
@@ -381,6 +406,17 @@ async def _engine(
         return await generator.image_to_image(job.spec, job.source, job.strength, progress)
     if job.operation is Operation.UPSCALE and job.source is not None and job.scale is not None:
         return await generator.upscale(job.source, job.scale, progress)
+    raise ValueError(f"a {job.operation.value} job lacks its inputs")  # the constructors rule it out
+
+
+async def _batch_engine(
+    job: GenerationJob, generator: BatchImageGenerator, progress: ProgressCallback
+) -> Sequence[GeneratedImage]:
+    """The one engine call of a whole batch."""
+    if job.operation is Operation.TEXT_TO_IMAGE and job.spec is not None:
+        return await generator.text_to_image_batch(job.spec, job.count, progress)
+    if job.operation is Operation.IMAGE_TO_IMAGE and job.spec and job.source and job.strength is not None:
+        return await generator.image_to_image_batch(job.spec, job.source, job.strength, job.count, progress)
     raise ValueError(f"a {job.operation.value} job lacks its inputs")  # the constructors rule it out
 
 

@@ -12,7 +12,7 @@ import builtins
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from imagestudio.domain.model import (
     FoundMetadata,
@@ -36,6 +36,7 @@ from imagestudio.domain.model import (
 )
 
 __all__ = [
+    "BatchImageGenerator",
     "ByteChunks",
     "ChangeWatch",
     "Clock",
@@ -74,7 +75,8 @@ class ProgressCallback(Protocol):
 
 
 class ImageGenerator(Protocol):
-    """An engine that makes images."""
+    """An engine that makes images, one per call; one that can make a batch in one call also
+    implements :class:`BatchImageGenerator`."""
 
     @property
     def name(self) -> str:
@@ -102,6 +104,27 @@ class ImageGenerator(Protocol):
     async def upscale(
         self, source: SourceImage, scale: int, progress: ProgressCallback
     ) -> GeneratedImage: ...
+
+
+@runtime_checkable
+class BatchImageGenerator(Protocol):
+    """What an ``ImageGenerator`` that makes a whole batch in one engine call adds (Runware: one
+    ``imageInference`` task with ``numberResults``); an engine without it runs once per image.
+
+    The batch of ``count`` images of ``spec`` starts at ``spec.seed``: image ``i`` is the one a
+    request with seed ``batch_seed(spec.seed, i)`` and a count of 1 would make. The answer lists
+    exactly ``count`` images in that order, each with the seed the engine reports for it (else
+    ``None``: the pipeline records ``batch_seed(spec.seed, i)``), or raises: a batch is made whole
+    or not at all. ``progress`` covers the whole batch.
+    """
+
+    async def text_to_image_batch(
+        self, spec: ImageSpec, count: int, progress: ProgressCallback
+    ) -> Sequence[GeneratedImage]: ...
+
+    async def image_to_image_batch(
+        self, spec: ImageSpec, source: SourceImage, strength: float, count: int, progress: ProgressCallback
+    ) -> Sequence[GeneratedImage]: ...
 
 
 class ImageInspector(Protocol):

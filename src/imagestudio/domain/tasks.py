@@ -29,7 +29,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from imagestudio.domain.budget import DEFAULT_MAX_QUEUED_BYTES, ByteBudget, Hold
 from imagestudio.domain.errors import (
@@ -42,7 +42,6 @@ from imagestudio.domain.errors import (
 )
 from imagestudio.domain.lifecycle import TaskState
 from imagestudio.domain.model import (
-    GeneratedImage,
     Generation,
     InvalidTransition,
     Operation,
@@ -76,6 +75,9 @@ __all__ = [
     "TaskScheduler",
     "TaskState",
 ]
+
+Made = TypeVar("Made")
+"""What an engine call makes: one image, or the images of a batch."""
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 PREVIEW_INTERVAL = 0.3
@@ -146,9 +148,9 @@ class TaskControl:
             shown = preview()
         self._manager._advance(self._entry, int(min(max(done / total, 0.0), 1.0) * 99), shown)
 
-    async def produce(self, work: Callable[[], Awaitable[GeneratedImage]]) -> GeneratedImage:
-        """Run the engine's part of the job so that a cancel can abandon it; its result is
-        discarded if the task was cancelled meanwhile."""
+    async def produce(self, work: Callable[[], Awaitable[Made]]) -> Made:
+        """Run the engine's part of the job (an image, or a batch's images) so that a cancel can
+        abandon it; its result is discarded if the task was cancelled meanwhile."""
         self.raise_if_cancelled()
         running = asyncio.ensure_future(work())
         self._entry.producing = running
@@ -213,7 +215,7 @@ class _Entry:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     runner: asyncio.Task[None] | None = None
-    producing: asyncio.Future[GeneratedImage] | None = None
+    producing: asyncio.Future[Any] | None = None
     previewed_at: float = -PREVIEW_INTERVAL
     loop: asyncio.AbstractEventLoop | None = None
     recorded_at: float = 0.0

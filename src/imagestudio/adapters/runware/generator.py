@@ -2,12 +2,30 @@
 
 One generation is one Runware task (``imageInference`` or ``upscale``) run by
 :class:`~imagestudio.adapters.runware.transport.RunwareTransport` (async delivery, polling, no
-double billing), then one plain GET of the ``imageURL`` Runware answers with. What goes in a task:
+double billing), then one plain GET of the ``imageURL`` Runware answers with. A batch of N
+(``BatchImageGenerator``) is one ``imageInference`` task with ``numberResults: N`` and the seed of
+its first image, then one GET per image. What goes in a task:
 
-- ``imageInference``: the prompt, size, ``numberResults: 1`` and output options, plus only what
-  the spec says the model takes (``ImageSpec.accepts``): ``negativePrompt``, ``steps``,
+- ``imageInference``: the prompt, size, ``numberResults`` (1, or N) and output options, plus only
+  what the spec says the model takes (``ImageSpec.accepts``): ``negativePrompt``, ``steps``,
   ``CFGScale``, ``seed``; an input image goes in ``inputs.seedImage`` with ``strength`` for
   models that take a strength, else in ``inputs.referenceImages``;
+- the seeds of a batch: Runware's image inference reference says of ``seed`` "when requesting
+  multiple images with the same seed, the seed will be incremented by 1 (+1) for each image
+  generated", and of the result's ``seed`` that with ``numberResults`` > 1 "each image will have
+  its own seed value, incremented by 1 from the initial seed" (runware.ai/docs, image inference
+  and PhotoMaker API pages; the schema bundle of ``runware-sdk`` 1.8.0 types ``numberResults`` and
+  the result's ``seed`` as plain integers and says nothing against it). So the images of a task
+  sent with seed ``s`` are those of seeds ``s``, ``s+1``, ...: the seeds of ``batch_seed``. Each
+  image records the seed its result reports, else ``s + i`` for the ``i``-th; they are returned
+  in seed order (results arrive in any order: Runware makes them in parallel). A model that takes
+  no seed gets none, and each image records the seed Runware reports for it, if any. Runware's
+  seeds go on past 2^53-1 where ours wrap back to 1, so a batch whose seeds would wrap is sent
+  as two tasks, one on each side of the wrap;
+- a batch is whole or fails: fewer than N images within the budget (``RUNWARE_TIMEOUT``), one
+  that does not download or is not an image, or an error item fails it, and nothing of it is
+  kept (the images Runware did make are billed all the same). An accepted batch task is never
+  sent again (see ``transport.py``);
 - ``upscale``: ``model`` (``upscale_model``, default Real-ESRGAN ``runware:504@1``), ``inputs.image``
   and an ``upscaleFactor`` the model supports. A scale it lacks (3: no Runware upscaler has it)
   runs at the next larger factor and is reduced to exactly ``scale`` times the input with Lanczos;
@@ -29,7 +47,9 @@ import base64
 import hashlib
 import io
 from collections import OrderedDict
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -39,7 +59,7 @@ from PIL import Image
 
 from imagestudio.adapters.runware.convert import as_sent
 from imagestudio.adapters.runware.models import DEFAULT_UPSCALER, KNOWN_MODELS, upscaler_for
-from imagestudio.adapters.runware.protocol import read_result
+from imagestudio.adapters.runware.protocol import Result, read_result
 from imagestudio.adapters.runware.transport import (
     RunwareTransport,
     Sleep,
@@ -57,6 +77,7 @@ from imagestudio.domain.errors import (
 from imagestudio.domain.model import GeneratedImage, ImageSpec, SourceImage
 from imagestudio.domain.models import CFG_SCALE, NEGATIVE_PROMPT, SEED, STEPS, STRENGTH
 from imagestudio.domain.ports import ImageInspector, ProgressCallback
+from imagestudio.domain.rules import MAX_SEED, MIN_SEED, batch_seed
 from imagestudio.domain.values import is_air_model_id
 from imagestudio.log import get_logger
 
@@ -69,6 +90,8 @@ RUNWARE_CONCURRENCY: Final = 64
 _OUTPUT_FORMATS: Final = {"JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 _RESULT_EXTENSIONS: Final = frozenset({"jpg", "png", "webp"})
 _CONNECT_TIMEOUT: Final = 10.0
+
+T = TypeVar("T")
 
 logger = get_logger("imagestudio.adapters.runware")
 
@@ -181,24 +204,36 @@ class RunwareImageGenerator:
     # --- the port ---------------------------------------------------------------------------
 
     async def text_to_image(self, spec: ImageSpec, progress: ProgressCallback) -> GeneratedImage:
-        return await self._generate(self._inference_task(spec), progress, sent_seed=_seed_sent(spec))
+        [image] = await self.text_to_image_batch(spec, 1, progress)
+        return image
+
+    async def text_to_image_batch(
+        self, spec: ImageSpec, count: int, progress: ProgressCallback
+    ) -> list[GeneratedImage]:
+        """``count`` images of ``spec`` in one ``imageInference`` task (``numberResults``)."""
+        return await self._infer(spec, count, {}, progress)
 
     async def image_to_image(
         self, spec: ImageSpec, source: SourceImage, strength: float, progress: ProgressCallback
     ) -> GeneratedImage:
-        task = self._inference_task(spec)
+        [image] = await self.image_to_image_batch(spec, source, strength, 1, progress)
+        return image
+
+    async def image_to_image_batch(
+        self, spec: ImageSpec, source: SourceImage, strength: float, count: int, progress: ProgressCallback
+    ) -> list[GeneratedImage]:
+        """``count`` transformations of ``source`` in one ``imageInference`` task."""
         with_strength = _takes(spec, STRENGTH)
-        if with_strength:
-            task["strength"] = strength
-        key = "seedImage" if with_strength else "referenceImages"
 
-        def place(reference: str) -> None:
-            task["inputs"] = {key: reference if with_strength else [reference]}
+        def run(reference: str) -> Awaitable[list[GeneratedImage]]:
+            extra: dict[str, Any] = (
+                {"strength": strength, "inputs": {"seedImage": reference}}
+                if with_strength
+                else {"inputs": {"referenceImages": [reference]}}
+            )
+            return self._infer(spec, count, extra, progress)
 
-        return await self._with_input(
-            source, place, lambda: self._generate(task, progress, sent_seed=_seed_sent(spec)),
-            max_side=max(spec.width, spec.height),
-        )  # fmt: skip
+        return await self._with_input(source, run, max_side=max(spec.width, spec.height))
 
     async def upscale(self, source: SourceImage, scale: int, progress: ProgressCallback) -> GeneratedImage:
         upscaler = self._upscaler
@@ -217,10 +252,11 @@ class RunwareImageGenerator:
             "includeCost": True,
         }
 
-        def place(reference: str) -> None:
-            task["inputs"] = {"image": reference}
+        async def run(reference: str) -> GeneratedImage:
+            [made] = await self._generate({**task, "inputs": {"image": reference}}, progress, sent_seed=None)
+            return made
 
-        image = await self._with_input(source, place, lambda: self._generate(task, progress, sent_seed=None))
+        image = await self._with_input(source, run)
         if factor != scale:
             width, height = source.width * scale, source.height * scale
             data = await anyio.to_thread.run_sync(self._resample, image.data, width, height)
@@ -250,7 +286,20 @@ class RunwareImageGenerator:
 
     # --- tasks --------------------------------------------------------------------------------
 
-    def _inference_task(self, spec: ImageSpec) -> dict[str, Any]:
+    async def _infer(
+        self, spec: ImageSpec, count: int, extra: dict[str, Any], progress: ProgressCallback
+    ) -> list[GeneratedImage]:
+        """``count`` images of ``spec`` (``extra``: the task's input image), in seed order: one task
+        of ``numberResults: count``, or two when the seeds wrap past :data:`MAX_SEED`."""
+        seed = _seed_sent(spec)
+        images: list[GeneratedImage] = []
+        for first, number in _seed_runs(seed, count):
+            part = spec if first is None else replace(spec, seed=first)
+            task = {**self._inference_task(part, number), **extra}
+            images += await self._generate(task, progress, sent_seed=first)
+        return images
+
+    def _inference_task(self, spec: ImageSpec, number: int = 1) -> dict[str, Any]:
         task: dict[str, Any] = {
             "taskType": "imageInference",
             "model": spec.model,
@@ -265,30 +314,28 @@ class RunwareImageGenerator:
             task["CFGScale"] = spec.cfg_scale
         if _takes(spec, SEED):
             task["seed"] = spec.seed
-        task.update(numberResults=1, outputType="URL", outputFormat=self._output_format, includeCost=True)
+        task.update(
+            numberResults=number, outputType="URL", outputFormat=self._output_format, includeCost=True
+        )
         return task
 
     async def _with_input(
-        self, source: SourceImage, place: Any, run: Any, *, max_side: int | None = None
-    ) -> GeneratedImage:
-        """Run a task that carries ``source``: by its ``imageUUID`` when Runware has one (uploading
-        the image once when not), by its bytes if Runware no longer knows the UUID."""
+        self, source: SourceImage, run: Callable[[str], Awaitable[T]], *, max_side: int | None = None
+    ) -> T:
+        """``run(reference)``, a task that carries ``source``: by its ``imageUUID`` when Runware has
+        one (uploading the image once when not), by its bytes if Runware no longer knows the UUID."""
         data, media_type = await anyio.to_thread.run_sync(lambda: as_sent(source, max_side=max_side))
         digest = hashlib.sha256(data).digest()
         image_uuid = self._ids.get(digest) or await self._upload(data, media_type, digest)
         if image_uuid is not None:
-            place(image_uuid)
             try:
-                image: GeneratedImage = await run()
-                return image
+                return await run(image_uuid)
             except TaskRejected as rejected:
                 if not (rejected.parameter or "").startswith(("inputs", "image", "seedImage")):
                     raise
                 logger.info("runware.image_uuid_unknown", image_uuid=image_uuid)
                 self._ids.forget(digest)
-        place(await anyio.to_thread.run_sync(_data_uri, data, media_type))
-        image = await run()
-        return image
+        return await run(await anyio.to_thread.run_sync(_data_uri, data, media_type))
 
     async def _upload(self, data: bytes, media_type: str, digest: bytes) -> str | None:
         """``imageUpload`` the image once; its ``imageUUID``, or ``None`` (then the bytes travel inline)."""
@@ -306,16 +353,18 @@ class RunwareImageGenerator:
 
     async def _generate(
         self, task: dict[str, Any], progress: ProgressCallback, *, sent_seed: int | None
-    ) -> GeneratedImage:
+    ) -> list[GeneratedImage]:
+        """Run ``task`` and download its images (``numberResults`` of them), in seed order."""
         started = anyio.current_time()
         task_type = str(task["taskType"])
         log = logger.bind(task_type=task_type, model=task.get("model"))
         progress(0, 1)
+        downloaded: list[tuple[Result, bytes, SourceImage]] = []
         try:
-            task_uuid, item = await self.transport.run(task, progress)
-            result = read_result(item)
-            data = await self._download(result.image_url, task_uuid)
-            facts = await self._check_image(data)
+            task_uuid, items = await self.transport.run_all(task, progress)
+            for result in _in_seed_order([read_result(item) for item in items], sent_seed):
+                data = await self._download(result.image_url, task_uuid)
+                downloaded.append((result, data, await self._check_image(data)))
         except (ProviderRejected, ProviderTimeout, ProviderUnavailable) as error:
             log.warning(
                 "runware.failed",
@@ -325,27 +374,36 @@ class RunwareImageGenerator:
                 duration_ms=ms_since(started),
             )
             raise
-        if result.image_uuid is not None:
-            self._ids.put(hashlib.sha256(data).digest(), result.image_uuid)
+        images = []
+        for index, (result, data, facts) in enumerate(downloaded):
+            if result.image_uuid is not None:
+                self._ids.put(hashlib.sha256(data).digest(), result.image_uuid)
+            seed = result.seed
+            if seed is None and sent_seed is not None:
+                seed = batch_seed(sent_seed, index)
+            images.append(
+                GeneratedImage(
+                    data=data,
+                    extension=facts.format,
+                    width=facts.width,
+                    height=facts.height,
+                    seed=seed,
+                    remote_url=result.image_url,
+                    cost=result.cost,
+                )
+            )
         progress(1, 1)
         log.info(
             "runware.generated",
             task_uuid=task_uuid,
-            width=facts.width,
-            height=facts.height,
-            size=len(data),
-            cost=result.cost,
+            images=len(images),
+            width=images[0].width,
+            height=images[0].height,
+            size=sum(len(image.data) for image in images),
+            cost=_total(image.cost for image in images),
             duration_ms=ms_since(started),
         )
-        return GeneratedImage(
-            data=data,
-            extension=facts.format,
-            width=facts.width,
-            height=facts.height,
-            seed=result.seed if result.seed is not None else sent_seed,
-            remote_url=result.image_url,
-            cost=result.cost,
-        )
+        return images
 
     def _resample(self, data: bytes, width: int, height: int) -> bytes:
         """Reduce an upscaled image to exactly ``width`` x ``height`` (Lanczos), in the output format."""
@@ -425,6 +483,30 @@ def _takes(spec: ImageSpec, parameter: str) -> bool:
 
 def _seed_sent(spec: ImageSpec) -> int | None:
     return spec.seed if _takes(spec, SEED) else None
+
+
+def _seed_runs(seed: int | None, count: int) -> list[tuple[int | None, int]]:
+    """The batch as runs of consecutive seeds, ``(first seed, how many)``, one task each: one run,
+    or two when ``seed + i`` would pass :data:`MAX_SEED` (our seeds wrap to :data:`MIN_SEED`)."""
+    if seed is None:
+        return [(None, count)]
+    first = min(count, MAX_SEED - seed + 1)
+    return [(seed, first)] if first == count else [(seed, first), (MIN_SEED, count - first)]
+
+
+def _in_seed_order(results: list[Result], sent_seed: int | None) -> list[Result]:
+    """A task's results in seed order: by how far each reported seed lies past the one sent, when
+    a seed was sent and every result reports one; else as they came."""
+    if sent_seed is None or any(result.seed is None for result in results):
+        return results
+    span = MAX_SEED - MIN_SEED + 1
+    return sorted(results, key=lambda result: ((result.seed or 0) - sent_seed) % span)
+
+
+def _total(costs: Iterable[float | None]) -> float | None:
+    """The sum of the costs reported, ``None`` when none is."""
+    reported = [cost for cost in costs if cost is not None]
+    return sum(reported) if reported else None
 
 
 def _data_uri(data: bytes, media_type: str) -> str:

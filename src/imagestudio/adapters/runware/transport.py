@@ -1,4 +1,4 @@
-"""Sending one Runware task and getting its result, without ever paying for it twice.
+"""Sending one Runware task and getting its results, without ever paying for it twice.
 
 The rules (CONTRACT.md section 2, RUNWARE.md points 2, 3, 7 and 8, and how Runware's own SDK
 behaves in ``runware.transport.rest``, ``runware.utils.retry`` and ``runware.client``):
@@ -19,7 +19,17 @@ behaves in ``runware.transport.rest``, ``runware.utils.retry`` and ``runware.cli
   overrun the budget ends the call at once;
 - transient error codes are retried whatever the HTTP status; refusals (bad key, no credit,
   bad parameter, content policy) are :class:`ProviderRejected` with Runware's code and message;
-  a 401 with an empty body is ``invalidApiKey``.
+  a 401 with an empty body is ``invalidApiKey``;
+- a task with ``numberResults: N`` has N result items under its one ``taskUUID``. Runware makes
+  them in parallel and delivers them as they are ready: an answer may hold some of them, and a
+  ``getResponse`` answer repeats those delivered before (the SDK's ``_AsyncCollector`` in
+  ``runware.client`` says REST polling returns the cumulative state) or not. Each item is kept the
+  first time it comes, known by its ``resultIndex`` when it has one, else by its ``imageUUID``
+  (as the SDK does), and polling goes on until N are in. What came in is never thrown away by a
+  poll that fails or answers less; if N have not come within the budget, the call is a
+  :class:`ProviderTimeout` naming how many did (the caller then keeps none: all or nothing);
+- a task of several results that Runware reports failed is not sent again: some of its images
+  may have been made (and billed) before the failure.
 
 The API key travels only in the ``Authorization`` header; provider text is redacted of it.
 """
@@ -102,6 +112,47 @@ class _Lost(Exception):
     """A poll found no such task."""
 
 
+class _Results:
+    """The result items of one task gathered over its answers, each once, until ``expected`` are in."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self._items: dict[object, dict[str, Any]] = {}
+        self.running = 0
+        """The progress (0-99) Runware last reported on an image still being made."""
+
+    def add(self, item: dict[str, Any]) -> None:
+        self._items.setdefault(_identity(item, len(self._items)), item)
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The items in the order they came."""
+        return list(self._items.values())
+
+    @property
+    def complete(self) -> bool:
+        return len(self._items) >= self.expected
+
+    def report(self, progress: Progress | None) -> None:
+        """The task's progress: the images received and the part of the next one Runware reports."""
+        if progress is None:
+            return
+        total = 100 * self.expected
+        progress(min(100 * len(self._items) + self.running, total - 1), total)
+
+
+def _identity(item: dict[str, Any], arrival: int) -> object:
+    """What tells one result item of a task from another: Runware's ``resultIndex``, else the
+    ``imageUUID`` (as ``runware.client._AsyncCollector._stable_id``), else its place of arrival."""
+    index = item.get("resultIndex")
+    if isinstance(index, int) and not isinstance(index, bool):
+        return ("index", index)
+    image_uuid = item.get("imageUUID")
+    if isinstance(image_uuid, str) and image_uuid:
+        return ("uuid", image_uuid)
+    return ("arrival", arrival)
+
+
 @dataclass
 class _Budget:
     deadline: float
@@ -165,13 +216,23 @@ class RunwareTransport:
     async def run(
         self, task: dict[str, Any], progress: Progress | None = None, *, asynchronous: bool = True
     ) -> tuple[str, dict[str, Any]]:
-        """Run one task to its result item: ``(taskUUID, item)``.
+        """Run one task to its (first) result item: ``(taskUUID, item)``.
 
         ``asynchronous`` sends ``deliveryMethod: "async"`` and polls; utility tasks whose schema
         has no ``deliveryMethod`` (``imageUpload``, ``modelSearch``) are answered at once.
         """
+        task_uuid, items = await self.run_all(task, progress, asynchronous=asynchronous)
+        return task_uuid, items[0]
+
+    async def run_all(
+        self, task: dict[str, Any], progress: Progress | None = None, *, asynchronous: bool = True
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Run one task to all its result items, ``numberResults`` of them (1 when it has none),
+        in the order they came: ``(taskUUID, items)``. ``progress`` covers them all."""
         budget = _Budget(deadline=anyio.current_time() + self.timeout, tries_left=self._retries)
         task_type = str(task["taskType"])
+        expected = task.get("numberResults", 1)
+        expected = expected if isinstance(expected, int) and expected > 1 else 1
         while True:
             task_uuid = str(uuid.uuid4())
             wire = {**task, "taskUUID": task_uuid}
@@ -179,12 +240,20 @@ class RunwareTransport:
                 wire["deliveryMethod"] = "async"
             body = await _encode([wire])
             try:
-                item = await self._submit(body, task_type, task_uuid, budget, immediate=not asynchronous)
-                if item is None:
-                    item = await self._poll(task_type, task_uuid, budget, progress)
-                return task_uuid, item
+                items = await self._submit(body, task_type, task_uuid, budget)
+                if not asynchronous and items:  # answered in full at once, whatever its item holds
+                    return task_uuid, [self._checked(items[0], task_uuid)]
+                results = _Results(expected)
+                self._take(items, task_uuid, results)
+                if not results.complete:
+                    await self._poll(task_type, task_uuid, budget, progress, results)
+                return task_uuid, results.items
             except _TaskFailed as failed:
-                if budget.tries_left < 1 or not await self._back_off(budget, 1, None, task_type, failed):
+                if (
+                    expected > 1
+                    or budget.tries_left < 1
+                    or not await self._back_off(budget, 1, None, task_type, failed)
+                ):
                     raise ProviderUnavailable(
                         f"Generation failed: Runware could not run the task ({failed.failure.code})",
                         details=self._details(failed.failure),
@@ -194,18 +263,17 @@ class RunwareTransport:
     # --- submitting, with retries of the same body ----------------------------------------------
 
     async def _submit(
-        self, body: bytes, task_type: str, task_uuid: str, budget: _Budget, *, immediate: bool
-    ) -> dict[str, Any] | None:
-        """Send until Runware takes the task; its result item if the answer holds it, else ``None``.
-
-        ``immediate``: the task is answered in full at once (a utility task), whatever its item holds."""
+        self, body: bytes, task_type: str, task_uuid: str, budget: _Budget
+    ) -> list[dict[str, Any]]:
+        """Send until Runware takes the task; the items of the answer that are ours (none when an
+        earlier try had got through: the task runs, and polling fetches its results)."""
         attempt = 0
         while True:
             attempt += 1
             budget.tries_left -= 1
             try:
                 status, answer, headers = await self._post(body, task_type, task_uuid, attempt, budget)
-                return self._submitted(status, answer, headers, task_uuid, immediate=immediate)
+                return self._submitted(status, answer, headers, task_uuid)
             except _Retry as retry:
                 if budget.tries_left < 1 or not await self._back_off(
                     budget, attempt, retry.wait, task_type, retry
@@ -213,8 +281,8 @@ class RunwareTransport:
                     raise retry.error from retry.__cause__
 
     def _submitted(
-        self, status: int, answer: bytes, headers: httpx.Headers, task_uuid: str, *, immediate: bool = False
-    ) -> dict[str, Any] | None:
+        self, status: int, answer: bytes, headers: httpx.Headers, task_uuid: str
+    ) -> list[dict[str, Any]]:
         document = read_json(answer)
         failure = provider_error(document, task_uuid)
         if status == 200:
@@ -222,14 +290,14 @@ class RunwareTransport:
                 raise ProviderUnavailable("Generation failed: Runware sent an answer that is not JSON")
             mine = [item for item in items_of(document) if item.get("taskUUID") == task_uuid]
             if mine:
-                return self._settled(mine[0], task_uuid, immediate=immediate)
+                return mine
             if failure is not None:
                 raise self._failure_error(failure, status)
             if not isinstance(document.get("data"), list):
                 raise ProviderUnavailable("Generation failed: Runware sent an answer without a data list")
             raise ProviderUnavailable("Generation failed: Runware's answer did not include our task")
         if failure is not None and failure.code == "conflictTaskUUID":
-            return None  # an earlier try of ours got through: the task runs, fetch it by polling
+            return []  # an earlier try of ours got through: the task runs, fetch it by polling
         if status in _RETRYABLE_STATUSES or (failure is not None and is_transient(failure.code)):
             unavailable = ProviderUnavailable(
                 f"Generation failed: Runware is unavailable (HTTP {status})", details=self._details(failure)
@@ -248,10 +316,8 @@ class RunwareTransport:
                 )
         raise self._rejection(failure)
 
-    def _settled(
-        self, item: dict[str, Any], task_uuid: str, *, immediate: bool = False
-    ) -> dict[str, Any] | None:
-        """Our item of an answer: the result, ``None`` while it runs, or the error it reports."""
+    def _checked(self, item: dict[str, Any], task_uuid: str) -> dict[str, Any]:
+        """Our item of an answer, unless it reports an error: then that error is raised."""
         if item.get("status") == "error":
             failure = provider_error({"data": [item]}, task_uuid) or ProviderFailure(
                 "taskFailed", "Runware reported the task failed"
@@ -259,20 +325,33 @@ class RunwareTransport:
             if is_transient(failure.code):
                 raise _TaskFailed(failure)
             raise self._rejection(failure)
-        return item if immediate or is_terminal(item) else None
+        return item
+
+    def _take(self, mine: list[dict[str, Any]], task_uuid: str, results: _Results) -> None:
+        """Keep the results among our items of an answer, and the progress of those still running."""
+        running: int | None = None
+        for item in mine:
+            if is_terminal(self._checked(item, task_uuid)):
+                results.add(item)
+                continue
+            done = item.get("progress")
+            if isinstance(done, int) and not isinstance(done, bool):
+                running = max(running or 0, max(0, min(done, 99)))
+        if running is not None:
+            results.running = running
 
     # --- polling ------------------------------------------------------------------------------
 
     async def _poll(
-        self, task_type: str, task_uuid: str, budget: _Budget, progress: Progress | None
-    ) -> dict[str, Any]:
+        self, task_type: str, task_uuid: str, budget: _Budget, progress: Progress | None, results: _Results
+    ) -> None:
+        """Ask for the task's results until ``results`` holds all of them."""
         body = _dumps([{"taskType": "getResponse", "taskUUID": task_uuid}])
         delay = self._poll_first
         polls = 0
         while True:
             if budget.remaining <= delay:
-                logger.warning("runware.poll_timeout", task_type=task_type, task_uuid=task_uuid, polls=polls)
-                raise ProviderTimeout(_TIMEOUT_MESSAGE)
+                raise _late(task_type, task_uuid, polls, results)
             await self._sleep(delay)
             delay = min(delay * self._poll_growth, self._poll_cap)
             polls += 1
@@ -283,18 +362,16 @@ class RunwareTransport:
                 continue
             except ProviderTimeout:
                 if budget.remaining <= 0:
-                    raise
+                    raise _late(task_type, task_uuid, polls, results) from None
                 continue
             document = read_json(answer)
             failure = provider_error(document, task_uuid)
             mine = [item for item in items_of(document) if item.get("taskUUID") == task_uuid]
             if status == 200 and mine:
-                item = self._settled(mine[0], task_uuid)
-                if item is not None:
-                    return item
-                done = mine[0].get("progress")
-                if progress is not None and isinstance(done, int) and not isinstance(done, bool):
-                    progress(max(0, min(done, 99)), 100)
+                self._take(mine, task_uuid, results)
+                if results.complete:
+                    return
+                results.report(progress)
                 continue
             if status in _RETRYABLE_STATUSES or (failure is not None and is_transient(failure.code)):
                 continue
@@ -385,6 +462,24 @@ class RunwareTransport:
         if failure is None:
             return {}
         return {"providerCode": self.redact(failure.code), "providerMessage": self.redact(failure.message)}
+
+
+def _late(task_type: str, task_uuid: str, polls: int, results: _Results) -> ProviderTimeout:
+    """The budget ran out before every result came: a timeout, saying how many did."""
+    received = len(results.items)
+    logger.warning(
+        "runware.poll_timeout",
+        task_type=task_type,
+        task_uuid=task_uuid,
+        polls=polls,
+        received=received,
+        expected=results.expected,
+    )
+    if not received:
+        return ProviderTimeout(_TIMEOUT_MESSAGE)
+    return ProviderTimeout(
+        f"Generation failed: Runware delivered {received} of the {results.expected} images in time"
+    )
 
 
 async def _encode(tasks: list[dict[str, Any]]) -> bytes:

@@ -48,6 +48,15 @@ class Fault(StrEnum):
     """The task runs and fails transiently: a ``status: "error"`` item (``timeoutProvider``)."""
     PARTIAL = "partial"
     """The first ``getResponse`` of the task is a partial item: ``imageUUID``, no image yet."""
+    STAGGERED = "staggered"
+    """The results of the task (``numberResults`` N, async delivery) come one more per
+    ``getResponse``, the last image first, each answer repeating those delivered before and
+    ``processing`` for the rest (Runware makes them in parallel and polling is cumulative)."""
+    STAGGERED_ONCE = "staggered-once"
+    """The results of the task come one per ``getResponse``, first to last, each in one answer only."""
+    SHORT_BATCH = "short-batch"
+    """The last result of the task never comes: ``getResponse`` answers the others and
+    ``processing`` for it, for ever."""
     MALFORMED_JSON = "malformed-json"
     """200 whose body is not valid JSON."""
     NOT_AN_ARRAY = "not-an-array"
@@ -69,6 +78,8 @@ _STATUS_FAULTS: Final = {
     Fault.INSUFFICIENT_CREDITS: (402, "insufficientCredits", "Insufficient credits to run this task."),
     Fault.NO_AVAILABLE_SERVER: (400, "noAvailableServer", "No server is available for this model now."),
 }
+_DELIVERY_FAULTS: Final = frozenset({Fault.STAGGERED, Fault.STAGGERED_ONCE, Fault.SHORT_BATCH})
+"""Faults of a task's submission that shape how ``getResponse`` delivers its results."""
 _TASK_FAILURES: Final = {
     Fault.TASK_ERROR: ("contentPolicyViolation", "The request was refused by the content policy."),
     Fault.TASK_TRANSIENT: ("timeoutProvider", "The provider did not answer in time."),

@@ -43,6 +43,10 @@ class _Job:
     items: list[dict[str, Any]] | None = None
     error: dict[str, Any] | None = None
     partial: bool = False
+    delivery: Fault | None = None
+    """How ``getResponse`` hands out the results (``Fault.STAGGERED``, ...); ``None``: all at once."""
+    delivered: int = 0
+    """Results handed out so far, under a staggered ``delivery``."""
     polls: int = 0
 
 

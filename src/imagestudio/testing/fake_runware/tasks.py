@@ -10,7 +10,8 @@ What it does: ``imageInference`` renders a deterministic picture from prompt and
 Lanczos by ``upscaleFactor`` (at most 4096 px a side); ``imageUpload`` stores an image;
 ``modelSearch`` answers from :mod:`.catalogue`. ``deliveryMethod: "async"`` is acknowledged at
 once; the result is ready ``latency`` seconds later and ``getResponse`` answers ``processing``
-(with ``progress``) until then.
+(with ``progress``) until then, and then every result of the task at once (a staggered
+delivery fault hands them out one by one, or never hands out the last).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from imagestudio.testing.fake_runware.checks import (
     _check_size,
     _upscale_factor,
 )
-from imagestudio.testing.fake_runware.faults import _TASK_FAILURES, Fault
+from imagestudio.testing.fake_runware.faults import _DELIVERY_FAULTS, _TASK_FAILURES, Fault
 from imagestudio.testing.fake_runware.images import _ImageStore
 from imagestudio.testing.fake_runware.pictures import _FORMATS, _render, _rendered, _upscaled
 from imagestudio.testing.fake_runware.protocol import (
@@ -136,7 +137,11 @@ class _TaskRunner(_ImageStore):
         _check_ranges(task)
         run = await self._prepare(task, base_url)
         delivery = task.get("deliveryMethod", "sync")
-        job = _Job(task_type=task_type, partial=fault is Fault.PARTIAL)
+        job = _Job(
+            task_type=task_type,
+            partial=fault is Fault.PARTIAL,
+            delivery=fault if fault in _DELIVERY_FAULTS else None,
+        )
         with self._lock:
             self._jobs[task_uuid] = job
             self._billed[task_type] += 1
@@ -194,7 +199,11 @@ class _TaskRunner(_ImageStore):
         if job.partial and job.polls == 1:
             # Runware's clients treat an item with an imageUUID but no image as not yet finished.
             return [{**ids, "status": "processing", "progress": 95, "imageUUID": job.items[0]["imageUUID"]}]
-        return [{**item, "status": "success"} for item in job.items]
+        shown = _delivered(job)
+        answer = [{**item, "status": "success"} for item in shown]
+        if job.delivery is not None and job.delivered < len(job.items):
+            answer.append({**ids, "status": "processing", "progress": 50})
+        return answer
 
     async def _prepare(
         self, task: dict[str, Any], base_url: str
@@ -287,3 +296,22 @@ class _TaskRunner(_ImageStore):
         else:
             item["imageDataURI"] = f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
         return item
+
+
+def _delivered(job: _Job) -> list[dict[str, Any]]:
+    """The results one ``getResponse`` hands out, by the job's delivery (all of them by default);
+    ``job.delivered`` counts those handed out so far."""
+    items = job.items or []
+    if job.delivery is Fault.SHORT_BATCH:
+        job.delivered = len(items) - 1
+        return items[:-1]
+    if job.delivery is Fault.STAGGERED:
+        job.delivered = min(job.delivered + 1, len(items))
+        return list(reversed(items))[: job.delivered]
+    if job.delivery is Fault.STAGGERED_ONCE:
+        if job.delivered >= len(items):
+            return []
+        job.delivered += 1
+        return [items[job.delivered - 1]]
+    job.delivered = len(items)
+    return items
