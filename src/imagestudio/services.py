@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagestudio._version import __version__
-from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.generate import (
+    GenerateImageToImage,
+    GenerateTextToImage,
+    RerunGeneration,
+    UpscaleImage,
+)
 from imagestudio.domain.history import (
     DeleteGeneration,
     GetGeneration,
@@ -53,4 +58,5 @@ class Services:
     update_generation: UpdateGeneration
     list_tags: ListTags
     inspect_image: InspectImage
+    rerun: RerunGeneration
     version: str = __version__

@@ -330,9 +330,14 @@ async def _assert_search_totals(
 
 
 def _add_as_0003(db: SqlDatabase, generation: Generation) -> int:
-    """Add ``generation`` to a database at revision 0003 (without the columns 0005 adds), as the
-    code of that time did, and return its id."""
-    values = {name: value for name, value in _to_values(generation).items() if name not in _SINCE_0005}
+    """Add ``generation`` to a database at revision 0003 (without the columns 0005 and later add),
+    as the code of that time did, and return its id."""
+    return _add_without(db, generation, (*_SINCE_0005, *_SINCE_0008))
+
+
+def _add_without(db: SqlDatabase, generation: Generation, columns: tuple[str, ...]) -> int:
+    """Add ``generation`` without ``columns`` (as a revision before them did) and return its id."""
+    values = {name: value for name, value in _to_values(generation).items() if name not in columns}
     names = ", ".join(values)
     marks = ", ".join(f":{name}" for name in values)
     statement = text(f"INSERT INTO generations ({names}) VALUES ({marks}) RETURNING id").bindparams(  # noqa: S608 - our names
@@ -343,6 +348,7 @@ def _add_as_0003(db: SqlDatabase, generation: Generation) -> int:
 
 
 _SINCE_0005 = ("favorite", "tags", "notes")
+_SINCE_0008 = ("source_id", "rerun_of")
 
 
 async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_inserts_and_deletes(

@@ -53,6 +53,8 @@ def make_generation(
     favorite: bool = False,
     tags: tuple[str, ...] = (),
     notes: str | None = None,
+    source_id: int | None = None,
+    rerun_of: int | None = None,
 ) -> Generation:
     return Generation(
         id=None,
@@ -68,6 +70,7 @@ def make_generation(
             seed=2**53 - 1 - index,
             model=model,
             engine=engine,
+            source_id=source_id,
         ),
         seed=2**53 - 1 - index,
         width=512,
@@ -80,6 +83,7 @@ def make_generation(
         favorite=favorite,
         tags=tags,
         notes=notes,
+        rerun_of=rerun_of,
     )
 
 
@@ -401,6 +405,7 @@ FILTER_SAMPLES: dict[str, str | list[str]] = {
     "to": "2026-01-02T10:00:04Z",
     "favorite": "true",
     "tag": ["Sunset ", "BEACH"],
+    "sourceId": "7",
 }
 
 
@@ -421,6 +426,9 @@ async def test_every_declared_filter_pages_and_counts_as_its_reference_match_say
                     model="runware:101@1" if index == 2 else "runware:100@1",
                     favorite=index in (1, 2, 4),
                     tags=("sunset", "beach") if index % 2 else ("beach",) if index == 2 else (),
+                    # made from generation 7 (kept by id alone: the rows need not exist)
+                    source_id=7 if index in (1, 4) else 3 if index == 2 else None,
+                    rerun_of=7 if index == 3 else 1 if index == 5 else None,
                 )
             )
         )

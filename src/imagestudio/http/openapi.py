@@ -164,10 +164,12 @@ def documented(
     headers: Mapping[int, Mapping[str, OpenAPIHeader]] | None = None,
     description: str | None = None,
     parameters: Sequence[Parameter] = (),
+    body_required: bool = True,
 ) -> type[Operation]:
-    """An ``Operation`` class whose request body is ``body`` as JSON (if any), whose answers of
-    the statuses in ``headers`` document those headers (error answers theirs, always), and which
-    also documents ``parameters`` (read by the handler itself, not from its signature)."""
+    """An ``Operation`` class whose request body is ``body`` as JSON (if any; ``body_required``
+    says whether it may be left out), whose answers of the statuses in ``headers`` document those
+    headers (error answers theirs, always), and which also documents ``parameters`` (read by the
+    handler itself, not from its signature)."""
     request_body = None
     if body is not None:
         name = request_name(body)
@@ -176,7 +178,7 @@ def documented(
         request_body = RequestBody(
             content={"application/json": OpenAPIMediaType(schema=Reference(ref=_REF.format(name=name)))},
             description=description,
-            required=True,
+            required=body_required,
         )
     answer_headers = {**_ERROR_HEADERS, **(headers or {})}
 

@@ -20,6 +20,7 @@ from imagestudio.domain.model import (
     Generation,
     HistoryPage,
     ImageToImage,
+    Rerun,
     Settings,
     SettingsPatch,
     TextToImage,
@@ -46,7 +47,9 @@ from imagestudio.domain.values import (
     PROMPT_MIN,
     SIDE_STEP,
     TASK_ID_PATTERN,
+    UNCHANGED,
     Operation,
+    SameSeed,
     TaskStatus,
     UpscaleFactor,
 )
@@ -63,6 +66,7 @@ __all__ = [
     "HealthOut",
     "HistoryResponse",
     "ImageToImageBody",
+    "RerunBody",
     "SettingsBody",
     "SettingsOut",
     "SettingsResponse",
@@ -219,6 +223,43 @@ class UpscaleBody(_Body):
         return Upscale(source=self.image_path, scale=self.scale, task_id=self.task_id)
 
 
+# The overrides of a re-run: absent means "as recorded", so a field is UNSET unless given, and only
+# negativePrompt takes null (none), as PATCH /api/history/{id}'s notes do.
+ReusedSeed = Annotated[
+    SameSeed, Meta(description="`same`: the generation's own seed (without `seed`, a new one is drawn)")
+]
+
+
+class RerunBody(_Body):
+    """What a re-run changes: any field of the generation's own route (text-to-image,
+    image-to-image or upscale), and ``count``; left out, a value is as recorded. ``{}`` (or no
+    body) makes it again as it was, with a new seed."""
+
+    prompt: Prompt | UnsetType = UNSET
+    negative_prompt: NegativePrompt | UnsetType | None = UNSET
+    width: Side | UnsetType = UNSET
+    height: Side | UnsetType = UNSET
+    steps: Steps | UnsetType = UNSET
+    cfg_scale: CfgScale | UnsetType = UNSET
+    seed: Seed | ReusedSeed | UnsetType = UNSET
+    model: ModelId | UnsetType = UNSET
+    task_id: TaskId | UnsetType = UNSET
+    count: Count | UnsetType = UNSET
+    seed_image: ImageRef | UnsetType = UNSET
+    strength: Strength | UnsetType = UNSET
+    image_path: ImageRef | UnsetType = UNSET
+    scale: UpscaleFactor | UnsetType = UNSET
+
+    def to_command(self, generation_id: int) -> Rerun:
+        given = {
+            name: getattr(self, name)
+            for name in self.__struct_fields__
+            if getattr(self, name) is not UNSET and name != "negative_prompt"
+        }
+        negative = UNCHANGED if self.negative_prompt is UNSET else self.negative_prompt
+        return Rerun(generation_id=generation_id, negative_prompt=negative, **given)
+
+
 class SettingsBody(_Body):
     storage_path: StoragePath | UnsetType = UNSET
     default_width: Side | UnsetType = UNSET
@@ -293,6 +334,8 @@ class GenerationOut(_Out):
     tags: list[str]
     """Trimmed and case-folded, in the order given (``PATCH /api/history/{id}``)."""
     notes: str | None
+    rerun_of: int | None
+    """The generation this one re-ran (``POST /api/history/{id}/rerun``), else ``null``."""
 
 
 class GenerationResponse(_Out, kw_only=True):
@@ -450,6 +493,7 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
         favorite=generation.favorite,
         tags=list(generation.tags),
         notes=generation.notes,
+        rerun_of=generation.rerun_of,
     )
 
 

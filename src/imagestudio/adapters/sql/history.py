@@ -47,6 +47,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     tuple_,
@@ -331,19 +332,22 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
     return page, total
 
 
-_COMPARISONS: Final[Mapping[str, tuple[Column[Any], str]]] = MappingProxyType(
+_COMPARISONS: Final[Mapping[str, tuple[tuple[Column[Any], ...], str]]] = MappingProxyType(
     {
-        "type": (GENERATIONS.c.type, "="),
-        "operation": (GENERATIONS.c.operation, "="),
-        "engine": (GENERATIONS.c.engine, "="),
-        "model": (GENERATIONS.c.model, "="),
-        "created_from": (GENERATIONS.c.created_at, ">="),
-        "created_to": (GENERATIONS.c.created_at, "<"),
-        "favorite": (GENERATIONS.c.favorite, "="),
+        "type": ((GENERATIONS.c.type,), "="),
+        "operation": ((GENERATIONS.c.operation,), "="),
+        "engine": ((GENERATIONS.c.engine,), "="),
+        "model": ((GENERATIONS.c.model,), "="),
+        "created_from": ((GENERATIONS.c.created_at,), ">="),
+        "created_to": ((GENERATIONS.c.created_at,), "<"),
+        "favorite": ((GENERATIONS.c.favorite,), "="),
+        # each column has its partial index (migration 0008): the OR is a union of two index ranges
+        "source": ((GENERATIONS.c.source_id, GENERATIONS.c.rerun_of), "="),
     }
 )
 """The clause of every history filter but ``search`` (:func:`_search`) and ``tag``
-(:func:`_tagged_statements`), by the filter's name."""
+(:func:`_tagged_statements`), by the filter's name: the columns compared with the filter's value
+(any one of them matching), and how."""
 _SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search", "tag"})
 if {declared.name for declared in HISTORY_FILTERS} != _SQL_FILTERS:  # pragma: no cover - a build error
     raise ImportError(f"the SQL history covers {sorted(_SQL_FILTERS)}, not every declared history filter")
@@ -457,17 +461,22 @@ def _tag_list(sqlite: bool, prefixed: bool) -> Select[Any]:
 
 def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
-    for name, (column_, operator) in _COMPARISONS.items():
+    for name, (columns, operator) in _COMPARISONS.items():
         if name not in names:
             continue
-        value = bindparam(name, type_=column_.type)
+        value = bindparam(name, type_=columns[0].type)
         if unindexed:
-            clause = text(f"+generations.{column_.name} {operator} :{name}").bindparams(value)
+            tests = " OR ".join(f"+generations.{column_.name} {operator} :{name}" for column_ in columns)
+            clause = text(f"({tests})" if len(columns) > 1 else tests).bindparams(value)
             where.append(clause)  # type: ignore[arg-type]
-        elif operator == "=":
-            where.append(column_ == value)
-        else:
-            where.append(column_ >= value if operator == ">=" else column_ < value)
+            continue
+        compared = [
+            column_ == value
+            if operator == "="
+            else (column_ >= value if operator == ">=" else column_ < value)
+            for column_ in columns
+        ]
+        where.append(compared[0] if len(compared) == 1 else or_(*compared))
     return where
 
 
@@ -541,6 +550,8 @@ def _to_values(generation: Generation) -> dict[str, Any]:
         "favorite": generation.favorite,
         "tags": list(generation.tags),
         "notes": generation.notes,
+        "source_id": generation.parameters.source_id,
+        "rerun_of": generation.rerun_of,
     }
     if generation.id is not None:
         values["id"] = generation.id
@@ -568,4 +579,5 @@ def _from_record(record: Mapping[Any, Any]) -> Generation:
         favorite=bool(record["favorite"]),
         tags=tuple(record["tags"]),
         notes=record["notes"],
+        rerun_of=record["rerun_of"],
     )
