@@ -132,6 +132,15 @@ async def test_add_assigns_increasing_ids_and_get_round_trips_every_field(reposi
     assert await repository.get(999_999) is None
 
 
+async def test_an_id_wider_than_any_the_database_hands_out_finds_nothing(repository: Any) -> None:
+    await repository.add(make_generation(1))
+    for huge in (2**31, 2**62, 2**63 - 1):  # PostgreSQL's id column is 32-bit
+        assert await repository.get(huge) is None
+        assert await repository.update(huge, GenerationPatch(favorite=True)) is None
+        assert await repository.delete(huge) is None
+        assert (await repository.list(HistoryQuery(source_id=huge))).total == 0
+
+
 async def test_the_id_of_a_deleted_newest_generation_is_never_handed_out_again(repository: Any) -> None:
     await repository.add(make_generation(1))
     newest = await repository.add(make_generation(2))

@@ -238,8 +238,8 @@ class HistoryController(Controller):
         operation_class=documented(
             RerunBody,
             headers=GENERATED_HEADERS,
-            body_required=False,
-            description="The overrides; none (`{}` or no body) makes it again with a new seed",
+            description="The overrides: `{}` makes it again as it was, with a new seed (so does an"
+            " empty body sent as `application/json`, the type every state change needs)",
         ),
         responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED_BATCH,
     )

@@ -78,7 +78,11 @@ def schema_from_json_schema(node: dict[str, Any]) -> Schema | Reference:
         return Reference(ref=node["$ref"])
     values: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _SIMPLE_KEYS:
+        if key == "enum" and len(value) == 1 and isinstance(value[0], str):
+            # one value (a Literal): a const, which generators read as that literal, where they
+            # make an inline enumeration a class of its own (``..._type_1``)
+            values["const"], values["type"] = value[0], OpenAPIType.STRING
+        elif key in _SIMPLE_KEYS:
             values[_SIMPLE_KEYS[key]] = value
         elif key == "type":
             values["type"] = (
@@ -164,12 +168,10 @@ def documented(
     headers: Mapping[int, Mapping[str, OpenAPIHeader]] | None = None,
     description: str | None = None,
     parameters: Sequence[Parameter] = (),
-    body_required: bool = True,
 ) -> type[Operation]:
-    """An ``Operation`` class whose request body is ``body`` as JSON (if any; ``body_required``
-    says whether it may be left out), whose answers of the statuses in ``headers`` document those
-    headers (error answers theirs, always), and which also documents ``parameters`` (read by the
-    handler itself, not from its signature)."""
+    """An ``Operation`` class whose request body is ``body`` as JSON (if any), whose answers of
+    the statuses in ``headers`` document those headers (error answers theirs, always), and which
+    also documents ``parameters`` (read by the handler itself, not from its signature)."""
     request_body = None
     if body is not None:
         name = request_name(body)
@@ -178,7 +180,7 @@ def documented(
         request_body = RequestBody(
             content={"application/json": OpenAPIMediaType(schema=Reference(ref=_REF.format(name=name)))},
             description=description,
-            required=body_required,
+            required=True,
         )
     answer_headers = {**_ERROR_HEADERS, **(headers or {})}
 

@@ -48,6 +48,7 @@ from imagestudio.domain.values import (
     SIDE_STEP,
     TASK_ID_PATTERN,
     UNCHANGED,
+    UPSCALE_FACTORS,
     Operation,
     SameSeed,
     TaskStatus,
@@ -225,6 +226,18 @@ class UpscaleBody(_Body):
 
 # The overrides of a re-run: absent means "as recorded", so a field is UNSET unless given, and only
 # negativePrompt takes null (none), as PATCH /api/history/{id}'s notes do.
+# The upscale factors as the range they are: as an enumeration they would be a second inline
+# copy of UpscaleRequest's (an enumeration is written once in the document)
+if tuple(range(UPSCALE_FACTORS[0], UPSCALE_FACTORS[-1] + 1)) != UPSCALE_FACTORS:  # pragma: no cover
+    raise ImportError("the upscale factors are no longer a range: give RerunBody.scale their enumeration")
+RerunScale = Annotated[
+    int,
+    Meta(
+        ge=UPSCALE_FACTORS[0],
+        le=UPSCALE_FACTORS[-1],
+        description=", ".join(map(str, UPSCALE_FACTORS[:-1])) + f" or {UPSCALE_FACTORS[-1]}",
+    ),
+]
 ReusedSeed = Annotated[
     SameSeed, Meta(description="`same`: the generation's own seed (without `seed`, a new one is drawn)")
 ]
@@ -248,7 +261,7 @@ class RerunBody(_Body):
     seed_image: ImageRef | UnsetType = UNSET
     strength: Strength | UnsetType = UNSET
     image_path: ImageRef | UnsetType = UNSET
-    scale: UpscaleFactor | UnsetType = UNSET
+    scale: RerunScale | UnsetType = UNSET
 
     def to_command(self, generation_id: int) -> Rerun:
         given = {

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ColumnElement,
     Integer,
@@ -196,7 +197,7 @@ class SqlGenerationRepository:
         values = {name: list(value) if name == "tags" else value for name, value in patch.changes().items()}
         statement = (
             update(GENERATIONS)
-            .where(GENERATIONS.c.id == generation_id)
+            .where(GENERATIONS.c.id == _id(generation_id))
             .values(**values)
             .returning(GENERATIONS)
         )
@@ -221,10 +222,12 @@ class SqlGenerationRepository:
     async def delete(self, generation_id: int) -> Generation | None:
         def work(session: Session) -> Generation | None:
             connection = session.connection()
-            row = connection.execute(select(GENERATIONS).where(GENERATIONS.c.id == generation_id)).first()
+            row = connection.execute(
+                select(GENERATIONS).where(GENERATIONS.c.id == _id(generation_id))
+            ).first()
             if row is None:
                 return None
-            removed = connection.execute(delete(GENERATIONS).where(GENERATIONS.c.id == generation_id))
+            removed = connection.execute(delete(GENERATIONS).where(GENERATIONS.c.id == _id(generation_id)))
             if removed.rowcount != 1:  # another process deleted it in between: its delete, not ours
                 return None
             return _from_record(row._mapping)
@@ -242,7 +245,15 @@ _SORT_MATCHES_UP_TO = 2000
 walks the ``(created_at, id)`` index from the top and keeps the rows whose id is among them,
 which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
 
-_BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id"))
+# Ids are compared as 64-bit integers: the id column is narrower on PostgreSQL, which would refuse
+# a bigger id ("integer out of range") where it simply names no generation.
+_BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id", type_=BigInteger))
+
+
+def _id(generation_id: int) -> ColumnElement[int]:
+    return literal(generation_id, BigInteger)
+
+
 _BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
 # built once: a statement built per call costs its cache key on every generation
 _INSERT_GENERATION = insert(GENERATIONS).returning(GENERATIONS.c.id)
@@ -289,8 +300,11 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
     # SQLite without statistics would drive a search through the index of an equality filter
     # (half the rows for engine=runware) and test each row against the matches; with the few
     # matches already counted, driving from them is far cheaper. A unary + keeps an index out.
-    where = _plain_filters(names, unindexed=searching and not walk)
-    counted = _plain_filters(names, unindexed=searching)
+    # What was made from one image is a few rows: SQLite without statistics would rather walk the
+    # index of another equality filter (every favorite=false row), so the lineage indexes drive.
+    driver = "source" if sqlite and "source" in names else None
+    where = _plain_filters(names, unindexed=searching and not walk, driver=driver)
+    counted = _plain_filters(names, unindexed=searching, driver=driver)
     if "search" in names:
         where.append(_search(sqlite=sqlite, walk=walk))
         counted.append(_search(sqlite=sqlite, walk=False))
@@ -459,13 +473,18 @@ def _tag_list(sqlite: bool, prefixed: bool) -> Select[Any]:
     return statement.order_by(c.total.desc(), name).limit(bindparam("limit", type_=Integer))
 
 
-def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
+def _plain_filters(
+    names: frozenset[str], *, unindexed: bool, driver: str | None = None
+) -> list[ColumnElement[bool]]:
+    """The clauses of the filters ``names`` of :data:`_COMPARISONS`; ``unindexed``: each with a
+    unary ``+`` (SQLite then uses no index for it); ``driver``: the one filter whose index drives
+    the query, whatever ``unindexed`` says, every other one unindexed."""
     where: list[ColumnElement[bool]] = []
     for name, (columns, operator) in _COMPARISONS.items():
         if name not in names:
             continue
         value = bindparam(name, type_=columns[0].type)
-        if unindexed:
+        if name != driver and (unindexed or driver is not None):
             tests = " OR ".join(f"+generations.{column_.name} {operator} :{name}" for column_ in columns)
             clause = text(f"({tests})" if len(columns) > 1 else tests).bindparams(value)
             where.append(clause)  # type: ignore[arg-type]

@@ -88,9 +88,9 @@ class GenerationRow(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False, server_default=text("'[]'"))
     )
     notes: str | None = None
-    source_id: int | None = None
+    source_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     """``parameters.sourceId``, copied where it can be indexed (migration ``0008``)."""
-    rerun_of: int | None = None
+    rerun_of: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class GenerationTagRow(SQLModel, table=True):

@@ -5,6 +5,8 @@
   here, from their JSON, so what was made from an image before this migration is found too.
 - ``generations.rerun_of``: the generation a re-run made again (``POST /api/history/{id}/rerun``);
   older rows are no re-runs.
+- Both are 64-bit, as the ids a filter may name (the ``id`` column itself is narrower on
+  PostgreSQL: a bigger id names no generation, and finds none).
 - ``sourceId=ID`` matches either column. Each has a partial index ``(column, created_at, id)``
   over the rows that have one (most rows have neither, and take no room in them), so a page of
   what was made from one image is a union of two short index ranges, sorted.
@@ -36,13 +38,13 @@ _SQLITE_COPY = """
 _POSTGRESQL_COPY = """
     UPDATE generations SET source_id = (parameters ->> 'sourceId')::bigint
     WHERE json_typeof(parameters -> 'sourceId') = 'number'
-    AND (parameters ->> 'sourceId') ~ '^[0-9]{1,9}$'
+    AND (parameters ->> 'sourceId') ~ '^[0-9]{1,18}$'
 """
 
 
 def upgrade() -> None:
     for column, _ in _COLUMNS:
-        op.add_column("generations", sa.Column(column, sa.Integer(), nullable=True))
+        op.add_column("generations", sa.Column(column, sa.BigInteger(), nullable=True))
     sqlite = op.get_bind().dialect.name == "sqlite"
     op.execute(_SQLITE_COPY if sqlite else _POSTGRESQL_COPY)
     for column, index in _COLUMNS:
