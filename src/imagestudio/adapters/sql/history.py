@@ -7,6 +7,9 @@ How the history listing (``HistoryQuery``) is answered:
   comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
 - ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
   ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
+- ``sourceId`` (the filter ``source``) is ``source_id = :id OR rerun_of = :id``, each column with a
+  partial index (migration ``0008``): a union of two short ranges, sorted; on SQLite the other
+  equality filters are then tested on those rows rather than driving the page by their indexes;
 - ``tag`` drives the page from ``generation_tags``, whose key ``(tag, created_at, generation_id)``
   is the listing order of one tag: the rarest of the filter's tags (``tag_counts`` tells) is the
   range walked, every other tag a lookup of that key, the other filters tested on the row;
