@@ -35,7 +35,12 @@ from imagestudio.adapters.sql import (
 from imagestudio.config import Config
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.errors import StudioError
-from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.generate import (
+    GenerateImageToImage,
+    GenerateTextToImage,
+    RerunGeneration,
+    UpscaleImage,
+)
 from imagestudio.domain.history import (
     DeleteGeneration,
     GetGeneration,
@@ -177,10 +182,13 @@ def build_services(
         thumbnails=thumbnails,
     )
     resolve = SourceResolver(storage=storage, repository=repository, settings=settings, inspector=inspector)
+    text_to_image = GenerateTextToImage(pipeline=pipeline)
+    image_to_image = GenerateImageToImage(pipeline=pipeline, resolve=resolve)
+    upscale = UpscaleImage(pipeline=pipeline, resolve=resolve)
     return Services(
-        text_to_image=GenerateTextToImage(pipeline=pipeline),
-        image_to_image=GenerateImageToImage(pipeline=pipeline, resolve=resolve),
-        upscale=UpscaleImage(pipeline=pipeline, resolve=resolve),
+        text_to_image=text_to_image,
+        image_to_image=image_to_image,
+        upscale=upscale,
         list_history=ListHistory(repository=repository, watch=history_watch),
         get_generation=GetGeneration(repository=repository),
         delete_generation=DeleteGeneration(repository=repository, storage=storage),
@@ -197,6 +205,9 @@ def build_services(
         update_generation=UpdateGeneration(repository=repository),
         list_tags=ListTags(repository=repository),
         inspect_image=InspectImage(resolve=resolve, annotator=annotator, tasks=tasks),
+        rerun=RerunGeneration(
+            pipeline=pipeline, text_to_image=text_to_image, image_to_image=image_to_image, upscale=upscale
+        ),
         worker=None
         if shared_queue is None
         else WorkQueuedJob(

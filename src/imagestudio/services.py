@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagestudio._version import __version__
-from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.generate import (
+    GenerateImageToImage,
+    GenerateTextToImage,
+    RerunGeneration,
+    UpscaleImage,
+)
 from imagestudio.domain.history import (
     DeleteGeneration,
     GetGeneration,
@@ -54,6 +59,7 @@ class Services:
     update_generation: UpdateGeneration
     list_tags: ListTags
     inspect_image: InspectImage
+    rerun: RerunGeneration
     worker: WorkQueuedJob | None = None
     """A team's worker part: runs the jobs the shared queue hands this process (``None`` on the
     desktop, where ``tasks`` runs them itself)."""

@@ -16,6 +16,7 @@ from imagestudio.domain.model import (
     HistoryPage,
     HistoryQuery,
     ImageToImage,
+    Rerun,
     Settings,
     SettingsPatch,
     TagCount,
@@ -146,6 +147,14 @@ class Studio:
     async def upscale(self, source: str, scale: int = 2, *, task_id: str | None = None) -> Generation:
         return await self.services.upscale(Upscale(source=source, scale=scale, task_id=task_id))
 
+    async def rerun(self, generation_id: int, **overrides: Any) -> list[Generation]:
+        """Make a generation again: its operation with its recorded parameters, any of them
+        overridden by attribute name (``prompt=``, ``seed="same"``, ``count=4``, ``seed_image=``,
+        ``scale=`` ...; only those of its operation). Without ``seed`` a new one is drawn. Returns
+        every generation made, in seed order: one, unless ``count`` says more. Each records
+        ``rerun_of``; ``history(source_id=...)`` lists what was made from an image."""
+        return await self.services.rerun.batch(Rerun(generation_id=generation_id, **overrides))
+
     async def history(
         self,
         limit: int = 50,
@@ -155,7 +164,8 @@ class Studio:
     ) -> HistoryPage:
         """A page of the history; ``filters`` are the other :class:`HistoryQuery` fields (``q``,
         ``operation``, ``engine``, ``model``, ``created_from``, ``created_to``, ``favorite``,
-        ``tags``, ``sort``, and ``cursor``, which also takes the text of a page's ``next_cursor``)."""
+        ``tags``, ``source_id``, ``sort``, and ``cursor``, which also takes the text of a page's
+        ``next_cursor``)."""
         cursor = filters.get("cursor")
         if isinstance(cursor, str):
             filters["cursor"] = HistoryCursor.decode(cursor) if cursor else None

@@ -1,6 +1,6 @@
 """A Hypothesis state machine drives the history (add, list with filters and cursors, delete,
-favourite, tag and untag, the tag list) against a plain in-memory model, on the fake, a SQLite
-file and a PostgreSQL schema.
+favourite, tag and untag, the tag list, what was made from an image) against a plain in-memory
+model, on the fake, a SQLite file and a PostgreSQL schema.
 
 The model is a dict of the generations that should exist; what a query should answer is worked
 out from it with the rules ``HistoryQuery`` documents (``matches``, ``sort_key``,
@@ -77,6 +77,7 @@ TAGS = ["sunset", "beach", "night", "strasse", "日本"]
 """Tags in their stored form (``Straße`` is stored ``strasse``)."""
 TAG_FILTERS = [("SUNSET ",), ("beach",), ("Straße", "night"), ("nobody",), ("beach", "sunset"), ("日本",)]
 TAG_PREFIXES = [None, "s", "SU", "n", "zz", "日"]
+SOURCES = [1, 2, 3]
 
 prompts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
 minutes = st.integers(min_value=0, max_value=6)
@@ -91,6 +92,9 @@ specs = st.fixed_dictionaries(
         "model": st.sampled_from(MODELS),
         "favorite": st.sampled_from([False, False, True]),
         "tags": st.lists(st.sampled_from(TAGS), max_size=3, unique=True).map(tuple),
+        # ids of generations (there or not) this one was made from, or re-ran
+        "source_id": st.sampled_from([None, None, *SOURCES]),
+        "rerun_of": st.sampled_from([None, None, *SOURCES]),
     }
 )
 
@@ -121,6 +125,7 @@ def queries(draw: st.DrawFn, *, cursor: bool = True) -> HistoryQuery:
         created_to=None if start is None or span is None else T0 + dt.timedelta(minutes=start + span),
         favorite=draw(rarely([True, False])),
         tags=draw(rarely(TAG_FILTERS)) or (),
+        source_id=draw(rarely([*SOURCES, 4])),
         sort=sort,
         cursor=after,
     )
@@ -271,6 +276,38 @@ class HistoryMachine(RuleBasedStateMachine):
             cursor = HistoryCursor.decode(page.next_cursor)
         assert seen == [g.id for g in everything.items]
 
+    @rule(
+        source_id=st.sampled_from(SOURCES),
+        tags=rarely(TAG_FILTERS),
+        operation=rarely(list(Operation)),
+        sort=st.sampled_from(HistorySort),
+        limit=st.integers(min_value=1, max_value=3),
+    )
+    def walk_a_lineage(
+        self,
+        source_id: int,
+        tags: tuple[str, ...] | None,
+        operation: Operation | None,
+        sort: HistorySort,
+        limit: int,
+    ) -> None:
+        """What was made from one image (with a tag or an operation, now and then), every page by
+        cursor, each page with the whole total."""
+        query = HistoryQuery(
+            source_id=source_id, tags=tags or (), operation=operation, sort=sort, limit=limit
+        )
+        everything = expected_page(self.model, _with(query, None, limit=500))
+        seen: list[int] = []
+        cursor: HistoryCursor | None = None
+        for _ in range(len(self.model) + 2):
+            page = self.call(self.repository.list, _with(query, cursor))
+            assert page.total == everything.total
+            seen += [g.id for g in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = HistoryCursor.decode(page.next_cursor)
+        assert seen == [g.id for g in everything.items]
+
     @invariant()
     def totals_match(self) -> None:
         assert self.call(self.repository.list, HistoryQuery(limit=1)).total == len(self.model)
@@ -296,6 +333,7 @@ def _with(query: HistoryQuery, cursor: HistoryCursor | None, *, limit: int | Non
         created_to=query.created_to,
         favorite=query.favorite,
         tags=query.tags,
+        source_id=query.source_id,
         sort=query.sort,
         cursor=cursor,
     )

@@ -4,6 +4,7 @@ newer imagestudio upgraded are refused, and servers starting together migrate on
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from sqlmodel import SQLModel
 import imagestudio.adapters.sql.tasks  # noqa: F401 - its tables belong to the compared metadata
 from imagestudio.adapters import migrations
 from imagestudio.adapters.sql import SqlDatabase, SqlGenerationRepository, SqlSettingsRepository
-from imagestudio.adapters.sql.history import _to_values
+from imagestudio.adapters.sql.history import _parameters, _shape, _statements, _to_values
 from imagestudio.adapters.sql.tables import GENERATIONS
 from imagestudio.cli import main
 from imagestudio.domain.errors import IncompatibleDatabase
@@ -159,6 +160,10 @@ async def test_a_foundation_database_is_adopted_and_keeps_every_row(
         assert [g.id for g in (await repository.list(HistoryQuery(q="cafe"))).items] == []
         assert [g.id for g in (await repository.list(HistoryQuery(q="café NEÓN"))).items] == [2]
         assert [g.id for g in (await repository.list(HistoryQuery(operation=Operation.UPSCALE))).items] == [4]
+        # the foundation's image-to-image of 1 and upscale of 3 (parameters.sourceId), found by 0008
+        assert [g.id for g in (await repository.list(HistoryQuery(source_id=1))).items] == [3]
+        assert [g.id for g in (await repository.list(HistoryQuery(source_id=3))).items] == [4]
+        assert (await repository.list(HistoryQuery(source_id=4))).total == 0
         assert (await SqlSettingsRepository(db).get()) == Settings(
             storage_path="./my-images", default_width=768, default_cfg_scale=9.5
         )
@@ -330,9 +335,14 @@ async def _assert_search_totals(
 
 
 def _add_as_0003(db: SqlDatabase, generation: Generation) -> int:
-    """Add ``generation`` to a database at revision 0003 (without the columns 0005 adds), as the
-    code of that time did, and return its id."""
-    values = {name: value for name, value in _to_values(generation).items() if name not in _SINCE_0005}
+    """Add ``generation`` to a database at revision 0003 (without the columns 0005 and later add),
+    as the code of that time did, and return its id."""
+    return _add_without(db, generation, (*_SINCE_0005, *_SINCE_0008))
+
+
+def _add_without(db: SqlDatabase, generation: Generation, columns: tuple[str, ...]) -> int:
+    """Add ``generation`` without ``columns`` (as a revision before them did) and return its id."""
+    values = {name: value for name, value in _to_values(generation).items() if name not in columns}
     names = ", ".join(values)
     marks = ", ".join(f":{name}" for name in values)
     statement = text(f"INSERT INTO generations ({names}) VALUES ({marks}) RETURNING id").bindparams(  # noqa: S608 - our names
@@ -343,6 +353,7 @@ def _add_as_0003(db: SqlDatabase, generation: Generation) -> int:
 
 
 _SINCE_0005 = ("favorite", "tags", "notes")
+_SINCE_0008 = ("source_id", "rerun_of")
 
 
 async def test_search_word_counts_are_made_from_existing_rows_and_kept_by_inserts_and_deletes(
@@ -528,3 +539,107 @@ async def test_on_postgresql_a_favourite_or_tag_change_leaves_the_type_counts_un
             assert (await repository.list(HistoryQuery(type="image"))).total == 0
         finally:
             db.dispose()
+
+
+def _lineage_columns(db: SqlDatabase) -> dict[int, tuple[int | None, int | None]]:
+    """``(source_id, rerun_of)`` of every row, by id."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, source_id, rerun_of FROM generations"))
+        return {row.id: (row.source_id, row.rerun_of) for row in rows}
+
+
+async def test_lineage_columns_are_copied_from_existing_rows_and_go_with_a_downgrade(
+    database: SqlDatabase,
+) -> None:
+    """0008 copies ``parameters.sourceId`` of the rows present into ``source_id``, so what was
+    made from an image before it is found too; a downgrade drops the columns (and which rows were
+    re-runs) and keeps every row and its JSON; upgrading again copies the sources again."""
+    database.upgrade_schema()
+    with database.migration_transaction() as connection:
+        migrations.downgrade(connection, "0007")
+    with database.engine.connect() as connection:
+        assert not {"source_id", "rerun_of"} & {
+            c["name"] for c in inspect(connection).get_columns("generations")
+        }
+    first = _add_without(database, make_generation(1), _SINCE_0008)
+    made = _add_without(
+        database, make_generation(2, operation=Operation.IMAGE_TO_IMAGE, source_id=first), _SINCE_0008
+    )
+    upscaled = _add_without(
+        database, make_generation(3, operation=Operation.UPSCALE, source_id=made), _SINCE_0008
+    )
+    plain = _add_without(database, make_generation(4), _SINCE_0008)
+
+    assert database.upgrade_schema() == migrations.head_revision()
+    assert _lineage_columns(database) == {
+        first: (None, None),
+        made: (first, None),
+        upscaled: (made, None),
+        plain: (None, None),
+    }
+    repository = SqlGenerationRepository(database)
+    rerun = await repository.add(make_generation(5, rerun_of=first))
+    assert (await repository.get(rerun.id)) == rerun
+    assert [g.id for g in (await repository.list(HistoryQuery(source_id=first))).items] == [rerun.id, made]
+    assert [g.id for g in (await repository.list(HistoryQuery(source_id=made))).items] == [upscaled]
+    with database.engine.connect() as connection:
+        indexes = {index["name"] for index in inspect(connection).get_indexes("generations")}
+    assert {"ix_generations_source_created", "ix_generations_rerun_created"} <= indexes
+
+    with database.migration_transaction() as connection:
+        migrations.downgrade(connection, "0007")
+    with database.engine.connect() as connection:
+        found = inspect(connection)
+        assert not {"source_id", "rerun_of"} & {c["name"] for c in found.get_columns("generations")}
+        assert not {"ix_generations_source_created", "ix_generations_rerun_created"} & {
+            index["name"] for index in found.get_indexes("generations")
+        }
+        kept = dict(connection.execute(text("SELECT id, parameters FROM generations")).all())
+    assert set(kept) == {first, made, upscaled, plain, rerun.id}
+    sources = {
+        ident: (value if isinstance(value, dict) else json.loads(value))["sourceId"]
+        for ident, value in kept.items()
+    }
+    assert sources == {first: None, made: first, upscaled: made, plain: None, rerun.id: None}
+
+    assert database.upgrade_schema() == migrations.head_revision()
+    assert [g.id for g in (await repository.list(HistoryQuery(source_id=first))).items] == [made]
+    assert (await repository.get(rerun.id)) == replace(rerun, rerun_of=None)  # forgotten, as documented
+
+
+def _plan(db: SqlDatabase, query: HistoryQuery) -> str:
+    """The database's plan of ``query``'s page statement, as text."""
+    sqlite = db.dialect == "sqlite"
+    page, _ = _statements(_shape(query, sqlite=sqlite))
+    bound = page.params(**_parameters(query), limit=query.limit + 1, offset=query.offset)
+    sql = str(bound.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+    with db.engine.connect() as connection:
+        if sqlite:
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+            return "\n".join(str(row[-1]) for row in rows)
+        connection.exec_driver_sql("ANALYZE generations")
+        return "\n".join(str(row[0]) for row in connection.exec_driver_sql(f"EXPLAIN {sql}").all())
+
+
+async def test_what_was_made_from_an_image_is_read_from_the_two_lineage_indexes(
+    database: SqlDatabase,
+) -> None:
+    """``sourceId`` is an OR of two columns: the plan reads each one's partial index, not every row."""
+    database.upgrade_schema()
+    rows = [
+        _to_values(
+            make_generation(
+                i,
+                # as a gallery has it: most images made from nothing, a few from another each
+                source_id=i // 20 + 1 if i % 20 == 0 else None,
+                rerun_of=i // 30 + 1 if i % 30 == 0 else None,
+            )
+        )
+        for i in range(1, 6001)
+    ]
+    with database.engine.begin() as connection:
+        connection.execute(insert(GENERATIONS), rows)
+    for query in (HistoryQuery(source_id=11), HistoryQuery(source_id=11, favorite=False, limit=5)):
+        plan = _plan(database, query)
+        assert "ix_generations_source_created" in plan, plan
+        assert "ix_generations_rerun_created" in plan, plan

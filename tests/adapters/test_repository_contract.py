@@ -53,6 +53,8 @@ def make_generation(
     favorite: bool = False,
     tags: tuple[str, ...] = (),
     notes: str | None = None,
+    source_id: int | None = None,
+    rerun_of: int | None = None,
 ) -> Generation:
     return Generation(
         id=None,
@@ -68,6 +70,7 @@ def make_generation(
             seed=2**53 - 1 - index,
             model=model,
             engine=engine,
+            source_id=source_id,
         ),
         seed=2**53 - 1 - index,
         width=512,
@@ -80,6 +83,7 @@ def make_generation(
         favorite=favorite,
         tags=tags,
         notes=notes,
+        rerun_of=rerun_of,
     )
 
 
@@ -126,6 +130,15 @@ async def test_add_assigns_increasing_ids_and_get_round_trips_every_field(reposi
     assert await repository.get_by_key(second.image.key) == second
     assert await repository.get_by_key("nope") is None
     assert await repository.get(999_999) is None
+
+
+async def test_an_id_wider_than_any_the_database_hands_out_finds_nothing(repository: Any) -> None:
+    await repository.add(make_generation(1))
+    for huge in (2**31, 2**62, 2**63 - 1):  # PostgreSQL's id column is 32-bit
+        assert await repository.get(huge) is None
+        assert await repository.update(huge, GenerationPatch(favorite=True)) is None
+        assert await repository.delete(huge) is None
+        assert (await repository.list(HistoryQuery(source_id=huge))).total == 0
 
 
 async def test_the_id_of_a_deleted_newest_generation_is_never_handed_out_again(repository: Any) -> None:
@@ -401,6 +414,7 @@ FILTER_SAMPLES: dict[str, str | list[str]] = {
     "to": "2026-01-02T10:00:04Z",
     "favorite": "true",
     "tag": ["Sunset ", "BEACH"],
+    "sourceId": "7",
 }
 
 
@@ -421,6 +435,9 @@ async def test_every_declared_filter_pages_and_counts_as_its_reference_match_say
                     model="runware:101@1" if index == 2 else "runware:100@1",
                     favorite=index in (1, 2, 4),
                     tags=("sunset", "beach") if index % 2 else ("beach",) if index == 2 else (),
+                    # made from generation 7 (kept by id alone: the rows need not exist)
+                    source_id=7 if index in (1, 4) else 3 if index == 2 else None,
+                    rerun_of=7 if index == 3 else 1 if index == 5 else None,
                 )
             )
         )

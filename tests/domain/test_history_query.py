@@ -92,6 +92,14 @@ def test_timestamps_are_iso_8601_and_utc_without_an_offset(raw: str, expected: d
             "offset",
         ),
         ({"limit": 0}, "limit"),
+        ({"sourceId": "0"}, "sourceId"),
+        ({"sourceId": "-3"}, "sourceId"),
+        ({"sourceId": "+3"}, "sourceId"),
+        ({"sourceId": "1_0"}, "sourceId"),
+        ({"sourceId": "٣"}, "sourceId"),
+        ({"sourceId": "3.0"}, "sourceId"),
+        ({"sourceId": str(2**63)}, "sourceId"),
+        ({"sourceId": ["1", "2"]}, "sourceId"),
     ],
 )
 def test_bad_parameters_name_their_field(params: dict[str, Any], field: str) -> None:
@@ -128,6 +136,20 @@ def test_a_query_matches_whole_words_of_prompt_or_negative_prompt_in_any_order()
     )
     assert not HistoryQuery(created_to=generation.created_at).matches(generation)
     assert HistoryQuery(created_from=generation.created_at).matches(generation)
+
+
+def test_source_id_matches_what_was_made_from_the_generation_or_re_ran_it() -> None:
+    assert HistoryQuery.parse(sourceId=" 7 ").source_id == 7
+    assert HistoryQuery.parse(sourceId=str(2**63 - 1)).source_id == 2**63 - 1
+    made_from = make_generation(1, operation=Operation.UPSCALE, source_id=7)
+    rerun = make_generation(2, rerun_of=7)
+    both = make_generation(3, operation=Operation.IMAGE_TO_IMAGE, source_id=5, rerun_of=7)
+    unrelated = make_generation(4, source_id=8, rerun_of=9)
+    query = HistoryQuery(source_id=7)
+    assert [query.matches(g) for g in (made_from, rerun, both, unrelated)] == [True, True, True, False]
+    assert HistoryQuery(source_id=5).matches(both)
+    assert query.active == {"source": 7}
+    assert not query.filters_only_kept
 
 
 def test_a_page_has_a_next_cursor_only_when_an_item_follows() -> None:

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from imagestudio.bootstrap import Services
-from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.generate import (
+    GenerateImageToImage,
+    GenerateTextToImage,
+    RerunGeneration,
+    UpscaleImage,
+)
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.metadata import InspectImage
 from imagestudio.domain.pipeline import SourceResolver
@@ -86,6 +91,14 @@ class World:
 
     def upscale(self) -> UpscaleImage:
         return self.services.upscale
+
+    def rerun(self, seed: int = 5151) -> RerunGeneration:
+        # the wired use case, drawing ``seed`` where it draws one
+        return replace(
+            self.services.rerun,
+            text_to_image=self.text_to_image(seed),
+            image_to_image=replace(self.services.image_to_image, seeds=lambda: seed),
+        )
 
     def list_history(self) -> ListHistory:
         return self.services.list_history

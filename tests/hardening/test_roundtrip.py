@@ -189,6 +189,7 @@ def generations(draw: st.DrawFn) -> Generation:
             )
         ),
         cost=draw(st.none() | st.floats(min_value=0, max_value=100)),
+        rerun_of=draw(st.none() | st.integers(min_value=1, max_value=2**63 - 1)),
     )
 
 
@@ -228,6 +229,7 @@ def test_every_generation_reads_back_from_its_json_with_the_same_values(generati
     parsed = datetime.fromisoformat(shown.created_at.replace("Z", "+00:00"))
     assert abs((parsed - generation.created_at).total_seconds()) < 0.001
     assert shown.created_at == shown.created_at_snake
+    assert shown.rerun_of == generation.rerun_of
 
 
 @FAST

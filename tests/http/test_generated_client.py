@@ -131,6 +131,7 @@ def test_the_generator_reads_the_document_without_a_warning(generated: Generated
         "get_image",
         "update_generation",
         "list_tags",
+        "rerun_generation",
     }
     models = {path.stem for path in (generated.root / "models").glob("*.py")}
     assert {
@@ -262,6 +263,30 @@ def test_a_generation_is_starred_tagged_and_found_by_its_tags(generated: Generat
     listed = generated.module("history.list_tags").sync(client=generated.client, q="light")
     assert isinstance(listed, m.TagsResponse)
     assert [(t.tag, t.count) for t in listed.data.tags] == [("lighthouse", 1)]
+
+
+def test_a_generation_is_made_again_and_found_by_what_it_was_made_from(generated: Generated) -> None:
+    m = generated.models
+    made = generated.module("generation.text_to_image").sync(
+        client=generated.client,
+        body=m.TextToImageRequest(prompt="a windmill by a canal", width=SIDE, height=SIDE, seed=12),
+    )
+    assert isinstance(made, m.GenerationResponse)
+    assert made.data.rerun_of is None
+    rerun = generated.module("history.rerun_generation")
+    again = rerun.sync(str(made.data.id), client=generated.client, body=m.RerunRequest(seed="same", count=2))
+    assert isinstance(again, m.BatchResponse)
+    assert [g.seed for g in again.data] == [12, 13]
+    assert {g.rerun_of for g in again.data} == {made.data.id}
+    varied = rerun.sync(str(made.data.id), client=generated.client, body=m.RerunRequest())
+    assert isinstance(varied, m.GenerationResponse)
+    assert varied.data.rerun_of == made.data.id
+    assert varied.data.prompt == "a windmill by a canal"
+
+    page = generated.module("history.list_history").sync(client=generated.client, source_id=made.data.id)
+    assert isinstance(page, m.HistoryResponse)
+    assert page.total == 3
+    assert [item.id for item in page.data] == [varied.data.id, again.data[1].id, again.data[0].id]
 
 
 def test_errors_arrive_as_the_error_shape(generated: Generated) -> None:

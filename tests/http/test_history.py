@@ -197,6 +197,7 @@ def test_the_openapi_document_describes_every_history_parameter(client: Client) 
         "sort",
         "favorite",
         "tag",
+        "sourceId",
     }
     assert set(parameters) == expected
     for name in expected:

@@ -39,6 +39,7 @@ OPERATION_IDS = {
     ("get", "/api/history/{generation_id}"): "getGeneration",
     ("delete", "/api/history/{generation_id}"): "deleteGeneration",
     ("patch", "/api/history/{generation_id}"): "updateGeneration",
+    ("post", "/api/history/{generation_id}/rerun"): "rerunGeneration",
     ("get", "/api/tags"): "listTags",
     ("get", "/api/settings"): "getSettings",
     ("put", "/api/settings"): "updateSettings",
@@ -49,7 +50,12 @@ OPERATION_IDS = {
     ("post", "/api/images/inspect"): "inspectImage",
     ("get", "/generated/{key}"): "getImage",
 }
-GENERATE_PATHS = ("/api/generate/text-to-image", "/api/generate/image-to-image", "/api/generate/upscale")
+GENERATE_PATHS = (
+    "/api/generate/text-to-image",
+    "/api/generate/image-to-image",
+    "/api/generate/upscale",
+    "/api/history/{generation_id}/rerun",
+)
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 _LITESTAR_ERROR_FIELDS = {"status_code", "detail", "extra"}
 _CODE_LINE = re.compile(r"^- `([A-Z_]+)`: \S", re.MULTILINE)
@@ -214,6 +220,7 @@ def test_request_bodies_are_named_components(document: dict[str, Any]) -> None:
         ("put", "/api/settings"): "SettingsRequest",
         ("post", "/api/images/inspect"): "InspectRequest",
         ("patch", "/api/history/{generation_id}"): "GenerationPatchRequest",
+        ("post", "/api/history/{generation_id}/rerun"): "RerunRequest",
     }
     for method, path, operation in _operations(document):
         name = bodies.get((method, path))

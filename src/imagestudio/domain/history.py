@@ -23,16 +23,16 @@ from imagestudio.domain.ports import (
     ThumbnailMaker,
     read_stream,
 )
+from imagestudio.domain.rules import MAX_GENERATION_ID
 
 __all__ = ["DeleteGeneration", "GetGeneration", "ListHistory", "ListTags", "OpenImage", "UpdateGeneration"]
 
 GENERATION_NOT_FOUND = "Generation not found"
-_MAX_ID = 2**63 - 1
 
 
 def _check_id(generation_id: int) -> None:
     """Ids are positive 64-bit integers: anything else cannot name a generation."""
-    if not 1 <= generation_id <= _MAX_ID:
+    if not 1 <= generation_id <= MAX_GENERATION_ID:
         raise NotFound(GENERATION_NOT_FOUND)
 
 

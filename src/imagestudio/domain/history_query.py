@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 from imagestudio.domain.errors import InvalidParameters
 from imagestudio.domain.rules import (
     DEFAULT_TAG_LIST_LIMIT,
+    MAX_GENERATION_ID,
     MAX_STORED_TAG_LENGTH,
     MAX_TAG_LIST_LIMIT,
     MAX_TAGS,
@@ -64,7 +65,6 @@ _CURSOR_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,120}")
 _CURSOR_TEXT = re.compile(r"1:([no]):(-?[0-9]{1,20}):([0-9]{1,19})")
 _SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_ID: Final = 2**63 - 1
 
 
 def search_terms(text: str) -> tuple[str, ...]:
@@ -126,7 +126,7 @@ class HistoryCursor:
     def __post_init__(self) -> None:
         _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
         _set(self, "created_at", _utc("cursor", self.created_at))
-        _check_int("cursor", self.id, 0, _MAX_ID)
+        _check_int("cursor", self.id, 0, MAX_GENERATION_ID)
 
     @classmethod
     def after(cls, generation: Generation, sort: HistorySort) -> HistoryCursor:
@@ -151,7 +151,7 @@ class HistoryCursor:
         except OverflowError:
             raise invalid from None
         ident = int(match.group(3))
-        if ident > _MAX_ID:
+        if ident > MAX_GENERATION_ID:
             raise invalid
         sort = HistorySort.NEWEST if match.group(1) == "n" else HistorySort.OLDEST
         return cls(sort=sort, created_at=created, id=ident)
@@ -185,6 +185,8 @@ class HistoryQuery:
       match exactly; ``created_from`` is inclusive, ``created_to`` exclusive;
     - ``tags``: the generation carries every one of them (given in any form, matched in the
       stored one: trimmed and case-folded, see ``normalize_tag``);
+    - ``source_id``: what was made from that generation: its image-to-images and upscales (their
+      ``parameters.source_id``) and its re-runs (their ``rerun_of``);
     - ``q``: every word of it (see :func:`search_terms`) is a word of the prompt or of the
       negative prompt, in any order, ignoring case: ``"SKY red"`` finds "Sunset, red sky". Whole
       words: ``sun`` does not find "Sunset" (full-text search, without stemming);
@@ -204,6 +206,7 @@ class HistoryQuery:
     created_to: datetime | None = None
     favorite: bool | None = None
     tags: tuple[str, ...] = ()
+    source_id: int | None = None
     sort: HistorySort = HistorySort.NEWEST
     cursor: HistoryCursor | None = None
     terms: tuple[str, ...] = field(default=(), init=False)
@@ -231,6 +234,8 @@ class HistoryQuery:
         if self.favorite is not None and not isinstance(self.favorite, bool):
             raise InvalidParameters("favorite must be true or false", field="favorite")
         _set(self, "tags", check_tags(self.tags, "tag", longest=MAX_STORED_TAG_LENGTH))
+        if self.source_id is not None:
+            _check_int("sourceId", self.source_id, 1, MAX_GENERATION_ID)
         _set(self, "sort", _enum_value(HistorySort, "sort", self.sort))
         if self.cursor is not None:
             if not isinstance(self.cursor, HistoryCursor):
@@ -392,6 +397,24 @@ def _text(raw: str) -> str:
     return raw
 
 
+_ID_TEXT: Final = re.compile(r"[0-9]{1,19}")
+
+
+def _generation_id(name: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        text = raw.strip()
+        # ASCII digits only: int() alone would also take "1_0" and other scripts' digits
+        if not _ID_TEXT.fullmatch(text) or not 1 <= int(text) <= MAX_GENERATION_ID:
+            raise InvalidParameters(f"{name} must be a generation id: an integer from 1", field=name)
+        return int(text)
+
+    return parse
+
+
+def _made_from(generation: Generation, source_id: int) -> bool:
+    return generation.parameters.source_id == source_id or generation.rerun_of == source_id
+
+
 def _boolean(name: str) -> Callable[[str], bool]:
     def parse(raw: str) -> bool:
         text = raw.strip().lower()
@@ -485,6 +508,15 @@ HISTORY_FILTERS: Final[tuple[HistoryFilter, ...]] = (
         read=lambda query: query.tags or None,
         matches=lambda g, tags: set(tags) <= set(g.tags),
         repeatable=True,
+    ),
+    HistoryFilter(
+        name="source",
+        param="sourceId",
+        field="source_id",
+        description="Only what was made from this generation: its image-to-images and upscales"
+        " (`parameters.sourceId`) and its re-runs (`rerunOf`)",
+        parse=_generation_id("sourceId"),
+        matches=_made_from,
     ),
 )
 """Every filter of the history, in the order the API documents them."""

@@ -195,6 +195,7 @@ class GenerationJob:
     - ``strength`` (image-to-image) and ``scale`` (upscale) as the engine receives them;
     - ``prompt``, ``negative_prompt``, ``seed``, ``model``, ``source_id``: what the row records
       besides the engine's answer (for an upscale, inherited from the source generation);
+    - ``rerun_of``: the generation a re-run makes again, recorded on every row it makes;
     - ``storage_path``: the storage folder of the settings the request was prepared with, or
       ``None`` for the folder of the settings when the image is ready;
     - ``hold``: this process's byte budget for the input (``domain/budget.py``), released by the
@@ -219,6 +220,7 @@ class GenerationJob:
     count: int = 1
     """How many images (a batch, text-to-image and image-to-image): image ``i`` has seed
     ``seed + i`` (:func:`batch_seed`), so each can be made again alone with its own seed."""
+    rerun_of: int | None = None
 
     def member(self, index: int) -> GenerationJob:
         """The job of image ``index`` of the batch alone: its own seed, a count of 1."""
@@ -344,7 +346,9 @@ async def run_generation(
                 stored.append(saved)
                 await control.stored(tuple(stored))
                 await ports.storage.save_thumbnail(saved, thumbnail)
-                made.append(_generation(provenance, image, saved, now=ports.clock.now()))
+                made.append(
+                    _generation(provenance, image, saved, now=ports.clock.now(), rerun_of=job.rerun_of)
+                )
                 if job.count > 1:  # the batch's progress moves on per image, whatever the engine reports
                     control.step(len(made), job.count)
         return await ports.repository.add_many(made)
@@ -459,8 +463,11 @@ def _provenance(job: GenerationJob, image: GeneratedImage, *, engine: str) -> Pr
     )
 
 
-def _generation(made: Provenance, image: GeneratedImage, stored: StoredImage, *, now: datetime) -> Generation:
-    """The row of a finished job: how it was made, where it is stored, and what the engine says."""
+def _generation(
+    made: Provenance, image: GeneratedImage, stored: StoredImage, *, now: datetime, rerun_of: int | None
+) -> Generation:
+    """The row of a finished job: how it was made, where it is stored, what the engine says, and
+    the generation it re-ran (if it is a re-run)."""
     return Generation(
         id=None,
         operation=made.operation,
@@ -475,6 +482,7 @@ def _generation(made: Provenance, image: GeneratedImage, stored: StoredImage, *,
         task_id=made.task_id,
         created_at=now,
         cost=image.cost,
+        rerun_of=rerun_of,
     )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TAG_LIST_LIMIT",
     "MAX_BATCH",
     "MAX_CFG",
+    "MAX_GENERATION_ID",
     "MAX_INPUT_PIXELS",
     "MAX_MODEL_ID_LENGTH",
     "MAX_NOTES_LENGTH",
@@ -42,11 +43,13 @@ __all__ = [
     "NOTES_PATTERN",
     "PROMPT_MAX",
     "PROMPT_MIN",
+    "SAME_SEED",
     "SIDE_STEP",
     "TAG_FILTER_PATTERN",
     "TAG_PATTERN",
     "TASK_ID_PATTERN",
     "UPSCALE_FACTORS",
+    "SameSeed",
     "UpscaleFactor",
     "batch_seed",
     "check_model_id",
@@ -82,6 +85,11 @@ DEFAULT_STRENGTH: Final = 0.7
 UpscaleFactor = Literal[2, 3, 4]
 UPSCALE_FACTORS: Final[tuple[int, ...]] = get_args(UpscaleFactor)
 MAX_UPSCALE_SIDE: Final = 4096
+MAX_GENERATION_ID: Final = 2**63 - 1
+"""Generation ids are positive 64-bit integers: anything else names no generation."""
+SameSeed = Literal["same"]
+SAME_SEED: Final[str] = get_args(SameSeed)[0]
+"""The ``seed`` of a re-run that reuses the generation's own seed (without one, a new one is drawn)."""
 MAX_INPUT_PIXELS: Final = 64_000_000
 MAX_STORAGE_PATH: Final = 1024
 MAX_MODEL_ID_LENGTH: Final = 200

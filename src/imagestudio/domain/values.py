@@ -40,9 +40,11 @@ from imagestudio.domain.rules import (
     MODEL_ID_PATTERN,
     PROMPT_MAX,
     PROMPT_MIN,
+    SAME_SEED,
     SIDE_STEP,
     TASK_ID_PATTERN,
     UPSCALE_FACTORS,
+    SameSeed,
     UpscaleFactor,
     _check_bool,
     _check_int,
@@ -87,6 +89,7 @@ __all__ = [
     "MODEL_ID_PATTERN",
     "PROMPT_MAX",
     "PROMPT_MIN",
+    "SAME_SEED",
     "SETTING_NAMES",
     "SIDE_STEP",
     "TASK_ID_PATTERN",
@@ -107,6 +110,8 @@ __all__ = [
     "Operation",
     "Parameters",
     "Provenance",
+    "Rerun",
+    "SameSeed",
     "Settings",
     "SettingsPatch",
     "SourceImage",
@@ -384,6 +389,8 @@ class Generation:
     tags: tuple[str, ...] = ()
     """In the stored form (``normalize_tag``), in the order they were given."""
     notes: str | None = None
+    rerun_of: int | None = None
+    """The generation this one re-ran (``POST /api/history/{id}/rerun``), else ``None``."""
 
     @property
     def file_path(self) -> str:
@@ -437,6 +444,135 @@ class GenerationPatch:
 
     def apply(self, generation: Generation) -> Generation:
         return replace(generation, **self.changes())
+
+
+# --- re-runs ------------------------------------------------------------------------------
+
+_RERUN_NAMES: Final = {
+    "prompt": "prompt",
+    "negative_prompt": "negativePrompt",
+    "width": "width",
+    "height": "height",
+    "steps": "steps",
+    "cfg_scale": "cfgScale",
+    "seed": "seed",
+    "model": "model",
+    "task_id": "taskId",
+    "count": "count",
+    "seed_image": "seedImage",
+    "strength": "strength",
+    "image_path": "imagePath",
+    "scale": "scale",
+}
+"""Every override of a :class:`Rerun`, by attribute name, with its name in the API."""
+_DIFFUSION_OVERRIDES: Final = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "width",
+        "height",
+        "steps",
+        "cfg_scale",
+        "seed",
+        "model",
+        "task_id",
+        "count",
+    }
+)
+_RERUN_OVERRIDES: Final[dict[Operation, frozenset[str]]] = {
+    Operation.TEXT_TO_IMAGE: _DIFFUSION_OVERRIDES,
+    Operation.IMAGE_TO_IMAGE: _DIFFUSION_OVERRIDES | {"seed_image", "strength"},
+    Operation.UPSCALE: frozenset(("image_path", "scale", "task_id")),
+}
+"""What a re-run of each operation may override: the fields of that operation's own route."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rerun:
+    """Ask for a generation to be made again: its operation, with the parameters it recorded, any
+    of them given here instead (``None``, and ``UNCHANGED`` for ``negative_prompt``: as recorded;
+    a ``negative_prompt`` of ``None`` or blank: none).
+
+    - ``seed``: ``None`` draws a new one (a variation); :data:`SAME_SEED` reuses the recorded one;
+    - ``seed_image`` (image-to-image) and ``image_path`` (upscale): another input image;
+    - ``count``: how many images (text-to-image and image-to-image); one unless given.
+
+    Each value is checked as its operation's command checks it; which fields apply depends on the
+    generation's operation (:meth:`check_applies_to`), known once it is read.
+    """
+
+    generation_id: int
+    prompt: str | None = None
+    negative_prompt: str | Unchanged | None = UNCHANGED
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    seed: int | SameSeed | None = None
+    model: str | None = None
+    task_id: str | None = None
+    count: int | None = None
+    seed_image: str | None = None
+    strength: float | None = None
+    image_path: str | None = None
+    scale: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.generation_id):
+            raise InvalidParameters("id must be an integer", field="id")
+        if self.prompt is not None:
+            _set(self, "prompt", _check_prompt(self.prompt))
+        if self.negative_prompt is not UNCHANGED:
+            _set(self, "negative_prompt", _check_negative(self.negative_prompt))
+        if self.width is not None:
+            _check_side("width", self.width)
+        if self.height is not None:
+            _check_side("height", self.height)
+        if self.steps is not None:
+            _check_int("steps", self.steps, MIN_STEPS, MAX_STEPS)
+        if self.cfg_scale is not None:
+            _set(self, "cfg_scale", _check_number("cfgScale", self.cfg_scale, MIN_CFG, MAX_CFG))
+        if self.seed is not None and self.seed != SAME_SEED:
+            if not _is_int(self.seed):
+                raise InvalidParameters(f'seed must be an integer or "{SAME_SEED}"', field="seed")
+            _check_int("seed", self.seed, MIN_SEED, MAX_SEED)
+        if self.model is not None:
+            _check_model_text(self.model)
+        if self.task_id is not None:
+            validate_task_id(self.task_id)
+        if self.count is not None:
+            _check_int("count", self.count, MIN_BATCH, MAX_BATCH)
+        if self.seed_image is not None:
+            _set(self, "seed_image", _check_source("seedImage", self.seed_image))
+        if self.strength is not None:
+            _set(self, "strength", _check_number("strength", self.strength, MIN_STRENGTH, MAX_STRENGTH))
+        if self.image_path is not None:
+            _set(self, "image_path", _check_source("imagePath", self.image_path))
+        if self.scale is not None and (not _is_int(self.scale) or self.scale not in UPSCALE_FACTORS):
+            raise InvalidParameters("scale must be 2, 3 or 4", field="scale")
+
+    def overrides(self) -> tuple[str, ...]:
+        """The attributes this re-run sets, in their order."""
+        return tuple(
+            name
+            for name in _RERUN_NAMES
+            if getattr(self, name) is not (UNCHANGED if name == "negative_prompt" else None)
+        )
+
+    def check_applies_to(self, operation: Operation) -> None:
+        """``InvalidParameters`` naming the first override a re-run of ``operation`` does not take
+        (those of its own route only: no ``strength`` for a text-to-image, no ``seed`` or
+        ``count`` for an upscale)."""
+        allowed = _RERUN_OVERRIDES[operation]
+        for name in self.overrides():
+            if name not in allowed:
+                takes = ", ".join(_RERUN_NAMES[n] for n in _RERUN_NAMES if n in allowed)
+                article = "a" if operation is Operation.TEXT_TO_IMAGE else "an"
+                raise InvalidParameters(
+                    f"{_RERUN_NAMES[name]} does not apply to a re-run of {article} {operation.value};"
+                    f" it takes {takes}",
+                    field=_RERUN_NAMES[name],
+                )
 
 
 # --- what an image file tells about how it was made ---------------------------------------

@@ -20,7 +20,12 @@ from imagestudio.domain.errors import (
     NotFound,
     StorageError,
 )
-from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.generate import (
+    GenerateImageToImage,
+    GenerateTextToImage,
+    RerunGeneration,
+    UpscaleImage,
+)
 from imagestudio.domain.history import DeleteGeneration, GetGeneration, ListHistory, OpenImage
 from imagestudio.domain.history_query import HistorySort
 from imagestudio.domain.model import HistoryQuery
@@ -65,6 +70,7 @@ from imagestudio.http.schemas import (
     HealthOut,
     HistoryResponse,
     ImageToImageBody,
+    RerunBody,
     SettingsBody,
     SettingsResponse,
     TaskListResponse,
@@ -222,6 +228,40 @@ class HistoryController(Controller):
     ) -> GenerationResponse:
         generation = await services.get_generation(_parse_id(generation_id))
         return GenerationResponse(data=generation_out(generation, _base_url(request)))
+
+    @post(
+        "/{generation_id:str}/rerun",
+        status_code=200,
+        summary="Make a generation again: a new seed (or the same), any parameter changed",
+        operation_id=operation_id("rerunGeneration"),
+        description=described_by(RerunGeneration),
+        operation_class=documented(
+            RerunBody,
+            headers=GENERATED_HEADERS,
+            description="The overrides: `{}` makes it again as it was, with a new seed (so does an"
+            " empty body sent as `application/json`, the type every state change needs)",
+        ),
+        responses=_errors(*GENERATION_ERRORS, NotFound) | GENERATED_BATCH,
+    )
+    async def rerun(
+        self,
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        generation_id: Annotated[str, PathParameter(schema_extra=_ID_DOCS)],
+        prefer: PreferHeader = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> GenerateResult:
+        ident = _parse_id(generation_id)
+        return await _generate(
+            request,
+            services,
+            services.rerun,
+            RerunBody,
+            prefer,
+            idempotency_key,
+            command_of=lambda body: body.to_command(ident),
+            optional_body=True,
+        )
 
     @delete(
         "/{generation_id:str}",

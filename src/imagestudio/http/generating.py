@@ -1,14 +1,15 @@
 """One generation request, whichever its operation: answered at once or, with
 ``Prefer: respond-async``, as a task (202); repeatable with ``Idempotency-Key``.
 
-The three generation routes of ``http/controllers.py`` differ only in their use case and body
-type; everything else they do is here.
+The three generation routes of ``http/controllers.py`` and the re-run of a generation differ only
+in their use case and body type; everything else they do is here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -30,7 +31,12 @@ from imagestudio.domain.errors import (
     QueueFull,
     StorageError,
 )
-from imagestudio.domain.generate import GenerateImageToImage, GenerateTextToImage, UpscaleImage
+from imagestudio.domain.generate import (
+    GenerateImageToImage,
+    GenerateTextToImage,
+    RerunGeneration,
+    UpscaleImage,
+)
 from imagestudio.domain.tasks import IdempotencyKey
 from imagestudio.http.bodies import decode_body
 from imagestudio.http.intake import _holding_body, _prepared
@@ -40,6 +46,7 @@ from imagestudio.http.schemas import (
     BatchResponse,
     GenerationResponse,
     ImageToImageBody,
+    RerunBody,
     TaskResponse,
     TextToImageBody,
     UpscaleBody,
@@ -102,7 +109,8 @@ IdempotencyHeader = Annotated[
     ),
 ]
 GenerateResult = Response[GenerationResponse | BatchResponse | TaskResponse]
-Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage
+Generating = GenerateTextToImage | GenerateImageToImage | UpscaleImage | RerunGeneration
+Body = TextToImageBody | ImageToImageBody | UpscaleBody | RerunBody
 
 GENERATED = {
     200: ResponseSpec(
@@ -153,19 +161,28 @@ GENERATION_ERRORS: tuple[Cause, ...] = (
 ``NotFound``: a source image that does not exist)."""
 
 
+def _command_of(body: Any) -> Any:
+    return body.to_command()
+
+
 async def _generate(
     request: Request[Any, Any, Any],
     services: Services,
     use_case: Generating,
-    body_type: type[TextToImageBody | ImageToImageBody | UpscaleBody],
+    body_type: type[Body],
     prefer: str | None,
     idempotency_key: str | None,
+    *,
+    command_of: Callable[[Any], Any] = _command_of,
+    optional_body: bool = False,
 ) -> GenerateResult:
+    """``command_of`` turns the decoded body into the use case's command; ``optional_body``: no
+    body (or only whitespace) reads as ``{}``."""
     route = request.url.path
 
     def prepare(raw: bytes | bytearray) -> tuple[Any, IdempotencyKey | None]:
-        body = decode_body(raw, body_type)
-        return body.to_command(), _idempotency(idempotency_key, route, body)
+        body = decode_body(b"{}" if optional_body and (not raw or raw.isspace()) else raw, body_type)
+        return command_of(body), _idempotency(idempotency_key, route, body)
 
     async with _holding_body(services) as held:
         command, idempotency = await _prepared(request, prepare, held)
@@ -178,6 +195,6 @@ async def _generate(
             )
         generations = await use_case.batch(command, idempotency)
     base = _base_url(request)
-    if getattr(command, "count", 1) > 1:
+    if (getattr(command, "count", None) or 1) > 1:
         return Response(BatchResponse(data=[generation_out(g, base) for g in generations]), status_code=200)
     return Response(GenerationResponse(data=generation_out(generations[0], base)), status_code=200)

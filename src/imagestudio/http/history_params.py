@@ -28,7 +28,7 @@ from imagestudio.domain.history_query import (
     SEARCH_WORD_PATTERN,
     HistorySort,
 )
-from imagestudio.domain.rules import MAX_TAGS, TAG_FILTER_PATTERN
+from imagestudio.domain.rules import MAX_GENERATION_ID, MAX_TAGS, TAG_FILTER_PATTERN
 from imagestudio.domain.values import MODEL_ID_PATTERN
 from imagestudio.http.openapi import int_query
 
@@ -69,6 +69,8 @@ _FILTER_SCHEMAS: Final[Mapping[str, Schema | Reference]] = {
     "to": _INSTANT,
     "favorite": Schema(type=OpenAPIType.STRING, enum=["true", "false"]),
     "tag": Schema(type=OpenAPIType.STRING, pattern=TAG_FILTER_PATTERN),
+    # a text of ASCII digits (what the domain reads), documented as the integer it names
+    "sourceId": Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=MAX_GENERATION_ID),
 }
 """The schema of each filter's parameter (one text; a repeatable filter's is an array of them)."""
 _MOST_GIVEN: Final[Mapping[str, int]] = {"tag": MAX_TAGS}

@@ -78,7 +78,11 @@ def schema_from_json_schema(node: dict[str, Any]) -> Schema | Reference:
         return Reference(ref=node["$ref"])
     values: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _SIMPLE_KEYS:
+        if key == "enum" and len(value) == 1 and isinstance(value[0], str):
+            # one value (a Literal): a const, which generators read as that literal, where they
+            # make an inline enumeration a class of its own (``..._type_1``)
+            values["const"], values["type"] = value[0], OpenAPIType.STRING
+        elif key in _SIMPLE_KEYS:
             values[_SIMPLE_KEYS[key]] = value
         elif key == "type":
             values["type"] = (

@@ -20,6 +20,7 @@ from imagestudio.domain.model import (
     Generation,
     HistoryPage,
     ImageToImage,
+    Rerun,
     Settings,
     SettingsPatch,
     TextToImage,
@@ -46,7 +47,10 @@ from imagestudio.domain.values import (
     PROMPT_MIN,
     SIDE_STEP,
     TASK_ID_PATTERN,
+    UNCHANGED,
+    UPSCALE_FACTORS,
     Operation,
+    SameSeed,
     TaskStatus,
     UpscaleFactor,
 )
@@ -63,6 +67,7 @@ __all__ = [
     "HealthOut",
     "HistoryResponse",
     "ImageToImageBody",
+    "RerunBody",
     "SettingsBody",
     "SettingsOut",
     "SettingsResponse",
@@ -219,6 +224,55 @@ class UpscaleBody(_Body):
         return Upscale(source=self.image_path, scale=self.scale, task_id=self.task_id)
 
 
+# The overrides of a re-run: absent means "as recorded", so a field is UNSET unless given, and only
+# negativePrompt takes null (none), as PATCH /api/history/{id}'s notes do.
+# The upscale factors as the range they are: as an enumeration they would be a second inline
+# copy of UpscaleRequest's (an enumeration is written once in the document)
+if tuple(range(UPSCALE_FACTORS[0], UPSCALE_FACTORS[-1] + 1)) != UPSCALE_FACTORS:  # pragma: no cover
+    raise ImportError("the upscale factors are no longer a range: give RerunBody.scale their enumeration")
+RerunScale = Annotated[
+    int,
+    Meta(
+        ge=UPSCALE_FACTORS[0],
+        le=UPSCALE_FACTORS[-1],
+        description=", ".join(map(str, UPSCALE_FACTORS[:-1])) + f" or {UPSCALE_FACTORS[-1]}",
+    ),
+]
+ReusedSeed = Annotated[
+    SameSeed, Meta(description="`same`: the generation's own seed (without `seed`, a new one is drawn)")
+]
+
+
+class RerunBody(_Body):
+    """What a re-run changes: any field of the generation's own route (text-to-image,
+    image-to-image or upscale), and ``count``; left out, a value is as recorded. ``{}`` (or no
+    body) makes it again as it was, with a new seed."""
+
+    prompt: Prompt | UnsetType = UNSET
+    negative_prompt: NegativePrompt | UnsetType | None = UNSET
+    width: Side | UnsetType = UNSET
+    height: Side | UnsetType = UNSET
+    steps: Steps | UnsetType = UNSET
+    cfg_scale: CfgScale | UnsetType = UNSET
+    seed: Seed | ReusedSeed | UnsetType = UNSET
+    model: ModelId | UnsetType = UNSET
+    task_id: TaskId | UnsetType = UNSET
+    count: Count | UnsetType = UNSET
+    seed_image: ImageRef | UnsetType = UNSET
+    strength: Strength | UnsetType = UNSET
+    image_path: ImageRef | UnsetType = UNSET
+    scale: RerunScale | UnsetType = UNSET
+
+    def to_command(self, generation_id: int) -> Rerun:
+        given = {
+            name: getattr(self, name)
+            for name in self.__struct_fields__
+            if getattr(self, name) is not UNSET and name != "negative_prompt"
+        }
+        negative = UNCHANGED if self.negative_prompt is UNSET else self.negative_prompt
+        return Rerun(generation_id=generation_id, negative_prompt=negative, **given)
+
+
 class SettingsBody(_Body):
     storage_path: StoragePath | UnsetType = UNSET
     default_width: Side | UnsetType = UNSET
@@ -293,6 +347,8 @@ class GenerationOut(_Out):
     tags: list[str]
     """Trimmed and case-folded, in the order given (``PATCH /api/history/{id}``)."""
     notes: str | None
+    rerun_of: int | None
+    """The generation this one re-ran (``POST /api/history/{id}/rerun``), else ``null``."""
 
 
 class GenerationResponse(_Out, kw_only=True):
@@ -450,6 +506,7 @@ def generation_out(generation: Generation, base_url: str) -> GenerationOut:
         favorite=generation.favorite,
         tags=list(generation.tags),
         notes=generation.notes,
+        rerun_of=generation.rerun_of,
     )
 
 

@@ -7,6 +7,9 @@ How the history listing (``HistoryQuery``) is answered:
   comparison ``(created_at, id) < (:at, :id)``, which both databases read as an index range;
 - ``q`` is full-text, whole words ANDed: an FTS5 table on SQLite, a generated
   ``tsvector`` column with a GIN index on PostgreSQL (see migration ``0002``);
+- ``sourceId`` (the filter ``source``) is ``source_id = :id OR rerun_of = :id``, each column with a
+  partial index (migration ``0008``): a union of two short ranges, sorted; on SQLite the other
+  equality filters are then tested on those rows rather than driving the page by their indexes;
 - ``tag`` drives the page from ``generation_tags``, whose key ``(tag, created_at, generation_id)``
   is the listing order of one tag: the rarest of the filter's tags (``tag_counts`` tells) is the
   range walked, every other tag a lookup of that key, the other filters tested on the row;
@@ -35,6 +38,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ColumnElement,
     Integer,
@@ -47,6 +51,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     tuple_,
@@ -195,7 +200,7 @@ class SqlGenerationRepository:
         values = {name: list(value) if name == "tags" else value for name, value in patch.changes().items()}
         statement = (
             update(GENERATIONS)
-            .where(GENERATIONS.c.id == generation_id)
+            .where(GENERATIONS.c.id == _id(generation_id))
             .values(**values)
             .returning(GENERATIONS)
         )
@@ -220,10 +225,12 @@ class SqlGenerationRepository:
     async def delete(self, generation_id: int) -> Generation | None:
         def work(session: Session) -> Generation | None:
             connection = session.connection()
-            row = connection.execute(select(GENERATIONS).where(GENERATIONS.c.id == generation_id)).first()
+            row = connection.execute(
+                select(GENERATIONS).where(GENERATIONS.c.id == _id(generation_id))
+            ).first()
             if row is None:
                 return None
-            removed = connection.execute(delete(GENERATIONS).where(GENERATIONS.c.id == generation_id))
+            removed = connection.execute(delete(GENERATIONS).where(GENERATIONS.c.id == _id(generation_id)))
             if removed.rowcount != 1:  # another process deleted it in between: its delete, not ours
                 return None
             return _from_record(row._mapping)
@@ -241,7 +248,15 @@ _SORT_MATCHES_UP_TO = 2000
 walks the ``(created_at, id)`` index from the top and keeps the rows whose id is among them,
 which stops after ``limit`` hits (about ``limit * rows / matches`` steps)."""
 
-_BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id"))
+# Ids are compared as 64-bit integers: the id column is narrower on PostgreSQL, which would refuse
+# a bigger id ("integer out of range") where it simply names no generation.
+_BY_ID = select(GENERATIONS).where(GENERATIONS.c.id == bindparam("id", type_=BigInteger))
+
+
+def _id(generation_id: int) -> ColumnElement[int]:
+    return literal(generation_id, BigInteger)
+
+
 _BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
 # built once: a statement built per call costs its cache key on every generation
 _INSERT_GENERATION = insert(GENERATIONS).returning(GENERATIONS.c.id)
@@ -288,8 +303,11 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
     # SQLite without statistics would drive a search through the index of an equality filter
     # (half the rows for engine=runware) and test each row against the matches; with the few
     # matches already counted, driving from them is far cheaper. A unary + keeps an index out.
-    where = _plain_filters(names, unindexed=searching and not walk)
-    counted = _plain_filters(names, unindexed=searching)
+    # What was made from one image is a few rows: SQLite without statistics would rather walk the
+    # index of another equality filter (every favorite=false row), so the lineage indexes drive.
+    driver = "source" if sqlite and "source" in names else None
+    where = _plain_filters(names, unindexed=searching and not walk, driver=driver)
+    counted = _plain_filters(names, unindexed=searching, driver=driver)
     if "search" in names:
         where.append(_search(sqlite=sqlite, walk=walk))
         counted.append(_search(sqlite=sqlite, walk=False))
@@ -331,19 +349,22 @@ def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
     return page, total
 
 
-_COMPARISONS: Final[Mapping[str, tuple[Column[Any], str]]] = MappingProxyType(
+_COMPARISONS: Final[Mapping[str, tuple[tuple[Column[Any], ...], str]]] = MappingProxyType(
     {
-        "type": (GENERATIONS.c.type, "="),
-        "operation": (GENERATIONS.c.operation, "="),
-        "engine": (GENERATIONS.c.engine, "="),
-        "model": (GENERATIONS.c.model, "="),
-        "created_from": (GENERATIONS.c.created_at, ">="),
-        "created_to": (GENERATIONS.c.created_at, "<"),
-        "favorite": (GENERATIONS.c.favorite, "="),
+        "type": ((GENERATIONS.c.type,), "="),
+        "operation": ((GENERATIONS.c.operation,), "="),
+        "engine": ((GENERATIONS.c.engine,), "="),
+        "model": ((GENERATIONS.c.model,), "="),
+        "created_from": ((GENERATIONS.c.created_at,), ">="),
+        "created_to": ((GENERATIONS.c.created_at,), "<"),
+        "favorite": ((GENERATIONS.c.favorite,), "="),
+        # each column has its partial index (migration 0008): the OR is a union of two index ranges
+        "source": ((GENERATIONS.c.source_id, GENERATIONS.c.rerun_of), "="),
     }
 )
 """The clause of every history filter but ``search`` (:func:`_search`) and ``tag``
-(:func:`_tagged_statements`), by the filter's name."""
+(:func:`_tagged_statements`), by the filter's name: the columns compared with the filter's value
+(any one of them matching), and how."""
 _SQL_FILTERS: Final = frozenset({*_COMPARISONS, "search", "tag"})
 if {declared.name for declared in HISTORY_FILTERS} != _SQL_FILTERS:  # pragma: no cover - a build error
     raise ImportError(f"the SQL history covers {sorted(_SQL_FILTERS)}, not every declared history filter")
@@ -455,19 +476,29 @@ def _tag_list(sqlite: bool, prefixed: bool) -> Select[Any]:
     return statement.order_by(c.total.desc(), name).limit(bindparam("limit", type_=Integer))
 
 
-def _plain_filters(names: frozenset[str], *, unindexed: bool) -> list[ColumnElement[bool]]:
+def _plain_filters(
+    names: frozenset[str], *, unindexed: bool, driver: str | None = None
+) -> list[ColumnElement[bool]]:
+    """The clauses of the filters ``names`` of :data:`_COMPARISONS`; ``unindexed``: each with a
+    unary ``+`` (SQLite then uses no index for it); ``driver``: the one filter whose index drives
+    the query, whatever ``unindexed`` says, every other one unindexed."""
     where: list[ColumnElement[bool]] = []
-    for name, (column_, operator) in _COMPARISONS.items():
+    for name, (columns, operator) in _COMPARISONS.items():
         if name not in names:
             continue
-        value = bindparam(name, type_=column_.type)
-        if unindexed:
-            clause = text(f"+generations.{column_.name} {operator} :{name}").bindparams(value)
+        value = bindparam(name, type_=columns[0].type)
+        if name != driver and (unindexed or driver is not None):
+            tests = " OR ".join(f"+generations.{column_.name} {operator} :{name}" for column_ in columns)
+            clause = text(f"({tests})" if len(columns) > 1 else tests).bindparams(value)
             where.append(clause)  # type: ignore[arg-type]
-        elif operator == "=":
-            where.append(column_ == value)
-        else:
-            where.append(column_ >= value if operator == ">=" else column_ < value)
+            continue
+        compared = [
+            column_ == value
+            if operator == "="
+            else (column_ >= value if operator == ">=" else column_ < value)
+            for column_ in columns
+        ]
+        where.append(compared[0] if len(compared) == 1 else or_(*compared))
     return where
 
 
@@ -541,6 +572,8 @@ def _to_values(generation: Generation) -> dict[str, Any]:
         "favorite": generation.favorite,
         "tags": list(generation.tags),
         "notes": generation.notes,
+        "source_id": generation.parameters.source_id,
+        "rerun_of": generation.rerun_of,
     }
     if generation.id is not None:
         values["id"] = generation.id
@@ -568,4 +601,5 @@ def _from_record(record: Mapping[Any, Any]) -> Generation:
         favorite=bool(record["favorite"]),
         tags=tuple(record["tags"]),
         notes=record["notes"],
+        rerun_of=record["rerun_of"],
     )

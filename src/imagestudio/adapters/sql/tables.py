@@ -4,6 +4,9 @@ The schema belongs to the Alembic migrations in ``imagestudio.adapters.migration
 :meth:`SqlDatabase.upgrade_schema`; the table models here must match what they build (a test
 compares them). The task and idempotency tables live beside their repositories (``tasks.py``).
 
+A generation's ``source_id`` copies ``parameters.sourceId`` (the JSON stays what is read) so that
+the ``sourceId`` filter has an index, as does ``rerun_of``; both are written with the row.
+
 A generation's ``tags`` column (JSON, in the order given) is where its tags are written;
 ``generation_tags`` and ``tag_counts`` are made from it by triggers (migration ``0005``) and
 only read here, as are the kept counts (``generation_counts``, ``favorite_counts``).
@@ -44,6 +47,22 @@ class GenerationRow(SQLModel, table=True):
         Index("ix_generations_engine_created", "engine", "created_at", "id"),
         Index("ix_generations_model_created", "model", "created_at", "id"),
         Index("ix_generations_favorite_created", "favorite", "created_at", "id"),
+        Index(
+            "ix_generations_source_created",
+            "source_id",
+            "created_at",
+            "id",
+            sqlite_where=text("source_id IS NOT NULL"),
+            postgresql_where=text("source_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_generations_rerun_created",
+            "rerun_of",
+            "created_at",
+            "id",
+            sqlite_where=text("rerun_of IS NOT NULL"),
+            postgresql_where=text("rerun_of IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -69,6 +88,9 @@ class GenerationRow(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False, server_default=text("'[]'"))
     )
     notes: str | None = None
+    source_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    """``parameters.sourceId``, copied where it can be indexed (migration ``0008``)."""
+    rerun_of: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class GenerationTagRow(SQLModel, table=True):
