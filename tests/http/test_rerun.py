@@ -388,7 +388,7 @@ def _inferences(fake: FakeRunware) -> list[dict[str, Any]]:
     return [task for task in fake.tasks if task["taskType"] == "imageInference"]
 
 
-def test_on_runware_a_rerun_sends_the_recorded_request_once_per_image_and_never_twice(
+def test_on_runware_a_rerun_sends_the_recorded_request_once_and_never_twice(
     runware: Client, fake: FakeRunware
 ) -> None:
     original = _made(
@@ -410,8 +410,9 @@ def test_on_runware_a_rerun_sends_the_recorded_request_once_per_image_and_never_
 
     assert [g["id"] for g in again] == [g["id"] for g in batch]
     sent = _inferences(fake)[1:]
-    assert len(sent) == 2  # the repeat spent nothing
-    assert [task["seed"] for task in sent] == [9, 10]
+    assert len(sent) == 1  # one task for the batch (numberResults), and the repeat spent nothing
+    assert [(task["seed"], task["numberResults"]) for task in sent] == [(9, 2)]
+    assert [g["seed"] for g in batch] == [9, 10]
     for task in sent:
         for name in ("positivePrompt", "negativePrompt", "width", "height", "model", "steps"):
             assert task[name] == first[name], name
