@@ -531,7 +531,7 @@ class InMemorySharedQueue:
     """``SharedQueue`` in memory: the jobs in a list, the rows in an :class:`InMemoryTaskRepository`.
 
     A test plays the worker: :meth:`take` hands it the next job, which it runs with
-    ``services.worker(job)``; ``stalled_ids`` are what :meth:`stalled` reports (once).
+    ``services.worker(job)``; ``stalled_ids`` are what :meth:`sweep` finds (once).
     """
 
     def __init__(self, tasks: InMemoryTaskRepository, keys: InMemoryIdempotencyStore, events: Any) -> None:
@@ -604,6 +604,6 @@ class InMemorySharedQueue:
                 return task.position  # type: ignore[no-any-return]
         return None
 
-    async def stalled(self) -> list[str]:
+    async def sweep(self, interrupt: Any) -> list[Any]:
         found, self.stalled_ids = self.stalled_ids, []
-        return found
+        return await interrupt(found) if found else []  # type: ignore[no-any-return]

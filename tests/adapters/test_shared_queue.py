@@ -2,7 +2,8 @@
 
 Admission is one transaction: the idempotency key, the cluster-wide limit, the task row and the
 job go in together or not at all. A queued job can be taken out before a worker starts it, a
-queued task knows its place, and a job whose worker went silent is reported stalled exactly once.
+queued task knows its place, and a task nobody will finish (its worker went silent, or its row
+lost its job) is swept exactly once, by one process at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from imagestudio.adapters.queue import QUEUE, ProcrastinateQueue, decode_job, en
 from imagestudio.adapters.sql import SqlDatabase, SqlTaskRepository
 from imagestudio.domain.errors import Conflict, QueueFull
 from imagestudio.domain.lifecycle import TaskState
-from imagestudio.domain.model import ImageSpec, Operation, SourceImage, TaskStatus
+from imagestudio.domain.model import ImageSpec, Operation, SourceImage, Task, TaskStatus
 from imagestudio.domain.pipeline import GenerationJob
 from imagestudio.domain.tasks import IdempotencyKey
 from tests.databases import PostgresServer
@@ -135,7 +136,11 @@ async def test_positions_follow_the_queue_and_a_dequeued_job_is_gone(queue: Proc
     assert not await queue.abort("t1")  # not running anywhere
 
 
-async def test_a_job_whose_worker_went_silent_is_reported_stalled_once(queue: ProcrastinateQueue) -> None:
+async def _found(task_ids: list[str]) -> list[Task]:
+    return [TaskState(task_id, Operation.TEXT_TO_IMAGE, NOW).task for task_id in task_ids]
+
+
+async def test_a_job_whose_worker_went_silent_is_swept_once(queue: ProcrastinateQueue) -> None:
     await _enqueue(queue, "t1")
     await _enqueue(queue, "t2")
     manager = queue.app.job_manager
@@ -143,15 +148,42 @@ async def test_a_job_whose_worker_went_silent_is_reported_stalled_once(queue: Pr
     taken = await manager.fetch_job([QUEUE], worker_id=worker)
     assert taken is not None
     assert taken.queueing_lock == "t1"
-    assert await queue.stalled() == []  # its worker is alive
+    assert await queue.sweep(_found) == []  # its worker is alive
     async with queue.app.connector.pool.connection() as connection:  # type: ignore[attr-defined]
         await connection.execute(
             "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute' WHERE id = %s",
             (worker,),
         )
-    assert await queue.stalled() == ["t1"]
-    assert await queue.stalled() == []
+    assert [t.id for t in await queue.sweep(_found)] == ["t1"]
+    assert await queue.sweep(_found) == []
     assert await _jobs(queue) == ["t2"]  # the queued job is not touched
+
+
+async def test_an_unfinished_row_without_a_job_is_swept_once_it_is_old(queue: ProcrastinateQueue) -> None:
+    rows = SqlTaskRepository(queue._db)
+    old = TaskState("left-behind", Operation.TEXT_TO_IMAGE, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    fresh = TaskState("just-written", Operation.TEXT_TO_IMAGE, dt.datetime.now(dt.UTC))
+    await rows.create(old.task)
+    await rows.create(fresh.task)
+    long_ago = TaskState("queued-long-ago", Operation.TEXT_TO_IMAGE, old.task.created_at).task
+    await queue.enqueue(
+        _job(long_ago.id), long_ago, None, max_queued=10, now=long_ago.created_at
+    )  # has its job
+    assert [t.id for t in await queue.sweep(_found)] == ["left-behind"]
+
+
+async def test_one_sweep_at_a_time_across_the_cluster(queue: ProcrastinateQueue) -> None:
+    rows = SqlTaskRepository(queue._db)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    await rows.create(TaskState("orphan", Operation.TEXT_TO_IMAGE, long_ago).task)
+    inner: list[list[Task]] = []
+
+    async def interrupt(task_ids: list[str]) -> list[Task]:
+        inner.append(await queue.sweep(_found))  # another process sweeping meanwhile skips its turn
+        return await _found(task_ids)
+
+    assert [t.id for t in await queue.sweep(interrupt)] == ["orphan"]
+    assert inner == [[]]
 
 
 async def test_rows_written_by_the_queue_read_back_through_the_task_repository(

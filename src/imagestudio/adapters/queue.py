@@ -72,6 +72,9 @@ STALLED_AFTER: Final = 10.0
 """Seconds without a heartbeat after which a worker's running jobs count as stalled: with the
 sweep every :data:`SWEEP_EVERY` seconds, a dead worker's task is marked within about 15 s."""
 SWEEP_EVERY: Final = 3.0
+ORPHAN_AFTER: Final = 60.0
+"""Seconds an unfinished task row without a job waits before it counts as orphaned (far longer
+than the gap between a job's end and its row's last write)."""
 ABORT_POLL: Final = 1.0
 ADMISSION_LOCK: Final = 0x696D6773_0002
 """The advisory lock admissions take turns on (``MIGRATION_LOCK`` is ``..._0001``)."""
@@ -204,27 +207,49 @@ class ProcrastinateQueue:
 
     # --- crash safety ------------------------------------------------------------------------
 
-    async def stalled(self) -> list[str]:
+    async def sweep(self, interrupt: Callable[[list[str]], Awaitable[list[Task]]]) -> list[Task]:
+        """Find the tasks nobody will finish and hand their ids to ``interrupt``, all under one
+        lock of the whole cluster (a process that finds another sweeping skips its turn), so each
+        is interrupted once:
+
+        - tasks whose job is ``doing`` on a worker silent for :data:`STALLED_AFTER` seconds (their
+          jobs are marked failed and deleted first);
+        - unfinished task rows without a live job, untouched for :data:`ORPHAN_AFTER` seconds (a
+          row whose last write was lost, or left by a version that had no queue).
+        """
+        from procrastinate.jobs import Status
+
         manager = self.app.job_manager
-        found: list[str] = []
         async with self._pool.connection() as connection, connection.transaction():
             locked = await (
                 await connection.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK,))
             ).fetchone()
             if not locked or not locked[0]:
                 return []  # another process is sweeping right now
+            found: list[str] = []
             jobs = await manager.get_stalled_jobs(
                 queue=QUEUE, task_name=TASK_NAME, seconds_since_heartbeat=STALLED_AFTER
             )
-            from procrastinate.jobs import Status
-
             for job in jobs:
                 if job.id is None:
                     continue
                 await manager.finish_job_by_id_async(job.id, status=Status.FAILED, delete_job=True)
                 if job.queueing_lock:
                     found.append(job.queueing_lock)
-        return found
+            cursor = await connection.execute(_ORPHANS, (ORPHAN_AFTER,))
+            found.extend(str(row[0]) for row in await cursor.fetchall() if str(row[0]) not in found)
+            return await interrupt(found) if found else []
+
+
+_ORPHANS: Final = """
+SELECT t.id FROM tasks t
+ WHERE t.status IN ('queued', 'generating')
+   AND t.updated_at < now() - make_interval(secs => %s)
+   AND NOT EXISTS (
+       SELECT 1 FROM procrastinate_jobs j WHERE j.queueing_lock = t.id AND j.status IN ('todo', 'doing')
+   )
+"""
+"""Unfinished task rows that no job will ever finish."""
 
 
 def _insert_task(columns: tuple[str, ...]) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -94,9 +95,12 @@ class SharedQueue(Protocol):
         """A queued task's place in the cluster's queue (1 = next); ``None`` if it is not queued."""
         ...
 
-    async def stalled(self) -> list[str]:
-        """Tasks whose worker stopped sending heartbeats: their jobs are marked failed in the queue
-        (by exactly one caller, whichever process asks first) and their ids returned."""
+    async def sweep(self, interrupt: Callable[[list[str]], Awaitable[list[Task]]]) -> list[Task]:
+        """Find the tasks nobody will finish (their worker stopped sending heartbeats: their jobs
+        are then marked failed in the queue; or their row has no job any more) and call
+        ``interrupt`` with their ids, holding a lock of the whole cluster meanwhile, so that each
+        is interrupted by one process, once; its answer is returned (``[]`` when another process
+        is sweeping, or there was nothing to do)."""
         ...
 
 
@@ -233,8 +237,11 @@ class SharedQueueTasks:
     async def recover(self) -> list[Task]:
         """Tasks whose worker died become ``failed`` (``INTERRUPTED``), and the images they wrote
         but never recorded are removed (safe to call from every process, as often as wanted)."""
+        return await self.queue.sweep(self._interrupt)
+
+    async def _interrupt(self, task_ids: list[str]) -> list[Task]:
         interrupted: list[Task] = []
-        for task_id in await self.queue.stalled():
+        for task_id in task_ids:
             task = await self.tasks.get(task_id)
             if task is None or task.status.is_terminal:
                 continue
