@@ -11,6 +11,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -22,12 +23,15 @@ from imagestudio.domain.ports import ImageStorage, StoredStream
 from tests.fakes import InMemoryImageStorage
 from tests.objectstore import MotoServer, moto_unavailable
 
+if TYPE_CHECKING:
+    from imagestudio.adapters.object_storage import ObjectImageStorage
+
 pytestmark = pytest.mark.anyio
 
 FOLDER = "./generated"
 
 
-def object_storage(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, **options: object) -> ImageStorage:
+def object_storage(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, **options: Any) -> ObjectImageStorage:
     """An object store adapter on a fresh bucket of ``moto``, under the prefix ``studio``."""
     if importlib.util.find_spec("obstore") is None:
         moto_unavailable("obstore is not installed (pip install -e '.[team]')")
@@ -36,7 +40,7 @@ def object_storage(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, **options:
     for name, value in moto.environment().items():
         monkeypatch.setenv(name, value)  # read by obstore when the store is made
     bucket = moto.new_bucket()
-    return ObjectImageStorage.from_url(f"s3://{bucket}/studio", **options)  # type: ignore[arg-type]
+    return ObjectImageStorage.from_url(f"s3://{bucket}/studio", **options)
 
 
 @pytest.fixture(params=["fake", "filesystem", "s3"])

@@ -26,13 +26,22 @@ with ``redirect=True`` (``IMAGESTUDIO_STORAGE_REDIRECT``), after checking that t
 
 Failures become ``StorageError`` with a short reason; the store's own message (which names the
 endpoint and request ids) goes to the log only, never into an answer.
+
+Exit: a request obstore has answered still lets go of its Python buffers a moment later, on one
+of its own threads; if the interpreter is already shutting down then, that thread cannot take
+the GIL and the process aborts (SIGABRT; one short CLI run in thirty did). So an ``atexit`` hook
+waits until ``_SETTLE_SECONDS`` have passed since the last request answered (a process that made
+none, or made it earlier, waits not at all).
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import re
+import threading
+import time
 from typing import TYPE_CHECKING, Final
 
 import obstore
@@ -87,6 +96,30 @@ _NOT_IN_BUCKET = (
     " there: set storagePath (PUT /api/settings) to a relative folder such as ./generated"
 )
 _DRIVE = re.compile(r"[A-Za-z]:")
+_SETTLE_SECONDS: Final = 0.25
+"""How long after its last answered request a process waits before the interpreter shuts down."""
+
+
+class _Settling:
+    """When the last request of this process was answered, and the wait at exit for it to settle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def mark(self) -> None:
+        with self._lock:
+            self._last = time.monotonic()
+
+    def wait(self) -> None:
+        with self._lock:
+            last = self._last
+        if last is not None:
+            time.sleep(max(0.0, last + _SETTLE_SECONDS - time.monotonic()))
+
+
+_settling = _Settling()
+atexit.register(_settling.wait)
 
 
 class ObjectImageStorage:
@@ -179,6 +212,8 @@ class ObjectImageStorage:
                 continue
             except (BaseError, OSError, ValueError) as error:
                 raise _failure(error, "delete the image") from error
+            finally:
+                _settling.mark()
 
     async def open(self, image: StoredImage) -> StoredStream:
         result = await self._get(self._path_of(image))
@@ -204,6 +239,8 @@ class ObjectImageStorage:
             return await obstore.sign_async(self.store, "GET", path, self.link_lifetime)
         except (BaseError, OSError, ValueError) as error:
             raise _failure(error, "sign a link to the image") from error
+        finally:
+            _settling.mark()
 
     async def ensure_writable(self, storage_path: str) -> str:
         root = _canonical(storage_path)
@@ -214,10 +251,12 @@ class ObjectImageStorage:
             await obstore.put_async(self.store, probe, b"")
             await obstore.delete_async(self.store, probe)
         except (BaseError, OSError, ValueError) as error:
+            _settling.mark()
             reason = _failure(error, "write to the bucket").message
             raise InvalidStoragePath(
                 f"Storage cannot be written: {reason}", details={"field": "storagePath"}
             ) from error
+        _settling.mark()
         return self.location(root)
 
     async def root_of(self, storage_path: str) -> str:
@@ -250,6 +289,8 @@ class ObjectImageStorage:
                     )
         except (BaseError, OSError, ValueError) as error:
             raise _failure(error, "list the storage") from error
+        finally:
+            _settling.mark()
         return sorted(found, key=lambda file: file.image.key)
 
     # --- requests ---------------------------------------------------------------------------
@@ -268,6 +309,8 @@ class ObjectImageStorage:
             await obstore.put_async(self.store, path, data, attributes=attributes)
         except (BaseError, OSError, ValueError) as error:
             raise _failure(error, doing) from error
+        finally:
+            _settling.mark()
 
     async def _get(self, path: str) -> GetResult:
         try:
@@ -276,6 +319,8 @@ class ObjectImageStorage:
             raise NotFound("Image not found") from error
         except (BaseError, OSError, ValueError) as error:
             raise _failure(error, "read the image") from error
+        finally:
+            _settling.mark()
 
     async def _head(self, path: str) -> ObjectMeta:
         try:
@@ -284,6 +329,8 @@ class ObjectImageStorage:
             raise NotFound("Image not found") from error
         except (BaseError, OSError, ValueError) as error:
             raise _failure(error, "read the image") from error
+        finally:
+            _settling.mark()
 
     async def _read_bounded(self, path: str) -> bytes:
         """The object's bytes, at most ``max_read_bytes``: its size (from the answer's headers) is
@@ -327,6 +374,8 @@ class _ObjectChunks:
         except (BaseError, OSError, ValueError) as error:
             self._stream = None
             raise _failure(error, "read the image") from error
+        finally:
+            _settling.mark()
         chunk = chunk[: self._left]
         self._left -= len(chunk)
         return chunk
