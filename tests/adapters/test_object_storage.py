@@ -174,6 +174,22 @@ async def test_a_scan_lists_only_names_the_storage_gives_under_its_root(
     assert await bucket_storage.scan(".") == []  # nothing of ours lies at the prefix itself
 
 
+async def test_a_bucket_that_does_not_exist_is_named_as_the_reason(
+    moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagestudio.adapters.object_storage import ObjectImageStorage
+
+    for name, value in moto.environment().items():
+        monkeypatch.setenv(name, value)
+    storage = ObjectImageStorage.from_url("s3://never-created-bucket/studio")
+    with pytest.raises(InvalidStoragePath, match="the bucket was not found"):
+        await storage.ensure_writable("generated")
+    with pytest.raises(StorageError, match="the bucket was not found"):
+        await storage.scan("generated")
+    with pytest.raises(StorageError, match="the bucket was not found"):
+        await storage.save(b"x", "png", "generated")
+
+
 async def test_a_store_that_cannot_be_reached_is_a_storage_error_without_its_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -432,6 +432,8 @@ def _failure(error: Exception, doing: str) -> StorageError:
         reason = "the object store denied access"
     elif isinstance(error, UnauthenticatedError):
         reason = "the object store refused the credentials"
+    elif isinstance(error, FileNotFoundError) or "404 Not Found" in str(error):
+        reason = "the bucket was not found"  # a write or a listing: no such bucket
     else:
         reason = "the object store could not be reached or failed"
     detail = str(error).strip().splitlines()
