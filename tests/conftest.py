@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from tests.databases import PostgresServer
+from tests.objectstore import MotoServer
 
 
 @pytest.fixture
@@ -49,3 +50,12 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     server: PostgresServer = request.getfixturevalue("postgres")
     with server.schema() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3 server, a process on loopback for the whole run (skips, or fails under CI=true,
+    without moto installed)."""
+    server = MotoServer.start(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()

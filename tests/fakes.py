@@ -218,11 +218,19 @@ class InMemoryImageStorage:
     of the form ``<folder>/<32 hex>.<ext>`` are the ones it owns; an image's thumbnail is kept
     under ``StoredImage.thumbnail``. ``outside`` lists roots that lie outside the storage roots:
     nothing is written, scanned or deleted there. ``fail_writes`` fails every write,
-    ``fail_thumbnail_writes`` only those of thumbnails.
+    ``fail_thumbnail_writes`` only those of thumbnails. ``links``: hand out URLs (``link``) as an
+    object store told to redirect does, ``https://storage.example/<root>/<key>?signed``.
     """
 
+    LINK_BASE = "https://storage.example/"
+
     def __init__(
-        self, *, fail_writes: bool = False, fail_thumbnail_writes: bool = False, outside: tuple[str, ...] = ()
+        self,
+        *,
+        fail_writes: bool = False,
+        fail_thumbnail_writes: bool = False,
+        outside: tuple[str, ...] = (),
+        links: bool = False,
     ) -> None:
         self.files: dict[tuple[str, str], bytes] = {}
         self.modified: dict[tuple[str, str], dt.datetime] = {}
@@ -231,6 +239,7 @@ class InMemoryImageStorage:
         self.writable_check_fails = False
         self.outside = set(outside)
         self.max_read_bytes = 32 * 1024 * 1024
+        self.links = links
 
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
         from imagestudio.domain.errors import InvalidStoragePath, StorageError
@@ -305,6 +314,15 @@ class InMemoryImageStorage:
         """``None``, as for an object store: this storage keeps no files."""
         await self.open(image)  # NotFound as for open
         return None
+
+    async def link(self, image: StoredImage) -> str | None:
+        if not self.links:
+            return None
+        await self.open(image)  # NotFound as for open
+        return f"{self.LINK_BASE}{image.root}/{image.key}?signed"
+
+    def location(self, root: str) -> str:
+        return root
 
     async def ensure_writable(self, storage_path: str) -> str:
         from imagestudio.domain.errors import InvalidStoragePath

@@ -4,8 +4,8 @@ browser tests.
 Rules:
 - The child runs ``python -m imagestudio serve`` on a free loopback port with ``--data-dir``,
   optionally behind a ``wrap`` prefix (a private mount namespace, dropped capabilities, limits).
-- Its environment is ours without any ``RUNWARE_`` or ``IMAGESTUDIO_`` variable (a developer's
-  shell must not change a test), plus ``env``.
+- Its environment is ours without any ``RUNWARE_``, ``IMAGESTUDIO_`` or ``AWS_`` variable (a
+  developer's shell must not change a test), plus ``env``.
 - Its stdout and stderr go to ``log_path``, by default ``server-PORT.log`` next to the data dir.
 - :func:`start_server` returns once ``GET /health`` answers 200; if the process exits first, or
   ``timeout`` passes, it raises with the log's tail (and a process still running is killed).
@@ -39,7 +39,7 @@ __all__ = [
     "stop_worker",
 ]
 
-_SCRUBBED_PREFIXES = ("RUNWARE_", "IMAGESTUDIO_")
+_SCRUBBED_PREFIXES = ("RUNWARE_", "IMAGESTUDIO_", "AWS_")
 _LOG_TAIL = 3000
 
 
@@ -66,7 +66,7 @@ def free_port() -> int:
 
 
 def scrubbed_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without ``RUNWARE_``/``IMAGESTUDIO_`` variables, then ``env``."""
+    """This process's environment without ``RUNWARE_``/``IMAGESTUDIO_``/``AWS_`` variables, then ``env``."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
     environment.update(env or {})
     return environment

@@ -32,7 +32,7 @@ from imagestudio.adapters.sql import (
     SqlTaskRepository,
     change_watch,
 )
-from imagestudio.config import Config
+from imagestudio.config import Config, ConfigError
 from imagestudio.domain.doctor import CheckConsistency
 from imagestudio.domain.errors import StudioError
 from imagestudio.domain.generate import (
@@ -83,6 +83,8 @@ __all__ = [
     "bootstrap",
     "build_services",
     "consistency_check",
+    "folders_for",
+    "relocate_history",
     "storage_for",
 ]
 
@@ -100,10 +102,39 @@ class SystemClock:
         return dt.datetime.now(dt.UTC)
 
 
-def storage_for(config: Config) -> FilesystemImageStorage:
-    """The image storage ``config`` names: relative paths against the data dir, confined to its
+def folders_for(config: Config) -> FilesystemImageStorage:
+    """The folder storage of ``config``: relative paths against the data dir, confined to its
     storage roots (the data dir first), inputs read up to the body limit."""
     return FilesystemImageStorage(config.data_dir, roots=config.roots, max_read_bytes=config.max_body_size)
+
+
+def storage_for(config: Config) -> ImageStorage:
+    """The image storage ``config`` names: the object store of ``IMAGESTUDIO_STORAGE_URL`` (obstore
+    imported only then), else the folders (:func:`folders_for`)."""
+    if config.storage_url is None:
+        return folders_for(config)
+    from obstore.exceptions import BaseError
+
+    from imagestudio.adapters.object_storage import ObjectImageStorage
+
+    try:
+        return ObjectImageStorage.from_url(
+            config.storage_url, redirect=config.storage_redirect, max_read_bytes=config.max_body_size
+        )
+    except (BaseError, ValueError) as error:  # an AWS_* variable obstore cannot use
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"IMAGESTUDIO_STORAGE_URL: the object store cannot be set up: {reason}") from error
+
+
+async def relocate_history(db: SqlDatabase, config: Config) -> None:
+    """Rows of older versions name their image folder by its absolute path on the machine that
+    wrote them; rewrite the ones inside this data dir relative to it (``generated``), the form
+    every row now has, so the history survives a moved data dir and another machine (or the
+    object store, where it is a prefix in the bucket) finds them. Each server rewrites the rows
+    of its own data dir, once: afterwards there is nothing left to rewrite."""
+    moved = await SqlGenerationRepository(db).relocate_roots(folders_for(config).canonical_root)
+    if moved:
+        log.info("history rows now name their storage folder relative to the data dir", rows=moved)
 
 
 def build_services(
@@ -264,6 +295,8 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         db = SqlDatabase(config.database)
         stack.callback(db.dispose)
         await anyio.to_thread.run_sync(db.upgrade_schema)
+        await relocate_history(db, config)
+        storage = storage_for(config)
         watch = change_watch(db)
         if watch is not None:
             stack.callback(watch.close)
@@ -274,7 +307,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
         services = build_services(
             generator=generator,
             annotator=PillowImageAnnotator(),
-            storage=storage_for(config),
+            storage=storage,
             repository=SqlGenerationRepository(db),
             settings=SqlSettingsRepository(db, watch=watch),
             inspector=inspector,
@@ -300,6 +333,7 @@ async def bootstrap(config: Config) -> AsyncIterator[Services]:
             data_dir=str(config.data_dir),
             database=db.safe_url,
             role=config.role if queue is not None else None,
+            storage=storage.location(".") if config.storage_url else "folders",
         )
         yield services
 
@@ -399,7 +433,7 @@ async def _shut_down(services: Services, grace: float) -> None:
 
 @asynccontextmanager
 async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
-    """The consistency check of ``imagestudio doctor`` over the database and folders ``config`` names.
+    """The consistency check of ``imagestudio doctor`` over the database and storage ``config`` names.
 
     It opens only the database and the storage (no engine, no task queue, no restart recovery), so
     it can run beside a live server.
@@ -407,6 +441,7 @@ async def consistency_check(config: Config) -> AsyncIterator[CheckConsistency]:
     db = SqlDatabase(config.database)
     try:
         await anyio.to_thread.run_sync(db.upgrade_schema)
+        await relocate_history(db, config)
         yield CheckConsistency(
             repository=SqlGenerationRepository(db),
             storage=storage_for(config),

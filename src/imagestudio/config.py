@@ -5,6 +5,7 @@ A flag wins over its variable. Nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import math
 import os
@@ -23,6 +24,7 @@ __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
     "MIN_TOKEN_LENGTH",
+    "STORAGE_SECRET_VARIABLES",
     "Config",
     "ConfigError",
     "RateLimit",
@@ -57,6 +59,12 @@ _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h"
 _PERIODS |= {"d": 86400, "day": 86400}
 # An origin as browsers send it: scheme://host[:port], no path; '*' stands for a port or a name part.
 _ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s]+")
+# S3 bucket names: 3 to 63 lower-case letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+STORAGE_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+"""The object store's secrets among the ``AWS_*`` variables obstore reads (kept out of the logs)."""
 
 
 class ConfigError(ValueError):
@@ -177,6 +185,15 @@ class Config:
     min_body_rate: int = DEFAULT_MIN_BODY_RATE
     """Bytes per second a request body must average once ``header_timeout`` has passed, and no
     pause in it may last longer than ``header_timeout`` (``IMAGESTUDIO_MIN_BODY_RATE``)."""
+    storage_url: str | None = None
+    """``s3://bucket/prefix``: images in an S3-compatible object store (``IMAGESTUDIO_STORAGE_URL``;
+    endpoint, region and credentials from the ``AWS_*`` variables); ``None``: folders on this disk."""
+    storage_redirect: bool = False
+    """Answer an image request with a redirect to a short-lived presigned URL of the object store
+    instead of streaming it through the server (``IMAGESTUDIO_STORAGE_REDIRECT``)."""
+    storage_secrets: tuple[Secret, ...] = ()
+    """The object store's credentials as the environment holds them (for the log redactor only;
+    obstore reads them itself)."""
 
     def __post_init__(self) -> None:
         """Refuse every value the server cannot run with, naming its setting (one line each)."""
@@ -258,12 +275,22 @@ class Config:
                 f"{what} needs a PostgreSQL database (IMAGESTUDIO_DATABASE_URL=postgresql://...):"
                 " with SQLite one process takes the requests and runs them"
             )
+        if self.storage_url is not None:
+            _check_storage_url(self.storage_url)
+        elif self.storage_redirect:
+            raise ConfigError(
+                "IMAGESTUDIO_STORAGE_REDIRECT=true needs IMAGESTUDIO_STORAGE_URL: images in a folder"
+                " have no URL to redirect to"
+            )
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value in force (for the log redactor): the Runware key and the API token."""
+        """Every secret value in force (for the log redactor): the Runware key, the API token and
+        the object store's credentials."""
         return tuple(
-            secret.reveal() for secret in (self.runware_api_key, self.api_token) if secret is not None
+            secret.reveal()
+            for secret in (self.runware_api_key, self.api_token, *self.storage_secrets)
+            if secret is not None
         )
 
     @property
@@ -319,7 +346,15 @@ class Config:
             "header_timeout": _number(env, "IMAGESTUDIO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
             "upscale_model": (env.get("IMAGESTUDIO_UPSCALE_MODEL") or "").strip() or DEFAULT_UPSCALE_MODEL,
             "min_body_rate": _integer(env, "IMAGESTUDIO_MIN_BODY_RATE", DEFAULT_MIN_BODY_RATE),
+            "storage_url": (env.get("IMAGESTUDIO_STORAGE_URL") or "").strip() or None,
+            "storage_redirect": _boolean(env, "IMAGESTUDIO_STORAGE_REDIRECT", default=False),
         }
+        if values["storage_url"] is not None:
+            values["storage_secrets"] = tuple(
+                Secret(env[name].strip())
+                for name in STORAGE_SECRET_VARIABLES
+                if (env.get(name) or "").strip()
+            )
         engine = (env.get("IMAGESTUDIO_ENGINE") or "").strip().lower()
         values["engine"] = engine or ("runware" if key else "local")
         values.update({name: value for name, value in overrides.items() if value is not None})
@@ -339,6 +374,37 @@ def _check_url(name: str, url: str) -> None:
         raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}") from error
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+
+
+def _check_storage_url(url: str) -> None:
+    """The form of ``IMAGESTUDIO_STORAGE_URL``, ``s3://bucket[/prefix]``, and that obstore is
+    installed. Only the scheme and the bucket's name are ever echoed (the text is the user's)."""
+    shape = "IMAGESTUDIO_STORAGE_URL must look like s3://bucket/prefix"
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise ConfigError(shape) from error
+    if parts.scheme.lower() != "s3":
+        scheme = f"{parts.scheme}://" if parts.scheme else "a path"
+        raise ConfigError(f"{shape} (an S3-compatible object store), not {scheme}")
+    if "@" in parts.netloc or ":" in parts.netloc:
+        raise ConfigError(
+            f"{shape}, without credentials or a port: they go in AWS_ACCESS_KEY_ID,"
+            " AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
+        )
+    if not _BUCKET.fullmatch(parts.netloc) or ".." in parts.netloc:
+        raise ConfigError(
+            f"{shape}: {parts.netloc!r} is not a bucket name (3 to 63 lower-case letters, digits, '.' or '-')"
+        )
+    if parts.query or parts.fragment or "\\" in parts.path:
+        raise ConfigError(f"{shape}, without a query, a fragment or backslashes")
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        raise ConfigError(f"{shape}: the prefix may not hold '.' or '..' parts")
+    if importlib.util.find_spec("obstore") is None:
+        raise ConfigError(
+            "IMAGESTUDIO_STORAGE_URL needs the object store client: pip install 'imagestudio[team]'"
+        )
 
 
 _DATABASE_URL = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\+[A-Za-z0-9_]+)?://")
@@ -361,6 +427,18 @@ def _check_database_url(url: str) -> None:
 def _word(env: Mapping[str, str], name: str, default: str) -> str:
     """A keyword setting, any case, spaces around it ignored; unset or blank: ``default``."""
     return (env.get(name) or "").strip().lower() or default
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off or 1/0 in any case; unset or blank: ``default``."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {env.get(name)!r}")
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -26,10 +26,11 @@ async def test_scan_lists_saved_images_and_leftover_temporaries_by_their_keys(tm
     storage = FilesystemImageStorage(tmp_path)
     saved = [await storage.save(b"image %d" % i, ext, "generated") for i, ext in enumerate(("jpg", "png"))]
     root = await storage.root_of("generated")
-    assert root == saved[0].root == str(tmp_path / "generated")
+    assert root == saved[0].root == "generated"
+    folder = tmp_path / "generated"
     day = saved[0].key.split("/")[0]
-    (Path(root) / day / f"{TEMP_PREFIX}{HEX}").write_bytes(b"half")
-    (Path(root) / f"{TEMP_PREFIX}probe-{HEX}").write_bytes(b"")
+    (folder / day / f"{TEMP_PREFIX}{HEX}").write_bytes(b"half")
+    (folder / f"{TEMP_PREFIX}probe-{HEX}").write_bytes(b"")
 
     found = await storage.scan(root)
     images = {f.image: f for f in found if not f.temporary}

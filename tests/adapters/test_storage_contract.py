@@ -1,13 +1,17 @@
-"""Contract tests: the in-memory storage fake and the filesystem adapter answer the same way.
+"""Contract tests: the in-memory storage fake, the filesystem adapter and the object store
+adapter (on moto's S3 server) answer the same way.
 
 Images leave storage as bytes (``read``) or as an opened ``StoredStream`` (``open``), never only as
-a path, so an object store can stand behind the same port: a new adapter joins ``storage`` below.
+a path, so an object store stands behind the same port: a new adapter joins ``storage`` below.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -17,17 +21,38 @@ from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, Not
 from imagestudio.domain.model import THUMBNAIL_SUFFIX, StoredImage
 from imagestudio.domain.ports import ImageStorage, StoredStream
 from tests.fakes import InMemoryImageStorage
+from tests.objectstore import MotoServer, moto_unavailable
+
+if TYPE_CHECKING:
+    from imagestudio.adapters.object_storage import ObjectImageStorage
 
 pytestmark = pytest.mark.anyio
 
 FOLDER = "./generated"
 
 
-@pytest.fixture(params=["fake", "filesystem"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> ImageStorage:
+def object_storage(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, **options: Any) -> ObjectImageStorage:
+    """An object store adapter on a fresh bucket of ``moto``, under the prefix ``studio``."""
+    if importlib.util.find_spec("obstore") is None:
+        moto_unavailable("obstore is not installed (pip install -e '.[team]')")
+    from imagestudio.adapters.object_storage import ObjectImageStorage
+
+    for name, value in moto.environment().items():
+        monkeypatch.setenv(name, value)  # read by obstore when the store is made
+    bucket = moto.new_bucket()
+    return ObjectImageStorage.from_url(f"s3://{bucket}/studio", **options)
+
+
+@pytest.fixture(params=["fake", "filesystem", "s3"])
+def storage(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ImageStorage]:
     if request.param == "fake":
-        return InMemoryImageStorage()
-    return FilesystemImageStorage(tmp_path)
+        yield InMemoryImageStorage()
+    elif request.param == "filesystem":
+        yield FilesystemImageStorage(tmp_path)
+    else:
+        yield object_storage(request.getfixturevalue("moto"), monkeypatch)
 
 
 async def drain(stream: StoredStream) -> bytes:
@@ -101,7 +126,7 @@ async def test_a_file_replaced_by_a_link_out_of_storage_is_not_found(tmp_path: P
     image = await storage.save(b"mine", "png", FOLDER)
     secret = tmp_path / "secret.png"
     secret.write_bytes(b"not for the web")
-    file = Path(image.root) / image.key
+    file = Path(storage.location(image.root)) / image.key
     file.unlink()
     file.symlink_to(secret)
     with pytest.raises(NotFound):
@@ -116,7 +141,7 @@ async def test_a_day_folder_replaced_by_a_link_out_of_storage_is_not_found(tmp_p
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / Path(image.key).name).write_bytes(b"not for the web")
-    day = (Path(image.root) / image.key).parent
+    day = (Path(storage.location(image.root)) / image.key).parent
     (day / Path(image.key).name).unlink()
     day.rmdir()
     day.symlink_to(elsewhere, target_is_directory=True)
@@ -128,7 +153,9 @@ async def test_the_filesystem_stream_never_sends_more_than_the_size_it_announced
     storage = FilesystemImageStorage(tmp_path)
     image = await storage.save(b"0123456789", "png", FOLDER)
     stream = await storage.open(image)
-    with (Path(image.root) / image.key).open("ab") as grow:  # written to after it was opened
+    with (Path(storage.location(image.root)) / image.key).open(
+        "ab"
+    ) as grow:  # written to after it was opened
         grow.write(b"more")
     assert await drain(stream) == b"0123456789"
     assert stream.size == 10
@@ -205,10 +232,12 @@ async def test_the_filesystem_writes_no_thumbnail_outside_the_roots_and_leaves_n
     assert not outside.exists()
 
     image = await storage.save(b"the image", "png", FOLDER)
-    (Path(image.root) / image.thumbnail.key).mkdir()  # a folder where the thumbnail should go
+    (
+        Path(storage.location(image.root)) / image.thumbnail.key
+    ).mkdir()  # a folder where the thumbnail should go
     with pytest.raises(StorageError):
         await storage.save_thumbnail(image, b"small")
-    day = (Path(image.root) / image.key).parent
+    day = (Path(storage.location(image.root)) / image.key).parent
     assert sorted(p.name for p in day.iterdir()) == sorted(
         [Path(image.key).name, Path(image.thumbnail.key).name]
     )
@@ -221,7 +250,7 @@ async def test_the_filesystem_replaces_a_link_in_place_of_a_thumbnail_never_writ
     image = await storage.save(b"the image", "png", FOLDER)
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"not for the web")
-    link = Path(image.root) / image.thumbnail.key
+    link = Path(storage.location(image.root)) / image.thumbnail.key
     link.symlink_to(secret)
     with pytest.raises(NotFound):
         await storage.open(image.thumbnail)

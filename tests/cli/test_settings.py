@@ -48,6 +48,16 @@ def assert_one_line_exit_2(done_stderr: str, status: int, *names: str) -> str:
         ({"IMAGESTUDIO_ENGINE": "dall-e"}, ["IMAGESTUDIO_ENGINE", "'dall-e'"]),
         ({"IMAGESTUDIO_DATABASE_URL": "imagestudio.db"}, ["IMAGESTUDIO_DATABASE_URL", "not a database URL"]),
         ({"IMAGESTUDIO_DATABASE_URL": "mysql://me:hunter2@db/x"}, ["IMAGESTUDIO_DATABASE_URL", "not mysql"]),
+        ({"IMAGESTUDIO_STORAGE_URL": "/srv/images"}, ["IMAGESTUDIO_STORAGE_URL", "s3://bucket/prefix"]),
+        (
+            {"IMAGESTUDIO_STORAGE_URL": "s3://me:hunter2@images/team"},
+            ["IMAGESTUDIO_STORAGE_URL", "without credentials", "AWS_SECRET_ACCESS_KEY"],
+        ),
+        ({"IMAGESTUDIO_STORAGE_REDIRECT": "maybe"}, ["IMAGESTUDIO_STORAGE_REDIRECT", "'maybe'"]),
+        (
+            {"IMAGESTUDIO_STORAGE_REDIRECT": "yes"},
+            ["IMAGESTUDIO_STORAGE_REDIRECT", "IMAGESTUDIO_STORAGE_URL"],
+        ),
     ],
 )
 def test_a_bad_setting_stops_serve_with_one_line_naming_it(
@@ -150,6 +160,13 @@ def test_a_host_this_machine_does_not_have_is_one_line(tmp_path: Path) -> None:
         ({"IMAGESTUDIO_MAX_QUEUED_BYTES": "0"}, "IMAGESTUDIO_MAX_QUEUED_BYTES"),
         ({"IMAGESTUDIO_MIN_BODY_RATE": "1.5"}, "IMAGESTUDIO_MIN_BODY_RATE"),
         ({"IMAGESTUDIO_RATE_LIMIT": "lots"}, "IMAGESTUDIO_RATE_LIMIT"),
+        ({"IMAGESTUDIO_STORAGE_URL": "gs://images/team"}, "IMAGESTUDIO_STORAGE_URL"),
+        ({"IMAGESTUDIO_STORAGE_URL": "s3://Images/team"}, "IMAGESTUDIO_STORAGE_URL"),
+        ({"IMAGESTUDIO_STORAGE_URL": "s3://images:9000/team"}, "IMAGESTUDIO_STORAGE_URL"),
+        ({"IMAGESTUDIO_STORAGE_URL": "s3://images/team/../other"}, "IMAGESTUDIO_STORAGE_URL"),
+        ({"IMAGESTUDIO_STORAGE_URL": "s3://images/team?versionId=1"}, "IMAGESTUDIO_STORAGE_URL"),
+        ({"IMAGESTUDIO_STORAGE_URL": "s3:///team"}, "IMAGESTUDIO_STORAGE_URL"),
+        ({"IMAGESTUDIO_STORAGE_REDIRECT": "2"}, "IMAGESTUDIO_STORAGE_REDIRECT"),
     ],
 )
 def test_config_refuses_a_bad_value_naming_its_variable(env: dict[str, str], name: str) -> None:
@@ -168,6 +185,23 @@ def test_keywords_are_read_in_any_case_and_unset_lists_keep_their_defaults() -> 
     assert listed.cors_origins == ("http://localhost:5173", "tauri://localhost", "null")
     assert Config.from_env({"IMAGESTUDIO_SHUTDOWN_GRACE": "0"}).shutdown_grace == 0  # 0: cancel at once
     assert math.isclose(Config.from_env({"RUNWARE_TIMEOUT": "2.5"}).runware_timeout, 2.5)
+
+
+def test_object_storage_settings_are_read_and_its_secrets_kept_for_the_redactor() -> None:
+    secret, token = "an-aws-secret-key-for-the-test", "an-aws-session-token-for-the-test"
+    env = {
+        "IMAGESTUDIO_STORAGE_URL": " s3://images.team-1/studio/prod ",
+        "IMAGESTUDIO_STORAGE_REDIRECT": "TRUE",
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_SESSION_TOKEN": token,
+    }
+    config = Config.from_env(env)
+    assert (config.storage_url, config.storage_redirect) == ("s3://images.team-1/studio/prod", True)
+    assert {secret, token} <= set(config.secrets)
+    assert secret not in repr(config)
+    folders = Config.from_env({"IMAGESTUDIO_STORAGE_REDIRECT": "false", "AWS_SECRET_ACCESS_KEY": secret})
+    assert (folders.storage_url, folders.storage_redirect) == (None, False)  # the folders: the default
+    assert secret not in folders.secrets  # not ours to redact when we do not use it
 
 
 def test_config_built_directly_is_held_to_the_same_rules(tmp_path: Path) -> None:

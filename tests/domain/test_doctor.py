@@ -326,3 +326,23 @@ async def test_pruning_a_row_whose_image_is_gone_removes_its_thumbnail_too() -> 
     assert report.consistent
     assert world.storage.files == {}
     assert world.repository.rows == {}
+
+
+async def test_a_storage_that_cannot_be_written_is_a_problem_no_repair_fixes() -> None:
+    world = World()
+    await make(world, 2)
+    world.storage.writable_check_fails = True
+    report = await doctor(world)(repair=True)
+    assert report.unwritable == "Storage folder cannot be created or written"
+    assert report.findings == ()
+    assert not report.consistent
+    world.storage.writable_check_fails = False
+    assert (await doctor(world)()).consistent
+
+
+async def test_a_current_folder_outside_the_roots_is_not_probed() -> None:
+    world = World(storage=InMemoryImageStorage(outside=("/elsewhere",)))
+    await world.settings.update(SettingsPatch(storage_path="/elsewhere"))
+    report = await doctor(world)()
+    assert report.unwritable is None  # nothing is written there anyway: reported in outside
+    assert report.outside == ("/elsewhere",)

@@ -166,3 +166,45 @@ async def test_a_thumbnail_that_cannot_be_kept_is_still_sent() -> None:
         files[(generation.image.root, generation.image.key)]
     )
     assert world.storage.files == files
+
+
+async def test_serving_hands_out_the_storage_link_when_it_has_one_and_the_stream_otherwise() -> None:
+    world = World(storage=InMemoryImageStorage(links=True))
+    generation = await world.text_to_image()(TextToImage(prompt="a lighthouse", width=128, height=128))
+    image = generation.image
+    _, served = await world.open_image().serve(image.key)
+    assert served == f"{InMemoryImageStorage.LINK_BASE}{image.root}/{image.key}?signed"
+    _, thumbnail = await world.open_image().serve(image.thumbnail.key)
+    assert thumbnail == f"{InMemoryImageStorage.LINK_BASE}{image.root}/{image.thumbnail.key}?signed"
+
+    world.storage.links = False
+    _, stream = await world.open_image().serve(image.key)
+    assert not isinstance(stream, str)
+    assert await read_stream(stream) == world.storage.files[(image.root, image.key)]
+
+
+async def test_serving_a_missing_thumbnail_with_links_makes_it_sends_it_once_then_links_it() -> None:
+    world = World(storage=InMemoryImageStorage(links=True))
+    generation = await world.text_to_image()(TextToImage(prompt="a lighthouse", width=128, height=128))
+    image = generation.image
+    del world.storage.files[(image.root, image.thumbnail.key)]
+    _, made = await world.open_image().serve(image.thumbnail.key)
+    assert not isinstance(made, str)
+    assert await read_stream(made) == FakeThumbnailMaker.thumbnail_of(
+        world.storage.files[(image.root, image.key)]
+    )
+    _, linked = await world.open_image().serve(image.thumbnail.key)
+    assert isinstance(linked, str)  # stored on the first request
+
+
+async def test_serving_with_links_is_not_found_for_what_is_gone_or_no_generation_names() -> None:
+    world = World(storage=InMemoryImageStorage(links=True))
+    generation = await world.text_to_image()(TextToImage(prompt="a lighthouse", width=128, height=128))
+    image = generation.image
+    planted = StoredImage(key=world.storage.own_key(), root=image.root)
+    world.storage.plant(planted)
+    with pytest.raises(NotFound):
+        await world.open_image().serve(planted.key)  # in storage, but no generation names it
+    del world.storage.files[(image.root, image.key)]
+    with pytest.raises(NotFound):
+        await world.open_image().serve(image.key)

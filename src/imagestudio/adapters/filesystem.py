@@ -1,18 +1,21 @@
 """Filesystem adapter for the ``ImageStorage`` port.
 
-Images live under a storage folder as ``<YYYY-MM-DD>/<uuid>.<ext>``: a fresh UUID per file, so two
-generations never share a name, and a folder per day, so no directory grows without bound.
-Writes are atomic: the bytes go to a hidden temporary file in the target folder, are flushed to
-disk, and are then renamed into place. Every call runs in a worker thread.
+Images live under a storage folder with the names ``adapters/naming.py`` gives
+(``<YYYY-MM-DD>/<uuid>.<ext>``, thumbnails beside them as ``<...>.thumb.webp``). Writes are
+atomic: the bytes go to a hidden temporary file in the target folder, are flushed to disk, and
+are then renamed into place. Every call runs in a worker thread. ``delete`` of an image removes
+its thumbnail first.
 
-Each image's thumbnail lies beside it as ``<YYYY-MM-DD>/<32 hex>.<ext>.thumb.webp`` (the domain's
-``StoredImage.thumbnail``), written atomically the same way; ``delete`` of an image removes its
-thumbnail first.
+``scan`` lists only those names (images, thumbnails, ``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries
+and ``.tmp-probe-<32 hex>`` free-space probes), never following a symbolic link, so
+``imagestudio doctor`` cannot mistake a user's own files in the storage folder for leftovers.
 
-``scan`` lists only the names this adapter gives (``<YYYY-MM-DD>/<32 hex>.<ext>`` images, their
-``.thumb.webp`` thumbnails, ``<YYYY-MM-DD>/.tmp-<32 hex>`` temporaries and ``.tmp-probe-<32 hex>``
-free-space probes), never following a symbolic link, so ``imagestudio doctor`` cannot mistake a
-user's own files in the storage folder for leftovers.
+Roots as rows keep them (``StoredImage.root``): a folder inside the data dir is written relative
+to it (``generated``, or ``.`` for the data dir itself), so the history stays right when the data
+dir moves, and another machine (or an object store, where the same text is a prefix in the
+bucket) finds the same images under its own; only a folder outside the data dir (in another
+storage root) is kept as an absolute path. Both forms are read: :meth:`canonical_root` turns an
+absolute root inside the data dir (a row of an older version) into the relative one.
 
 Storage roots (CONTRACT.md sections 1, 5, 11): the folders given at construction (the data dir
 first). Nothing is created, written, scanned or deleted outside them, symbolic links followed:
@@ -39,9 +42,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import mimetypes
 import os
-import re
 import stat
 import uuid
 import zlib
@@ -51,8 +52,24 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
+from imagestudio.adapters.naming import (
+    ALLOWED_EXTENSIONS,
+    CHUNK_BYTES,
+    DAY_FOLDER,
+    DEFAULT_MAX_READ_BYTES,
+    IMAGE_KEY,
+    IMAGE_NAME,
+    PROBE_NAME,
+    TEMP_NAME,
+    TEMP_PREFIX,
+    THUMBNAIL_NAME,
+    media_type,
+    new_image_key,
+    probe_name,
+    too_large,
+)
 from imagestudio.domain.errors import InvalidParameters, InvalidStoragePath, NotFound, StorageError
-from imagestudio.domain.model import THUMBNAIL_SUFFIX, StoredImage
+from imagestudio.domain.model import StoredImage
 from imagestudio.domain.ports import StoredFile, StoredStream
 from imagestudio.log import get_logger
 
@@ -60,21 +77,9 @@ __all__ = ["CHUNK_BYTES", "DEFAULT_MAX_READ_BYTES", "MIN_FREE_BYTES", "TEMP_PREF
 
 log = get_logger(__name__)
 
-TEMP_PREFIX = ".tmp-"
-DEFAULT_MAX_READ_BYTES = 32 * 1024 * 1024
-"""The largest file read as an input image: the request body limit (``Config.max_body_size``)."""
-CHUNK_BYTES = 1024 * 1024
-"""The bytes ``open`` reads at a time (Litestar's ``File`` used the same)."""
 MIN_FREE_BYTES = 64 * 1024 * 1024
 """A storage folder whose disk has less free space than this is refused: room for a few dozen
 ordinary images, or a handful of 4096 px upscales."""
-_ALLOWED_EXTENSIONS = frozenset({"jpg", "png", "webp"})
-_DAY_FOLDER = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)")
-_IMAGE_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{32}\.(?:jpg|png|webp)")
-_THUMBNAIL_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)" + re.escape(THUMBNAIL_SUFFIX))
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{32}")
-_PROBE_NAME = re.compile(re.escape(TEMP_PREFIX) + r"probe-[0-9a-f]{32}")
 _OUTSIDE_ROOTS = (
     "storagePath must be a folder inside the data dir or a storage root"
     " (IMAGESTUDIO_STORAGE_ROOTS, --storage-root), symbolic links followed"
@@ -117,6 +122,26 @@ class FilesystemImageStorage:
             path = self.data_dir / path
         return Path(os.path.normpath(path))
 
+    def folder_of(self, root: str) -> Path:
+        """The absolute folder of a ``StoredImage.root``: a relative one lies in the data dir."""
+        path = Path(root)
+        return Path(os.path.normpath(path if path.is_absolute() else self.data_dir / path))
+
+    def row_root(self, folder: Path) -> str:
+        """How rows name the absolute ``folder``: relative to the data dir (POSIX separators,
+        ``.`` for the data dir itself) when it lies inside it, lexically; else its absolute path."""
+        if _is_inside(folder, self.data_dir):
+            return folder.relative_to(self.data_dir).as_posix()
+        return str(folder)
+
+    def canonical_root(self, root: str) -> str:
+        """The form a row should keep for ``root``: an absolute folder inside the data dir (how
+        older versions wrote every row) becomes relative; any other root stays as it is."""
+        return self.row_root(self.folder_of(root))
+
+    def location(self, root: str) -> str:
+        return str(self.folder_of(root))
+
     def is_confined(self, folder: Path) -> bool:
         """Whether ``folder`` (existing or not) lies inside a storage root once links are followed."""
         try:
@@ -126,12 +151,12 @@ class FilesystemImageStorage:
         return any(_is_inside(real, root) for root in self.roots)
 
     def owns(self, key: str) -> bool:
-        return _IMAGE_KEY.fullmatch(key) is not None
+        return IMAGE_KEY.fullmatch(key) is not None
 
     # --- port -----------------------------------------------------------------------------
 
     async def save(self, data: bytes, extension: str, storage_path: str) -> StoredImage:
-        if extension not in _ALLOWED_EXTENSIONS:
+        if extension not in ALLOWED_EXTENSIONS:
             raise StorageError(f"Refusing to store an image with extension {extension!r}")
         root = self.root_for(storage_path)
         return await anyio.to_thread.run_sync(self._save_sync, data, extension, root)
@@ -159,32 +184,34 @@ class FilesystemImageStorage:
     async def local_path(self, image: StoredImage) -> str | None:
         return await anyio.to_thread.run_sync(self._local_path_sync, image)
 
+    async def link(self, image: StoredImage) -> str | None:
+        return None  # a folder has no URL of its own: the server streams its files
+
     async def ensure_writable(self, storage_path: str) -> str:
         root = self.root_for(storage_path)
         await anyio.to_thread.run_sync(self._ensure_writable_sync, root)
         return str(root)
 
     async def root_of(self, storage_path: str) -> str:
-        return str(self.root_for(storage_path))
+        return self.row_root(self.root_for(storage_path))
 
     async def confined(self, root: str) -> bool:
-        return await anyio.to_thread.run_sync(self.is_confined, Path(root))
+        return await anyio.to_thread.run_sync(self.is_confined, self.folder_of(root))
 
     async def scan(self, root: str) -> list[StoredFile]:
-        return await anyio.to_thread.run_sync(self._scan_sync, Path(root))
+        return await anyio.to_thread.run_sync(self._scan_sync, root)
 
     # --- blocking implementations -----------------------------------------------------------
 
     def _save_sync(self, data: bytes, extension: str, root: Path) -> StoredImage:
         if not self.is_confined(root):  # checked before any folder is made
             raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
-        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        key = f"{day}/{uuid.uuid4().hex}.{extension}"
+        key = new_image_key(extension)
         self._write_sync(root, key, data, "image")
-        return StoredImage(key=key, root=str(root))
+        return StoredImage(key=key, root=self.row_root(root))
 
     def _save_thumbnail_sync(self, image: StoredImage, data: bytes) -> StoredImage:
-        root = Path(image.root)
+        root = self.folder_of(image.root)
         if not self.is_confined(root):
             raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
         thumbnail = image.thumbnail
@@ -214,7 +241,7 @@ class FilesystemImageStorage:
             raise StorageError(f"Could not write the {what}: {_describe(error)}") from error
 
     def _path_of(self, image: StoredImage) -> Path:
-        root = Path(image.root)
+        root = self.folder_of(image.root)
         path = root / image.key
         if not _is_inside(path, root):
             raise StorageError("A stored image points outside its storage folder")
@@ -235,7 +262,7 @@ class FilesystemImageStorage:
             if error.errno == errno.ELOOP:
                 raise NotFound("Image not found") from error
             raise StorageError(f"Could not read the image: {_describe(error)}") from error
-        if not _is_inside(real, Path(image.root).resolve()) or not real.is_file():
+        if not _is_inside(real, self.folder_of(image.root).resolve()) or not real.is_file():
             raise NotFound("Image not found")
         return real
 
@@ -245,14 +272,15 @@ class FilesystemImageStorage:
     def _read_reference_sync(self, key: str, root: Path) -> bytes:
         if not self.is_confined(root):
             raise InvalidStoragePath(_STALE_FOLDER, details={"field": "storagePath"})
-        return _read_bounded(self._real_file_of(StoredImage(key=key, root=str(root))), self.max_read_bytes)
+        image = StoredImage(key=key, root=self.row_root(root))
+        return _read_bounded(self._real_file_of(image), self.max_read_bytes)
 
     def _open_sync(self, image: StoredImage) -> StoredStream:
         real = self._real_file_of(image)
         handle, info = _open_regular(real)
         return StoredStream(
             size=info.st_size,
-            media_type=_media_type(image.key),
+            media_type=media_type(image.key),
             chunks=_FileChunks(handle, info.st_size),
             modified_at=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
             # the shape Litestar's ``File`` gave (mtime-size-checksum of the path), so caches keep theirs
@@ -268,7 +296,7 @@ class FilesystemImageStorage:
 
     def _delete_sync(self, image: StoredImage) -> None:
         path = self._path_of(image)
-        root = Path(image.root)
+        root = self.folder_of(image.root)
         if not self.is_confined(root):
             # An image an older version wrote outside the roots: its row goes, the file stays.
             log.warning("image outside the storage roots left in place", key=image.key, root=image.root)
@@ -296,7 +324,7 @@ class FilesystemImageStorage:
             root.mkdir(parents=True, exist_ok=True)
             if not self.is_confined(root):  # a link swapped in meanwhile
                 raise InvalidParameters(_OUTSIDE_ROOTS, field="storagePath")
-            probe = root / f"{TEMP_PREFIX}probe-{uuid.uuid4().hex}"
+            probe = root / probe_name()
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             os.close(fd)
             probe.unlink()
@@ -306,20 +334,21 @@ class FilesystemImageStorage:
                 details={"field": "storagePath"},
             ) from error
 
-    def _scan_sync(self, root: Path) -> list[StoredFile]:
-        if not self.is_confined(root):
+    def _scan_sync(self, root: str) -> list[StoredFile]:
+        folder = self.folder_of(root)
+        if not self.is_confined(folder):
             raise InvalidStoragePath("Refusing to scan a folder outside the storage roots")
         found: list[StoredFile] = []
         try:
-            for entry in _entries(root):
-                if _PROBE_NAME.fullmatch(entry.name):
+            for entry in _entries(folder):
+                if PROBE_NAME.fullmatch(entry.name):
                     _add_file(found, root, entry, entry.name, temporary=True)
-                elif _DAY_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                elif DAY_FOLDER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
                     for item in _entries(Path(entry.path)):
                         key = f"{entry.name}/{item.name}"
-                        if _IMAGE_NAME.fullmatch(item.name) or _THUMBNAIL_NAME.fullmatch(item.name):
+                        if IMAGE_NAME.fullmatch(item.name) or THUMBNAIL_NAME.fullmatch(item.name):
                             _add_file(found, root, item, key, temporary=False)
-                        elif _TEMP_NAME.fullmatch(item.name):
+                        elif TEMP_NAME.fullmatch(item.name):
                             _add_file(found, root, item, key, temporary=True)
         except OSError as error:
             raise StorageError(f"Could not list the storage folder: {_describe(error)}") from error
@@ -359,7 +388,7 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
 
 
 def _add_file(
-    found: list[StoredFile], root: Path, entry: os.DirEntry[str], key: str, *, temporary: bool
+    found: list[StoredFile], root: str, entry: os.DirEntry[str], key: str, *, temporary: bool
 ) -> None:
     """Append ``entry`` if it is a regular file (not a link); one that vanished meanwhile is skipped."""
     try:
@@ -370,7 +399,7 @@ def _add_file(
         return
     found.append(
         StoredFile(
-            image=StoredImage(key=key, root=str(root)),
+            image=StoredImage(key=key, root=root),
             temporary=temporary,
             size=info.st_size,
             modified_at=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
@@ -448,10 +477,6 @@ class _FileChunks:
         self._close_sync()
 
 
-def _media_type(key: str) -> str:
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
-
-
 def _read_bounded(real: Path, limit: int) -> bytes:
     """Read a file whose real path was checked to be inside storage, at most ``limit`` bytes.
 
@@ -461,18 +486,14 @@ def _read_bounded(real: Path, limit: int) -> bytes:
     handle, info = _open_regular(real)
     with handle:
         if info.st_size > limit:
-            raise InvalidParameters(_too_large(limit))
+            raise InvalidParameters(too_large(limit))
         try:
             data = handle.read(limit + 1)
         except OSError as error:
             raise StorageError(f"Could not read the image: {_describe(error)}") from error
     if len(data) > limit:
-        raise InvalidParameters(_too_large(limit))
+        raise InvalidParameters(too_large(limit))
     return data
-
-
-def _too_large(limit: int) -> str:
-    return f"The image file is larger than {limit / 2**20:g} MiB, the most an input image may be"
 
 
 def _is_inside(path: Path, root: Path) -> bool:

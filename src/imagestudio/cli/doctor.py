@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -85,19 +84,24 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
         f"Checked {report.rows} history rows and {report.files} image files in {len(report.roots)} {folders}:"
     ]
     lines += [
-        f"  {root}{'  (current storage folder)' if root == report.current else ''}" for root in report.roots
+        f"  {report.location(root)}{'  (current storage folder)' if root == report.current else ''}"
+        for root in report.roots
     ]
+    if report.unwritable is not None:
+        lines.append(f"The current storage folder cannot be written: {report.unwritable}")
     if report.outside:
         lines.append(
             "Not scanned, outside the storage roots (nothing there is removed; add the folder with"
             " --storage-root or IMAGESTUDIO_STORAGE_ROOTS to check it):"
         )
         refused = "  (current storage folder: new images are refused)"
-        lines += [f"  {root}{refused if root == report.current else ''}" for root in report.outside]
+        lines += [
+            f"  {report.location(root)}{refused if root == report.current else ''}" for root in report.outside
+        ]
     if report.findings:
         lines.append("Found:")
     for finding in report.findings:
-        path = Path(finding.image.root) / finding.image.key
+        path = f"{report.location(finding.image.root).rstrip('/')}/{finding.image.key}"
         if finding.generation_id is not None:
             what = f"row {finding.generation_id}: {path}"
             made = "made" if finding.problem is Problem.MISSING_THUMBNAIL else "row deleted"
@@ -113,7 +117,7 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
             " a running server may still be recording them (--min-age 0 judges them)."
         )
     remaining = report.remaining
-    if not remaining:
+    if not remaining and report.unwritable is None:
         fixed = len(report.repaired)
         lines.append(
             f"OK: repaired {fixed} problem(s); the history and the files agree."
@@ -121,7 +125,7 @@ def doctor_report(report: ConsistencyReport, *, min_age: float) -> str:
             else "OK: the history and the files agree."
         )
         return "\n".join(lines) + "\n"
-    lines.append(f"{len(remaining)} problem(s) remain.")
+    lines.append(f"{len(remaining) + (report.unwritable is not None)} problem(s) remain.")
     kinds = {f.problem for f in remaining}
     if kinds & {Problem.STALE_TEMPORARY, Problem.UNREFERENCED_FILE}:
         lines.append("  --repair removes stale temporary files and image files no row names.")

@@ -12,15 +12,20 @@ The history and the files can disagree only in ways a crash or an outside hand l
 - a row whose image is there without its thumbnail: a row from before thumbnails, or one removed
   by hand (the pipeline writes the thumbnail before the row). A thumbnail whose image no row names
   is an unreferenced file like an image.
+
+Beside them the check proves the current storage writable (a folder, or an object store's
+bucket, reached with the server's credentials): a storage that cannot be written is a problem
+no repair fixes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 
-from imagestudio.domain.errors import NotFound, StorageError
+from imagestudio.domain.errors import InvalidParameters, NotFound, StorageError
 from imagestudio.domain.model import HistoryCursor, HistoryQuery, HistorySort, StoredImage, thumbnail_owner
 from imagestudio.domain.ports import (
     Clock,
@@ -95,6 +100,15 @@ class ConsistencyReport:
     scanned, and nothing in them is ever removed."""
     thumbnails: int = 0
     """Thumbnail files found in the roots."""
+    unwritable: str | None = None
+    """Why the current storage folder (or bucket) cannot be written, or ``None`` when it can (or
+    is outside the roots, where nothing is written anyway)."""
+    locations: Mapping[str, str] = field(default_factory=dict)
+    """Where each root of ``roots`` and ``outside`` is (``ImageStorage.location``)."""
+
+    def location(self, root: str) -> str:
+        """Where the folder ``root`` is: its absolute path, or the object store's URL of it."""
+        return self.locations.get(root, root)
 
     @property
     def remaining(self) -> tuple[Finding, ...]:
@@ -107,8 +121,8 @@ class ConsistencyReport:
 
     @property
     def consistent(self) -> bool:
-        """True when no problem remains."""
-        return not self.remaining
+        """True when no problem remains (and the storage can be written)."""
+        return not self.remaining and self.unwritable is None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +151,10 @@ class CheckConsistency:
       reported with the reason;
     - ``prune_missing`` deletes the rows whose file is gone, after checking once more that it
       still is, and never a row whose file exists under another root; their thumbnails go too;
-    - a row whose file is there but unreadable is reported and never pruned.
+    - a row whose file is there but unreadable is reported and never pruned;
+    - the current storage folder, when inside the roots, is proved writable
+      (``ImageStorage.ensure_writable``: created if missing, a probe written and removed); why it
+      cannot be is ``unwritable``.
     """
 
     repository: GenerationRepository
@@ -158,6 +175,7 @@ class CheckConsistency:
         roots = tuple(root for root, inside in zip(in_use, confined, strict=True) if inside)
         outside = tuple(root for root, inside in zip(in_use, confined, strict=True) if not inside)
         files = [found for root in roots for found in await self.storage.scan(root)]
+        unwritable = await self._unwritable(settings.storage_path) if current in roots else None
         finished = [f for f in files if not f.temporary]
         images = [f for f in finished if thumbnail_owner(f.image.key) is None]
         thumbnails = {(f.image.root, f.image.key) for f in finished if thumbnail_owner(f.image.key)}
@@ -197,7 +215,16 @@ class CheckConsistency:
             current=current,
             outside=outside,
             thumbnails=len(thumbnails),
+            unwritable=unwritable,
+            locations={root: self.storage.location(root) for root in in_use},
         )
+
+    async def _unwritable(self, storage_path: str) -> str | None:
+        try:
+            await self.storage.ensure_writable(storage_path)
+        except (InvalidParameters, StorageError) as error:
+            return error.message
+        return None
 
     async def _rows(self) -> dict[int, StoredImage]:
         """The image of every row by id, read oldest first in keyset pages (stable while rows are
@@ -235,7 +262,7 @@ class CheckConsistency:
         problem, reason = found
         if problem is Problem.UNREADABLE_FILE:
             return Finding(problem=problem, image=image, generation_id=generation_id, note=reason)
-        note = None if elsewhere is None else f"a file of this name is in {elsewhere}"
+        note = None if elsewhere is None else f"a file of this name is in {self.storage.location(elsewhere)}"
         finding = Finding(problem=problem, image=image, generation_id=generation_id, note=note)
         if not prune:
             return finding

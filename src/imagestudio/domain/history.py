@@ -151,7 +151,10 @@ class OpenImage:
     - a generation's missing thumbnail (a row from before thumbnails, or one removed by hand) is
       made from its image on first request and stored, so later requests read it; where it
       cannot be stored (a folder outside the storage roots, a full disk) it is made and sent
-      without being kept.
+      without being kept;
+    - :meth:`serve` answers with a short-lived URL of the storage itself instead of the bytes
+      when the storage hands them out (``ImageStorage.link``: an object store told to redirect),
+      after the same checks; a missing thumbnail made on that request is sent as bytes.
     """
 
     repository: GenerationRepository
@@ -165,6 +168,24 @@ class OpenImage:
             return generation, await self._thumbnail(generation)
         generation = await self._generation(key)
         return generation, await self.storage.open(generation.image)
+
+    async def serve(self, key: str) -> tuple[Generation, StoredStream | str]:
+        """What the image route answers for ``key``: a URL to redirect to, when the storage
+        hands them out, else the opened stream (the caller closes it); errors as for a call."""
+        owner = thumbnail_owner(key)
+        generation = await self._generation(owner or key)
+        image = generation.image if owner is None else generation.image.thumbnail
+        try:
+            url = await self.storage.link(image)
+        except NotFound:
+            if owner is None:
+                raise
+            return generation, await self._thumbnail(generation)  # missing: made, stored, sent once
+        if url is not None:
+            return generation, url
+        if owner is None:
+            return generation, await self.storage.open(image)
+        return generation, await self._thumbnail(generation)
 
     async def local_path(self, key: str) -> str | None:
         """The image's file on this machine, or ``None`` for a storage without local files (then

@@ -80,6 +80,7 @@ MAX_REFERENCE = 4096
 STALE_STORAGE_FOLDER = (
     "The storage folder in the settings lies outside the storage roots, so no image can be written"
     " there: set storagePath (PUT /api/settings) to a folder inside the data dir or a storage root"
+    " (with IMAGESTUDIO_STORAGE_URL: a relative folder, a prefix inside the bucket)"
 )
 
 
@@ -155,15 +156,20 @@ class SourceResolver:
             return None, None
         path = posixpath.normpath(text)
         settings = await self.settings.get()
-        root = posixpath.normpath((await self.storage.root_of(settings.storage_path)).replace("\\", "/"))
+        root = self._where(await self.storage.root_of(settings.storage_path))
         if path.startswith(root.rstrip("/") + "/"):
             key = _relative_key(path[len(root.rstrip("/")) + 1 :])
             return (None, None) if key is None else (key, await self.repository.get_by_key(key))
         key = "/".join(path.split("/")[-2:])
         generation = await self.repository.get_by_key(key)
-        if generation is not None and posixpath.join(generation.image.root, key) == path:
+        if generation is not None and posixpath.join(self._where(generation.image.root), key) == path:
             return key, generation
         return None, None
+
+    def _where(self, root: str) -> str:
+        """The absolute path of the folder ``root`` with ``/`` separators (an object store's URL,
+        which no absolute path starts with, for a root that is no folder on this machine)."""
+        return posixpath.normpath(self.storage.location(root).replace("\\", "/"))
 
 
 def _relative_key(text: str) -> str | None:

@@ -202,10 +202,16 @@ async def read_stream(stream: StoredStream) -> bytes:
 
 
 class ImageStorage(Protocol):
-    """Where image files live: folders inside the storage roots the server was started with.
+    """Where image files live: folders inside the storage roots the server was started with, or
+    prefixes in an object store's bucket.
 
     Nothing is created, written, scanned or removed outside the roots (symbolic links followed);
     images recorded outside them by an older version are still read and served.
+
+    A root (``StoredImage.root``, what a row keeps) is the storage's own name for a folder, the
+    same on every machine that shares the storage: relative to the data dir (a folder storage)
+    or to the bucket's prefix (an object store); only a folder outside the data dir is an
+    absolute path. :meth:`location` says where a root is, for people and for matching paths.
 
     Images leave storage as bytes (``read``, ``read_reference``: inputs, bounded) or as a
     ``StoredStream`` (``open``: serving, copying), never as a filesystem path the caller must open:
@@ -260,8 +266,20 @@ class ImageStorage(Protocol):
         local files; ``NotFound`` / ``StorageError`` as for :meth:`open`."""
         ...
 
+    async def link(self, image: StoredImage) -> str | None:
+        """A short-lived URL from which a client may fetch the stored image itself, when this
+        storage hands them out (an object store told to); ``None`` otherwise (then open it),
+        decided without I/O. ``NotFound`` / ``StorageError`` as for :meth:`open`."""
+        ...
+
+    def location(self, root: str) -> str:
+        """Where the folder ``root`` is, decided on the text alone: its absolute path on this
+        machine (a folder storage) or its URL (``s3://bucket/prefix/generated``)."""
+        ...
+
     async def ensure_writable(self, storage_path: str) -> str:
-        """Create ``storage_path`` if needed and prove it writable.
+        """Create ``storage_path`` if needed and prove it writable; return where it is (as
+        :meth:`location` says).
 
         ``InvalidParameters`` (field ``storagePath``) if it lies outside the roots, checked before
         anything is created; ``InvalidStoragePath`` if it cannot be created or written, or its disk

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.background_tasks import BackgroundTask
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, PathParameter
 from litestar.response import File
 from litestar.response.base import ASGIResponse
@@ -311,17 +312,45 @@ class SettingsController(Controller):
         return SettingsResponse(data=settings_out(settings), message="Settings updated")
 
 
+REDIRECT_STATUS = 307
+"""The answer that sends a client to an image's presigned URL: 307 Temporary Redirect, because
+the URL expires (temporary) and is signed for the method asked (a 307 keeps it; a 302 may change
+it, and a 303 means "see another resource", which the image is not)."""
+REDIRECT_CACHE_SECONDS = 300
+"""How long a client may keep a redirect: well inside the URL's lifetime (ten minutes), so a
+kept redirect never leads to an expired URL, and the browser reuses the image it fetched there."""
+
+
 class _StreamedFile(File):
     """A stored image sent as a stream of the storage's chunks, documented as Litestar documents a
-    ``File`` download (content length, last modified, entity tag), so ``/openapi.json`` holds."""
+    ``File`` download (content length, last modified, entity tag), so ``/openapi.json`` holds;
+    or, given ``location``, the redirect to the storage's own URL of it."""
 
-    def __init__(self, stored: StoredStream, *, filename: str, headers: dict[str, str]) -> None:
-        super().__init__(path=filename, media_type=stored.media_type, headers=headers)
+    def __init__(
+        self,
+        stored: StoredStream | None,
+        *,
+        filename: str,
+        headers: dict[str, str],
+        location: str | None = None,
+    ) -> None:
+        super().__init__(
+            path=filename, media_type="image/*" if stored is None else stored.media_type, headers=headers
+        )
         self.stored = stored
+        self.location = location
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:  # type: ignore[override]
         # no HEAD case here: ShellGuard answers HEAD as this GET without its body (http/head.py)
         headers = {**kwargs.get("headers", {}), **self.headers}
+        if self.stored is None:
+            assert self.location is not None
+            return ASGIResponse(
+                status_code=REDIRECT_STATUS,
+                headers={**headers, "Location": self.location},
+                media_type="text/plain",
+                encoded_headers=kwargs.get("encoded_headers"),
+            )
         return ASGIStreamingResponse(
             iterator=self.stored.chunks,
             headers=headers,
@@ -343,12 +372,25 @@ class ImagesController(Controller):
         operation_id=operation_id("getImage"),
         description=described_by(OpenImage),
         operation_class=documented(),
-        responses=_errors(NotFound, StorageError, *DATABASE),
+        responses={
+            REDIRECT_STATUS: ResponseSpec(
+                None,
+                description=(
+                    "With IMAGESTUDIO_STORAGE_REDIRECT=true: the image is fetched from the object"
+                    " store's short-lived presigned URL in Location"
+                ),
+                media_type="text/plain",
+            ),
+            **_errors(NotFound, StorageError, *DATABASE),
+        },
         response_description="File Download",
     )
     async def image(self, services: ServicesDep, key: FromPath[str]) -> _StreamedFile:
-        _, stored = await services.open_image(key.lstrip("/"))
+        _, stored = await services.open_image.serve(key.lstrip("/"))
         filename = key.rsplit("/", 1)[-1]  # the image's or its thumbnail's name: only those open
+        if isinstance(stored, str):
+            cache = {"Cache-Control": f"private, max-age={REDIRECT_CACHE_SECONDS}", "Vary": "Origin"}
+            return _StreamedFile(None, filename=filename, headers=cache, location=stored)
         headers = {
             "Content-Length": str(stored.size),
             "Content-Disposition": f'inline; filename="{filename}"',

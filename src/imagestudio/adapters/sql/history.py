@@ -32,7 +32,7 @@ import builtins
 import datetime as dt
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final
@@ -237,6 +237,30 @@ class SqlGenerationRepository:
 
         return await self._db.run(work)
 
+    async def relocate_roots(self, canonical: Callable[[str], str]) -> int:
+        """Rewrite every row's storage root into the form ``canonical`` gives it (the storage's
+        own name for that folder) and return how many rows changed.
+
+        The distinct roots are read first (a handful: one per storage folder ever used) and only
+        the roots that change are written, each in one statement, all in one transaction; a
+        history already in that form is read and left alone.
+        """
+
+        def distinct(connection: Connection) -> builtins.list[str]:
+            return [str(root) for root in connection.execute(_ROOTS).scalars()]
+
+        moves = {old: new for old in await self._db.read(distinct) if (new := canonical(old)) != old}
+        if not moves:
+            return 0
+
+        def work(session: Session) -> int:
+            connection = session.connection()
+            return sum(
+                connection.execute(_RELOCATE, {"old": old, "new": new}).rowcount for old, new in moves.items()
+            )
+
+        return await self._db.run(work)
+
 
 # The statements of a listing depend only on which filters are set (its "shape"): they are built
 # once per shape, with bound parameters for the values, since building SQLAlchemy expressions
@@ -258,6 +282,12 @@ def _id(generation_id: int) -> ColumnElement[int]:
 
 
 _BY_KEY = select(GENERATIONS).where(GENERATIONS.c.file_key == bindparam("key"))
+_ROOTS = select(GENERATIONS.c.storage_root).distinct()
+_RELOCATE = (
+    update(GENERATIONS)
+    .where(GENERATIONS.c.storage_root == bindparam("old"))
+    .values(storage_root=bindparam("new"))
+)
 # built once: a statement built per call costs its cache key on every generation
 _INSERT_GENERATION = insert(GENERATIONS).returning(GENERATIONS.c.id)
 _FTS_COUNT = text("SELECT count(*) FROM generations_fts WHERE generations_fts MATCH :fts_query")
