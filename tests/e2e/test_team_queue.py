@@ -1,11 +1,12 @@
 """A team: API servers and workers as real processes on one PostgreSQL database and one queue.
 
 Two ``imagestudio serve --role api`` processes take requests; two ``imagestudio worker`` processes
-(one job at a time each) run them from procrastinate's queue. Images go to one folder every
-process mounts (a shared disk; object storage is tested on its own). Each case below broke when
-live work lived in the memory of the server that took the request:
+(one job at a time each) run them from procrastinate's queue. Every process has a data dir of its
+own (separate disks); images live in one S3 bucket (moto's server). Each case below broke when
+live work lived in the memory of the server that took the request, or images on its disk:
 
 - a task taken by A runs on a worker, and B reports its progress and its outcome;
+- an image a worker made is served by B, transformed on A and deleted from B, objects and all;
 - a cancel on B stops a task running on a worker, or a queued one before it starts, and nothing
   is stored;
 - a repeated ``Idempotency-Key`` on B answers A's task; a synchronous repeat waits for it;
@@ -31,6 +32,7 @@ import httpx
 import pytest
 
 from tests.databases import PostgresServer
+from tests.objectstore import MotoServer
 from tests.servers import (
     FakeRunwareProcess,
     Server,
@@ -54,8 +56,10 @@ class Team:
     a: Server
     b: Server
     workers: list[Worker]
-    data: Path
+    root: Path
     env: dict[str, str]
+    bucket: str
+    moto: MotoServer
     runware: FakeRunwareProcess
 
 
@@ -68,23 +72,35 @@ def runware() -> Iterator[FakeRunwareProcess]:
 
 @pytest.fixture(scope="module")
 def team(
-    postgres: PostgresServer, runware: FakeRunwareProcess, tmp_path_factory: pytest.TempPathFactory
+    postgres: PostgresServer,
+    runware: FakeRunwareProcess,
+    moto: MotoServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Team]:
-    """Two API servers and two one-job workers on a fresh schema, sharing one image folder."""
+    """Two API servers and two one-job workers on a fresh schema, each with its own data dir, one
+    bucket for the images."""
     root = tmp_path_factory.mktemp("team")
-    data = root / "shared"
+    bucket = moto.new_bucket()
     with postgres.schema() as url:
-        env = {"IMAGESTUDIO_DATABASE_URL": url, "IMAGESTUDIO_MAX_QUEUED": str(MAX_QUEUED), **runware.env}
-        first = start_server(data, env, args=("--role", "api"))  # creates the schema and the queue
+        env = {
+            "IMAGESTUDIO_DATABASE_URL": url,
+            "IMAGESTUDIO_MAX_QUEUED": str(MAX_QUEUED),
+            "IMAGESTUDIO_STORAGE_URL": f"s3://{bucket}/team",
+            **runware.env,
+            **moto.environment(),
+        }
+        first = start_server(root / "a", env, args=("--role", "api"))  # creates the schema and the queue
         with ThreadPoolExecutor(3) as pool:
-            second = pool.submit(start_server, data, env, args=("--role", "api"))
-            workers = [pool.submit(start_worker, data, env, name=f"worker-{n}") for n in range(2)]
+            second = pool.submit(start_server, root / "b", env, args=("--role", "api"))
+            workers = [pool.submit(start_worker, root / f"w{n}", env, name=f"worker-{n}") for n in range(2)]
             team = Team(
                 a=first,
                 b=second.result(),
                 workers=[w.result() for w in workers],
-                data=data,
+                root=root,
                 env=env,
+                bucket=bucket,
+                moto=moto,
                 runware=runware,
             )
         try:
@@ -121,10 +137,11 @@ def _until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
     raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
-def _images(data: Path) -> set[str]:
-    return {
-        str(path.relative_to(data)) for path in data.rglob("*") if path.is_file() and ".db" not in path.name
-    }
+def _images(team: Team) -> set[str]:
+    """Every object in the team's bucket; and no image on any process's own disk."""
+    on_disk = [p for p in team.root.rglob("*") if p.suffix in (".png", ".jpg", ".webp")]
+    assert on_disk == []
+    return set(team.moto.objects(team.bucket))
 
 
 def _history_of(server: Server, prompt: str) -> list[dict[str, Any]]:
@@ -158,9 +175,38 @@ def test_a_task_taken_by_one_server_is_reported_by_the_other_while_it_runs_and_o
     assert image.content[:3] in (b"\xff\xd8\xff", b"\x89PN")
 
 
+def test_an_image_a_worker_made_is_served_transformed_and_deleted_by_the_servers(team: Team) -> None:
+    before = _images(team)
+    made = httpx.post(
+        f"{team.a.url}/api/generate/text-to-image", json={"prompt": "a shared harbour", **SMALL}, timeout=60
+    )
+    assert made.status_code == 200, made.text
+    original = made.json()["data"]
+    added = _images(team) - before
+    assert len(added) == 2  # the image and its thumbnail, in the bucket
+    served = httpx.get(f"{team.b.url}{original['filePath']}", timeout=10)
+    assert served.status_code == 200
+    assert served.content in {team.moto.objects(team.bucket)[key] for key in added}
+    thumbnail = httpx.get(f"{team.b.url}{original['thumbnailPath']}", timeout=10)
+    assert thumbnail.status_code == 200
+    assert thumbnail.headers["content-type"] == "image/webp"
+    transformed = httpx.post(
+        f"{team.b.url}/api/generate/image-to-image",
+        json={"prompt": "the harbour at night", "seedImage": original["filePath"], "strength": 0.5},
+        timeout=60,
+    )
+    assert transformed.status_code == 200, transformed.text
+    assert transformed.json()["data"]["parameters"]["sourceId"] == original["id"]
+    for generation in (original, transformed.json()["data"]):
+        deleted = httpx.delete(f"{team.b.url}/api/history/{generation['id']}", timeout=10)
+        assert deleted.status_code == 200, deleted.text
+    assert _images(team) == before
+    assert httpx.get(f"{team.a.url}{original['filePath']}", timeout=10).status_code == 404
+
+
 def test_a_cancel_on_another_server_stops_a_running_task_and_stores_nothing(team: Team) -> None:
     prompt = f"a slow glacier {uuid.uuid4().hex[:8]}"
-    before = _images(team.data)
+    before = _images(team)
     task_id = _submit(team.a, prompt, LONG).json()["data"]["taskId"]
     _until(lambda: _task(team.b, task_id)["status"] == "generating", "the task runs")
     started = time.monotonic()
@@ -171,7 +217,7 @@ def test_a_cancel_on_another_server_stops_a_running_task_and_stores_nothing(team
     assert _task(team.a, task_id)["status"] == "cancelled"
     time.sleep(1)  # whatever the worker would still do, it has done by now
     assert _history_of(team.a, prompt) == []
-    assert _images(team.data) == before
+    assert _images(team) == before
 
 
 def test_a_queued_task_cancelled_on_another_server_never_runs(team: Team) -> None:
@@ -239,13 +285,20 @@ def test_the_queue_limit_counts_the_whole_cluster(team: Team) -> None:
 
 @pytest.fixture
 def small_team(
-    postgres: PostgresServer, runware: FakeRunwareProcess, tmp_path: Path
+    postgres: PostgresServer, runware: FakeRunwareProcess, moto: MotoServer, tmp_path: Path
 ) -> Iterator[tuple[Server, dict[str, str], Path]]:
-    """One API server on a schema of its own, for tests that start and stop their workers."""
+    """One API server on a schema of its own, for tests that start and stop their workers (each
+    worker with a data dir of its own under the returned folder)."""
     with postgres.schema() as url:
-        env = {"IMAGESTUDIO_DATABASE_URL": url, "IMAGESTUDIO_SHUTDOWN_GRACE": "20", **runware.env}
-        data = tmp_path / "shared"
-        server = start_server(data, env, args=("--role", "api"))
+        env = {
+            "IMAGESTUDIO_DATABASE_URL": url,
+            "IMAGESTUDIO_SHUTDOWN_GRACE": "20",
+            "IMAGESTUDIO_STORAGE_URL": f"s3://{moto.new_bucket()}/team",
+            **runware.env,
+            **moto.environment(),
+        }
+        data = tmp_path / "workers"
+        server = start_server(tmp_path / "api", env, args=("--role", "api"))
         try:
             yield server, env, data
         finally:
@@ -256,7 +309,7 @@ def test_a_killed_worker_leaves_its_task_interrupted_within_30_seconds(
     small_team: tuple[Server, dict[str, str], Path], runware: FakeRunwareProcess
 ) -> None:
     server, env, data = small_team
-    worker = start_worker(data, env)
+    worker = start_worker(data / "one", env)
     submitted = int(str(runware.stats()["submissions"]))
     try:
         task_id = _submit(server, "a doomed windmill", LONG).json()["data"]["taskId"]
@@ -268,7 +321,7 @@ def test_a_killed_worker_leaves_its_task_interrupted_within_30_seconds(
         assert time.monotonic() - killed < 30
         assert failed["error"]["code"] == "INTERRUPTED"
         assert _history_of(server, "a doomed windmill") == []
-        later = start_worker(data, env, name="later")  # another worker never runs it again
+        later = start_worker(data / "later", env, name="later")  # another worker never runs it again
         time.sleep(2)
         stop_worker(later)
         assert int(str(runware.stats()["submissions"])) == submitted + 1  # paid for once, never again
@@ -282,14 +335,14 @@ def test_a_worker_stopped_with_sigterm_finishes_its_job_and_leaves_the_queue_to_
     small_team: tuple[Server, dict[str, str], Path],
 ) -> None:
     server, env, data = small_team
-    first = start_worker(data, env, name="first")
+    first = start_worker(data / "first", env, name="first")
     running = _submit(server, "a finishing bridge", LONG).json()["data"]["taskId"]
     _until(lambda: _task(server, running)["status"] == "generating", "the task runs")
     queued = [_submit(server, f"a waiting boat {n}", SMALL).json()["data"]["taskId"] for n in range(2)]
     assert stop_worker(first) == 0
     assert _task(server, running)["status"] == "completed"
     assert [_task(server, t)["status"] for t in queued] == ["queued", "queued"]
-    second = start_worker(data, env, name="second", concurrency=2)
+    second = start_worker(data / "second", env, name="second", concurrency=2)
     try:
         _until(
             lambda: all(_task(server, t)["status"] == "completed" for t in queued),
