@@ -470,7 +470,10 @@ def _details(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- P10 at {level}: {team} s; one serve on SQLite {single} s; straight to the fake {direct} s"
             )
+        during = [b["load"] for f in p10["levels"].values() for w in ("1", "2") for b in f[w] if "load" in b]
         load = f"{p10['load_before']} before, {p10.get('load_after')} after"
+        if during:
+            load += f", {min(during):.1f}-{max(during):.1f} after the team's bursts"
         lines.append(f"- P10 load average (1 min): {load}")
     cold = results.get("cold")
     if cold:

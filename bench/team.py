@@ -510,6 +510,7 @@ class Team:
             "cpu_s": CpuMeter.spent(before, self.meter.sample()),
             "timeline": _timeline(self.url, since),
             "lock_waits": waits.summary(),
+            "load": _load(),
         }
 
     def admission(self, count: int) -> dict[str, Any]:
