@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +31,14 @@ __all__ = [
     "FakeProvider",
     "RssSampler",
     "Server",
+    "direct_burst",
     "free_port",
     "median",
     "percentile",
     "raw_request",
     "running_fake",
     "running_server",
+    "stop",
     "wait_healthy",
 ]
 
@@ -83,7 +86,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60
     raise RuntimeError(f"{url} did not become healthy within {timeout} s")
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -132,7 +136,7 @@ def running_fake(latency: float = 0.0, cpu: int | None = None) -> Iterator[FakeP
             pin(process.pid, cpu)
         yield FakeProvider(url=line.rsplit(" ", 1)[-1], process=process)
     finally:
-        _stop(process)
+        stop(process)
 
 
 @dataclass
@@ -199,7 +203,7 @@ def running_server(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        stack.callback(_stop, process)
+        stack.callback(stop, process)
         if cpu is not None:
             pin(process.pid, cpu)
         url = f"http://{HOST}:{port}"
@@ -307,3 +311,31 @@ def _dechunk(data: bytes) -> bytes:
             return bytes(out)
         out += rest[:size]
         data = rest[size + 2 :]
+
+
+async def direct_burst(fake_url: str, count: int, prompt: str) -> float:
+    """The floor of a burst: ``count`` clients ask the fake provider directly, all at once (a
+    1024x1024 task, then its image's download, each on its own connection); the wall time."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+    async def one() -> None:
+        task = {
+            "taskType": "imageInference",
+            "taskUUID": str(uuid.uuid4()),
+            "positivePrompt": prompt,
+            "model": "runware:100@1",
+            "width": 1024,
+            "height": 1024,
+            "seed": 7,
+            "outputFormat": "JPG",
+        }
+        status, answer = await raw_request("POST", fake_url, json.dumps([task]).encode(), headers)
+        if status != 200:
+            raise RuntimeError(f"the fake answered {status}")
+        status, _ = await raw_request("GET", json.loads(answer)["data"][0]["imageURL"])
+        if status != 200:
+            raise RuntimeError(f"the fake's image answered {status}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return time.perf_counter() - started

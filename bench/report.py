@@ -101,7 +101,7 @@ def render(results: dict[str, Any]) -> str:
 
 def _rows(results: dict[str, Any]) -> list[str]:
     rows: list[str] = []
-    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "P8", "P9", "cold", "suite"):
+    for name in ("P1", "P2", "P3", "P4", "P5", "P7", "P8", "P9", "P10", "cold", "suite"):
         if "error" in results.get(name, {}):
             rows.append(f"| {name} | failed in this run | {results[name]['error']} | | | **not measured** |")
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
@@ -205,6 +205,7 @@ def _rows(results: dict[str, Any]) -> list[str]:
         )
     rows.extend(_p8_rows(results.get("P8")))
     rows.extend(_p9_rows(results.get("P9")))
+    rows.extend(_p10_rows(results.get("P10")))
     cold = results.get("cold")
     if cold:
         rows.append(
@@ -296,6 +297,119 @@ def _p9_rows(p9: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _codes(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{count}x {status}" for status, count in sorted(statuses.items()))
+
+
+def _summed(bursts: list[dict[str, Any]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for burst in bursts:
+        for status, count in burst["statuses"].items():
+            total[status] = total.get(status, 0) + count
+    return total
+
+
+def _cpu_ms(cpu: dict[str, float], count: int) -> str:
+    """CPU milliseconds a generation, by process: the API servers and the workers each together."""
+    api = sum(v for k, v in cpu.items() if k.startswith("api"))
+    workers = sum(v for k, v in cpu.items() if k.startswith("worker"))
+    total = api + workers + cpu.get("postgres", 0.0) + cpu.get("fake", 0.0)
+    return (
+        f"{total * 1000 / count:.0f} ms: API servers {api * 1000 / count:.0f}, workers "
+        f"{workers * 1000 / count:.0f}, PostgreSQL {cpu.get('postgres', 0.0) * 1000 / count:.0f}, "
+        f"the fake {cpu.get('fake', 0.0) * 1000 / count:.0f}"
+    )
+
+
+def _latency(figures: dict[str, float]) -> str:
+    return f"p50 {figures['p50_ms']:.1f}, p99 {figures['p99_ms']:.1f}, max {figures['max_ms']:.1f} ms"
+
+
+def _p10_rows(p10: dict[str, Any] | None) -> list[str]:
+    """P10, a team on PostgreSQL (``bench/team.py``): two API servers, one or two workers."""
+    if not p10:
+        return []
+    latency = p10["latency"]
+    rows = []
+    for level, figures in p10["levels"].items():
+        direct = median(figures["direct_s"]) / latency
+        single = median([b["wall_s"] for b in figures["single"]]) / latency
+        for workers in ("1", "2"):
+            bursts = figures[workers]
+            walls = [b["wall_s"] for b in bursts]
+            rows.append(
+                f"| P10 | {level} concurrent synchronous text-to-image {p10['size']} through two API servers,"
+                " "
+                f"{workers} worker{'s' if workers == '2' else ''}, provider latency {latency:g} s "
+                f"| {_spread(walls, ' s', 2)} = **{median(walls) / latency:.2f}x** the latency; "
+                f"{_codes(_summed(bursts))} "
+                f"| straight to the fake: {direct:.2f}x; one `imagestudio serve` on SQLite: {single:.2f}x "
+                f"({_codes(_summed(figures['single']))}) | no target | |"
+            )
+    drains = [p10[key] for key in ("drain_1", "drain_2") if p10.get(key)]
+    if drains:
+        admissions = [drain["admission"] for drain in drains]
+        count = sum(admissions[0]["statuses"].values())
+        walls = " and ".join(f"{a['wall_s']:.2f} s" for a in admissions)
+        rates = " and ".join(f"{count / a['wall_s']:.0f}" for a in admissions)
+        none = {"share_waited": 0.0, "mean_waiting": 0.0}
+        waits = [a["lock_waits"].get("admission", none) for a in admissions]
+        rows.append(
+            f"| P10 | admission alone: {count} submissions (`Prefer: respond-async`) at once through two "
+            f"API servers, no worker running (twice) | **{walls}** to the last answer ({rates} a second); "
+            f"{_codes(_summed(admissions))} | some backend waited for the cluster's admission lock in "
+            + " and ".join(f"{w['share_waited']:.0%}" for w in waits)
+            + " of the samples ("
+            + " and ".join(f"{w['mean_waiting']:.1f}" for w in waits)
+            + " waiting on average) | no target | |"
+        )
+    for drain in drains:
+        timeline = drain["timeline"]
+        starts = timeline["last_start_s"] - timeline["first_start_s"]
+        rows.append(
+            f"| P10 | that full queue of {timeline['tasks']} run by {drain['workers']} worker"
+            f"{'s started together' if drain['workers'] > 1 else ''} "
+            f"| **{drain['drain_s']:.2f} s** from the first start to the last end "
+            f"| starts spread over {starts:.2f} s ({timeline['tasks'] / max(starts, 1e-9):.0f} a second); "
+            f"a task ran {timeline['run_p50_s']:.2f} s (p50); CPU a generation "
+            f"{_cpu_ms(drain['cpu_s'], timeline['tasks'])} | no target | |"
+        )
+    big = p10["levels"].get("256")
+    if big:
+        for workers in ("1", "2"):
+            bursts = big[workers]
+            middle = sorted(bursts, key=lambda b: b["wall_s"])[(len(bursts) - 1) // 2]
+            count = sum(middle["statuses"].values())
+            waits = middle["lock_waits"].get("admission", {"share_waited": 0.0})
+            single = sorted(big["single"], key=lambda b: b["wall_s"])[(len(big["single"]) - 1) // 2]
+            rows.append(
+                f"| P10 | where the time of the median 256 burst with {workers} worker"
+                f"{'s' if workers == '2' else ''} went "
+                f"| CPU a generation **{_cpu_ms(middle['cpu_s'], count)}** "
+                f"| last task started at {middle['timeline']['last_start_s']:.1f} s of "
+                f"{middle['wall_s']:.1f} s, tasks ran {middle['timeline']['run_p50_s']:.2f} s (p50); "
+                f"the admission lock had a waiter in {waits['share_waited']:.0%} of the samples; "
+                f"one `serve` on SQLite: {single['cpu_s'] * 1000 / count:.0f} ms a generation | no target | |"
+            )
+    events = p10.get("events")
+    if events:
+        rows.append(
+            f"| P10 | event latency between servers: {events['tasks']} tasks submitted on A, sockets on A "
+            f"and B on every task, {min(events['events_a'], events['events_b'])} events "
+            f"| arrival on B minus arrival on A: **{_latency(events['b_minus_a'])}** "
+            f"(absolute: {_latency(events['b_minus_a_abs'])}) "
+            f"| from publication to arrival: on A {_latency(events['published_to_a'])}, on B "
+            f"{_latency(events['published_to_b'])} | no target | |"
+        )
+        rows.append(
+            f"| P10 | a task's completion (published by a worker) to its arrival on the servers, "
+            f"{events['completed_to_b']['count']} tasks "
+            f"| on B **{_latency(events['completed_to_b'])}** | on A {_latency(events['completed_to_a'])}; "
+            f"B minus A {_latency(events['completed_b_minus_a'])} | no target | |"
+        )
+    return rows
+
+
 def _details(results: dict[str, Any]) -> list[str]:
     lines = ["### Every round", ""]
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
@@ -344,6 +458,23 @@ def _details(results: dict[str, Any]) -> list[str]:
             sizes = ", ".join(f"{r[key + '_bytes'] / 1024:.0f}" for r in p9["rounds"])
             lines.append(f"- P9 {key}: {times} ms; {sizes} KiB")
         lines.append(f"- P9 make_ms: {', '.join(f'{v:.1f}' for v in p9['make_ms'])} ms")
+    p10 = results.get("P10")
+    if p10:
+        for level, figures in p10["levels"].items():
+            direct = ", ".join(f"{w:.2f}" for w in figures["direct_s"])
+            single = ", ".join(f"{b['wall_s']:.2f}" for b in figures["single"])
+            team = "; ".join(
+                f"{workers} worker(s) " + ", ".join(f"{b['wall_s']:.2f}" for b in figures[workers])
+                for workers in ("1", "2")
+            )
+            lines.append(
+                f"- P10 at {level}: {team} s; one serve on SQLite {single} s; straight to the fake {direct} s"
+            )
+        during = [b["load"] for f in p10["levels"].values() for w in ("1", "2") for b in f[w] if "load" in b]
+        load = f"{p10['load_before']} before, {p10.get('load_after')} after"
+        if during:
+            load += f", {min(during):.1f}-{max(during):.1f} after the team's bursts"
+        lines.append(f"- P10 load average (1 min): {load}")
     cold = results.get("cold")
     if cold:
         lines.append(f"- cold start: {', '.join(f'{s:.2f}' for s in cold['seconds'])} s")

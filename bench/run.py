@@ -25,7 +25,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import gallery
 import harness
 import httpx
 import numpy as np
+import team
 from harness import median, percentile
 from PIL import Image
 
@@ -73,33 +73,6 @@ async def _burst(url: str, body: dict[str, Any], count: int) -> tuple[float, set
     return time.perf_counter() - started, {status for status, _ in answers}
 
 
-async def _direct_burst(fake_url: str, count: int) -> float:
-    """The floor: the same client asks the fake provider directly (task, then image download)."""
-    headers = {"Authorization": f"Bearer {harness.API_KEY}", "Content-Type": "application/json"}
-
-    async def one() -> None:
-        task = {
-            "taskType": "imageInference",
-            "taskUUID": str(uuid.uuid4()),
-            "positivePrompt": PROMPT,
-            "model": "runware:100@1",
-            "width": 1024,
-            "height": 1024,
-            "seed": 7,
-            "outputFormat": "JPG",
-        }
-        status, answer = await harness.raw_request("POST", fake_url, json.dumps([task]).encode(), headers)
-        if status != 200:
-            raise RuntimeError(f"the fake answered {status}")
-        status, _ = await harness.raw_request("GET", json.loads(answer)["data"][0]["imageURL"])
-        if status != 200:
-            raise RuntimeError(f"the fake's image answered {status}")
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(count)))
-    return time.perf_counter() - started
-
-
 def p1_p6_concurrency(mode: Mode) -> dict[str, Any]:
     """P1 (wall time of N concurrent text-to-image, provider latency 1 s) and P6 (peak RSS at 64)."""
     latency = 1.0
@@ -117,7 +90,7 @@ def p1_p6_concurrency(mode: Mode) -> dict[str, Any]:
             for count in (16, 64):
                 walls, directs, peaks, statuses = [], [], [], set()
                 for _ in range(mode.rounds):
-                    directs.append(await _direct_burst(fake.url, count))
+                    directs.append(await harness.direct_burst(fake.url, count, PROMPT))
                     with harness.RssSampler(server.pid) as sampler:
                         wall, codes = await _burst(url, body, count)
                     walls.append(wall)
@@ -399,6 +372,7 @@ SCENARIOS: dict[str, Callable[[Mode], dict[str, Any]]] = {
     "P7": p7_big_body,
     "P8": attacks.p8_attacks,
     "P9": gallery.p9_gallery,
+    "P10": team.p10_team,
     "cold": cold_start,
 }
 
@@ -490,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run, not a measurement")
     parser.add_argument(
-        "--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,P8,P9,cold,suite)"
+        "--only", default="", help="comma-separated scenarios (P1,P2,P3,P4,P5,P7,P8,P9,P10,cold,suite)"
     )
     parser.add_argument(
         "--with-suite",
