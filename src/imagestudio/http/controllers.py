@@ -96,7 +96,7 @@ __all__ = [
 ]
 
 _ID = re.compile(r"-?[0-9]{1,40}")
-_ID_DOCS = {"pattern": "^-?[0-9]+$"}
+_ID_DOCS = {"pattern": "^-?[0-9]{1,40}$"}  # what _ID takes; out of range is then 404
 
 
 def _parse_id(raw: str) -> int:
