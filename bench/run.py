@@ -1,11 +1,12 @@
 """The benchmark runner: ``python bench/run.py [--quick] [--only P1,P4] [--with-suite]``.
 
 Runs the scenarios of issue 7 (and P8, the attacks of issue 12: ``bench/attacks.py``; P9, a
-gallery page of issue 16: ``bench/gallery.py``) against
-real processes on loopback (``imagestudio serve``, the fake Runware, a bare Litestar app, a
-separate load-generator process), takes the median of repeated rounds, and writes
-``BENCHMARKS.md`` (and the raw figures to ``bench/last-run.json``). The P3 section of
-``BENCHMARKS.md`` belongs to ``bench/history.py``: this runner keeps it as it finds it.
+gallery page of issue 16: ``bench/gallery.py``; P10, a team on PostgreSQL of issue 17:
+``bench/team.py``, which needs a PostgreSQL server) against real processes on loopback
+(``imagestudio serve``, the fake Runware, a bare Litestar app, a separate load-generator
+process), takes the median of repeated rounds, and writes ``BENCHMARKS.md`` (and the raw
+figures to ``bench/last-run.json``). The P3 section of ``BENCHMARKS.md`` belongs to
+``bench/history.py``: this runner keeps it as it finds it.
 
 Machines here are shared and noisy: every comparison is measured side by side, in alternating
 rounds of the same run, and the report gives ratios next to absolute times.

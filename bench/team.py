@@ -98,7 +98,14 @@ def _fresh_database() -> Iterator[str]:
     admin = _libpq(os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL))
     name = f"imagestudio_bench_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        for attempt in range(20):
+            try:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                break
+            except psycopg.errors.ObjectInUse:  # someone is connected to template1 this moment
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
     base, _, _ = admin.rpartition("/")
     try:
         yield f"{base}/{name}"
