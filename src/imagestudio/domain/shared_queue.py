@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Protocol
 
 from imagestudio.domain.budget import DEFAULT_MAX_QUEUED_BYTES, ByteBudget, Hold
-from imagestudio.domain.errors import Conflict, NotFound, QueueFull, StudioError, error_from_code
+from imagestudio.domain.errors import Conflict, NotFound, QueueFull, StudioError
 from imagestudio.domain.lifecycle import TaskState
 from imagestudio.domain.model import Generation, Task, TaskEvent, TaskStatus
 from imagestudio.domain.pipeline import GenerationJob, GenerationPipeline, PipelineJob
@@ -45,7 +45,7 @@ from imagestudio.domain.ports import (
     TaskEventStream,
     TaskRepository,
 )
-from imagestudio.domain.tasks import IdempotencyKey, Job, ShutdownReport, TaskManager
+from imagestudio.domain.tasks import IdempotencyKey, Job, ShutdownReport, TaskManager, outcome_of
 
 __all__ = ["SharedQueue", "SharedQueueTasks", "WorkQueuedJob"]
 
@@ -163,17 +163,7 @@ class SharedQueueTasks:
 
     async def wait_all(self, task_id: str) -> list[Generation]:
         """Every generation of the task once it has ended, wherever it runs; its error otherwise."""
-        task = await self._until_finished(task_id, timeout=None)
-        ids = task.generation_ids or ((task.generation_id,) if task.generation_id is not None else ())
-        if task.status is TaskStatus.COMPLETED and ids:
-            generations = []
-            for generation_id in ids:
-                generation = await self.generations.get(generation_id)
-                if generation is None:
-                    raise NotFound("A generation of this task has been deleted")
-                generations.append(generation)
-            return generations
-        raise error_from_code(task.error_code or "INTERRUPTED", task.error_message or "Task did not complete")
+        return await outcome_of(await self._until_finished(task_id, timeout=None), self.generations)
 
     async def _until_finished(self, task_id: str, timeout: float | None) -> Task:  # noqa: ASYNC109
         """The task once it is terminal (or as it is when ``timeout`` runs out): woken by its

@@ -116,6 +116,21 @@ class Job(Protocol):
         ...
 
 
+async def outcome_of(task: Task, generations: GenerationRepository) -> list[Generation]:
+    """What a finished task answers a waiting request: its generations in seed order (``NotFound``
+    once any of them has been deleted), or its error."""
+    ids = task.generation_ids or ((task.generation_id,) if task.generation_id is not None else ())
+    if task.status is TaskStatus.COMPLETED and ids:
+        made = []
+        for generation_id in ids:
+            generation = await generations.get(generation_id)
+            if generation is None:
+                raise NotFound("A generation of this task has been deleted")
+            made.append(generation)
+        return made
+    raise error_from_code(task.error_code or "INTERRUPTED", task.error_message or "Task did not complete")
+
+
 class TaskControl:
     """What a running job uses to report progress, learn of cancellation and record its file."""
 
@@ -392,17 +407,7 @@ class TaskManager:
         entry = self._active.get(task_id)
         if entry is not None:
             return list(await asyncio.shield(entry.done))
-        task = await self.get(task_id)
-        ids = task.generation_ids or ((task.generation_id,) if task.generation_id is not None else ())
-        if task.status is TaskStatus.COMPLETED and ids:
-            generations = []
-            for generation_id in ids:
-                generation = await self._generations.get(generation_id)
-                if generation is None:
-                    raise NotFound("A generation of this task has been deleted")
-                generations.append(generation)
-            return generations
-        raise error_from_code(task.error_code or "INTERRUPTED", task.error_message or "Task did not complete")
+        return await outcome_of(await self.get(task_id), self._generations)
 
     # --- questions ---------------------------------------------------------------------------
 
